@@ -1,0 +1,1 @@
+"""newsframe: entity and framing models for news articles."""
