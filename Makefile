@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU wheel unless a GPU is present (an unpinned torch pulls the multi-GB CUDA build).
 TORCH := torch==2.13.0
 
-.PHONY: setup train test lint cv clean
+.PHONY: setup train test lint cv clean labelstudio
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+## Label Studio in its own venv (.venv-labelstudio) for the round-trip test; a no-op once installed.
+labelstudio:
+	PYTHON=$(PYTHON) bash scripts/labelstudio_env.sh
+
 ## Train the NER and the stance model on the seed corpus (default model, fold 0 held out) and print their reports.
 train: setup
 	$(PY) -m src.data validate data/annotations/seeds.jsonl
@@ -23,7 +27,7 @@ train: setup
 	$(PY) -m src.train task=stance hydra.run.dir=runs/stance
 
 ## Run the whole test suite (unit, integration and the slow end-to-end tests).
-test: setup
+test: setup labelstudio
 	$(PY) -m ruff check src scripts tests
 	$(PY) -m pytest
 
@@ -32,4 +36,4 @@ lint: setup
 	$(PY) -m ruff format --check src scripts tests
 
 clean:
-	rm -rf $(VENV) outputs multirun runs .pytest_cache
+	rm -rf $(VENV) .venv-labelstudio outputs multirun runs .pytest_cache

@@ -63,9 +63,7 @@ def encode_stance(
     stride: int,
 ) -> dict[str, list]:
     """Windows over sentences for classification; every window of a sentence carries the sentence's label."""
-    enc = tokenizer(
-        list(texts), truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True
-    )
+    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True)
     mapping = list(enc["overflow_to_sample_mapping"])
     out: dict[str, list] = {
         "input_ids": enc["input_ids"],
@@ -78,7 +76,10 @@ def encode_stance(
 
 
 def words_from_windows(
-    logits: Sequence[np.ndarray], word_ids: Sequence[Sequence[int]], example_index: Sequence[int], n_words: Sequence[int]
+    logits: Sequence[np.ndarray],
+    word_ids: Sequence[Sequence[int]],
+    example_index: Sequence[int],
+    n_words: Sequence[int],
 ) -> list[np.ndarray]:
     """Per-word logits for each example from its windows' token logits.
 

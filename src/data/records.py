@@ -1,0 +1,69 @@
+"""Reading and writing corpus records (one JSON object per article), validated on the way in."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from src.data.validate import parse_json_records, validate_records
+from src.labels import ENTITY_LABELS, STANCE_LABELS
+
+Record = dict
+
+
+class DataError(ValueError):
+    """An annotation file breaks the format; ``problems`` holds one message per problem (as the validator prints)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the data:\n" + "\n".join(self.problems))
+
+
+def load_records(
+    path: str | Path,
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    root: str | Path | None = None,
+) -> list[Record]:
+    """Records of an annotation file (.jsonl, or .json with one record or a list), validated: training on a bad
+    file must fail before it starts, with the validator's messages.
+
+    Raises ``DataError`` listing every problem. ``root`` is an extra folder for resolving ``source`` paths.
+
+    EXAMPLE: ``load_records("data/annotations/seeds.jsonl")[0]["id"] -> "000_056989c0f52db9f1"``
+    """
+    path = Path(path)
+    items, problems = parse_json_records(path)
+    problems += validate_records(
+        ((f"{path}:{lineno}", obj) for lineno, obj in items),
+        entity_labels=entity_labels,
+        stance_labels=stance_labels,
+        base=path.parent,
+        root=Path(root) if root is not None else None,
+    )
+    if problems:
+        raise DataError(problems)
+    return [obj for _, obj in items]
+
+
+def save_records(records: Iterable[Record], path: str | Path) -> None:
+    """Write records as JSON lines, atomically (a temporary file in the same folder, then ``os.replace``), so a
+    crash never leaves half a corpus.
+
+    EXAMPLE: ``save_records([{"id": "a", "text": "Hi", "entities": [], "sentences": []}], "out.jsonl")``
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

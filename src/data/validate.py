@@ -1,0 +1,282 @@
+"""Checks that corpus records obey the format of data/GUIDELINES.md, reported one problem per line.
+
+Every message names where the problem is (file and line, record id, character offset) and quotes the text around it,
+so the annotator can find it without a debugger. ``load_records`` raises with the same messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from src.data.words import word_spans
+from src.labels import ENTITY_LABELS, STANCE_LABELS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTEXT = 20  # characters of text quoted on each side of a problem
+
+
+def around(text: str, start: int, end: int | None = None) -> str:
+    """The text near ``text[start:end]``, with the span in ⟦⟧ and line breaks escaped, for messages.
+
+    EXAMPLE: ``around("I like London.", 7, 13) -> '"I like ⟦London⟧."'``
+    """
+    end = start if end is None else end
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    left, mid, right = text[max(0, start - CONTEXT) : start], text[start:end], text[end : end + CONTEXT]
+    return json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
+
+
+def parse_json_records(path: str | Path) -> tuple[list[tuple[int, object]], list[str]]:
+    """Parse ``path`` into ``(line number, object)`` pairs and a list of syntax problems.
+
+    ``.jsonl``: one object per line (blank lines skipped). ``.json``: one object or a list of objects (line numbers
+    are then the line where the file starts, 1).
+
+    EXAMPLE: a .jsonl file with ``{"id": "a"}`` then ``{oops`` -> ``([(1, {"id": "a"})], ["f.jsonl:2: malformed ..."])``
+    """
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return [], [f"{path}: cannot read: {err}"]
+    if path.suffix == ".json":
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as err:
+            return [], [f"{path}:{err.lineno}: malformed JSON at column {err.colno}: {err.msg}"]
+        return [(1, obj) for obj in (data if isinstance(data, list) else [data])], []
+    items, problems = [], []
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as err:
+            problems.append(f"{path}:{lineno}: malformed JSON at column {err.colno}: {err.msg}: {line[:60]!r}")
+    return items, problems
+
+
+def resolve_source(source: str, base: Path | None = None, root: Path | None = None) -> Path | None:
+    """The existing file that ``source`` names: tried under ``root``, the repo root, ``base`` (the annotation file's
+    folder) and its parents, then the working directory. ``None`` when none exists.
+
+    EXAMPLE: ``resolve_source("seeds/000_056989c0f52db9f1.txt") -> Path("/…/newsframe/seeds/000_….txt")``
+    """
+    candidates = [root, REPO_ROOT]
+    if base is not None:
+        candidates += [base, *base.resolve().parents]
+    candidates.append(Path.cwd())
+    for folder in candidates:
+        if folder is not None and (folder / source).is_file():
+            return folder / source
+    return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_fields(record: dict, where: str) -> list[str]:
+    """Shape problems (missing or wrongly typed fields); the span checks run only when this is empty."""
+    problems = []
+    for key, types in (("id", str), ("text", str), ("entities", list), ("sentences", list)):
+        if key not in record:
+            problems.append(f"{where}: missing field {key!r}")
+        elif not isinstance(record[key], types):
+            problems.append(f"{where}: field {key!r} must be {types.__name__}, got {type(record[key]).__name__}")
+    if "source" in record and not isinstance(record["source"], str):
+        problems.append(f"{where}: field 'source' must be str, got {type(record['source']).__name__}")
+    for key, label_key, label_types in (("entities", "label", (str,)), ("sentences", "stance", (str, type(None)))):
+        if not isinstance(record.get(key), list):
+            continue
+        for i, span in enumerate(record[key]):
+            if not isinstance(span, dict):
+                problems.append(f"{where}: {key}[{i}] must be an object, got {type(span).__name__}")
+                continue
+            for field in ("start", "end"):
+                if not _is_int(span.get(field)):
+                    problems.append(f"{where}: {key}[{i}] field {field!r} must be int, got {span.get(field)!r}")
+            if label_key not in span:
+                problems.append(f"{where}: {key}[{i}] missing field {label_key!r}")
+            elif not isinstance(span[label_key], label_types):
+                problems.append(f"{where}: {key}[{i}] field {label_key!r} has wrong type: {span[label_key]!r}")
+    return problems
+
+
+def _check_span(text: str, kind: str, span: dict, where: str) -> list[str]:
+    """Bounds, emptiness and outer whitespace of one span."""
+    start, end = span["start"], span["end"]
+    if not 0 <= start < end <= len(text):
+        what = "empty" if start >= end else "out of bounds"
+        return [f"{where}: {kind} {start}-{end} is {what} (text length {len(text)}) near {around(text, start, end)}"]
+    if text[start].isspace() or text[end - 1].isspace():
+        return [f"{where}: {kind} {start}-{end} has outer whitespace: {around(text, start, end)}"]
+    return []
+
+
+def _check_source(record: dict, where: str, base: Path | None, root: Path | None) -> list[str]:
+    path = resolve_source(record["source"], base, root)
+    if path is None:
+        return [f"{where}: source file {record['source']!r} not found (relative to the repo root or the file)"]
+    try:
+        expected = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return [f"{where}: cannot read source {path}: {err}"]
+    text = record["text"]
+    if text == expected:
+        return []
+    at = next(
+        (i for i, (a, b) in enumerate(zip(text, expected, strict=False)) if a != b), min(len(text), len(expected))
+    )
+    return [
+        f"{where}: text differs from source {record['source']} at offset {at}: "
+        f"record {around(text, at, at + 1)} vs file {around(expected, at, at + 1)} "
+        f"(lengths {len(text)} vs {len(expected)})"
+    ]
+
+
+def validate_record(
+    record: object,
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    base: Path | None = None,
+    root: Path | None = None,
+    where: str = "",
+) -> list[str]:
+    """All format problems of one record, one message each; ``[]`` when it is valid.
+
+    ``where`` prefixes messages (e.g. ``"seeds.jsonl:3"``); ``base`` is the annotation file's folder and ``root`` an
+    extra folder for resolving ``source``.
+
+    EXAMPLE: ``validate_record({"id": "a", "text": "Hi", "entities": [], "sentences": [{"start": 0, "end": 2,
+    "stance": None}]}) -> []``
+    """
+    if not isinstance(record, dict):
+        return [f"{where}: record must be a JSON object, got {type(record).__name__}"]
+    rid = record.get("id")
+    where = f"{where}: record {rid}" if where else f"record {rid}"
+    problems = _check_fields(record, where)
+    if problems:
+        return problems
+    text, entities, sentences = record["text"], record["entities"], record["sentences"]
+    source_problems = _check_source(record, where, base, root) if "source" in record else []
+
+    for ent in entities:
+        problems += _check_span(text, f"entity {ent['label']}", ent, where)
+        if ent["label"] not in entity_labels:
+            problems.append(
+                f"{where}: unknown entity label {ent['label']!r} at {ent['start']}-{ent['end']} "
+                f"(known: {', '.join(entity_labels)}): {around(text, ent['start'], ent['end'])}"
+            )
+    for sent in sentences:
+        problems += _check_span(text, "sentence", sent, where)
+        if sent["stance"] is not None and sent["stance"] not in stance_labels:
+            problems.append(
+                f"{where}: unknown stance {sent['stance']!r} of sentence {sent['start']}-{sent['end']} "
+                f"(known: {', '.join(stance_labels)} or null): {around(text, sent['start'], sent['end'])}"
+            )
+    if problems:  # the relational checks below assume spans are in bounds
+        return source_problems + problems
+    problems = source_problems
+
+    reach: dict | None = None  # the entity seen so far that ends last, so nested overlaps are caught too
+    for ent in sorted(entities, key=lambda e: (e["start"], e["end"])):
+        if reach is not None and ent["start"] < reach["end"]:
+            problems.append(
+                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} overlaps entity {reach['label']} "
+                f"{reach['start']}-{reach['end']}: {around(text, reach['start'], max(reach['end'], ent['end']))}"
+            )
+        if reach is None or ent["end"] > reach["end"]:
+            reach = ent
+    words = word_spans(text)
+    word_starts, word_ends = {s for s, _ in words}, {e for _, e in words}
+    for ent in entities:
+        if ent["start"] not in word_starts or ent["end"] not in word_ends:
+            problems.append(
+                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} does not start and end on word "
+                f"boundaries: {around(text, ent['start'], ent['end'])}"
+            )
+
+    covered_to = 0
+    for sent in sentences:
+        start, end = sent["start"], sent["end"]
+        if start < covered_to:
+            problems.append(
+                f"{where}: sentence {start}-{end} overlaps or precedes the sentence before it (ends at {covered_to}): "
+                f"{around(text, start, end)}"
+            )
+        else:
+            problems += _uncovered(text, covered_to, start, where)
+        covered_to = max(covered_to, end)
+    problems += _uncovered(text, covered_to, len(text), where)
+
+    for ent in entities:
+        if not any(s["start"] <= ent["start"] and ent["end"] <= s["end"] for s in sentences):
+            problems.append(
+                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} is not inside one sentence (crosses a "
+                f"sentence boundary or lies outside all sentences): {around(text, ent['start'], ent['end'])}"
+            )
+    return problems
+
+
+def _uncovered(text: str, start: int, end: int, where: str) -> list[str]:
+    """A problem for the first non-whitespace character of ``text[start:end]`` (a gap between sentences)."""
+    gap = text[start:end]
+    stripped = gap.lstrip()
+    if not stripped:
+        return []
+    first = start + len(gap) - len(stripped)
+    last = start + len(gap.rstrip())
+    return [f"{where}: text {first}-{last} is not covered by any sentence: {around(text, first, last)}"]
+
+
+def validate_records(
+    records: Iterable[tuple[str, object]],
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    base: Path | None = None,
+    root: Path | None = None,
+) -> list[str]:
+    """Problems of ``(where, record)`` pairs: each record's, then duplicate ids across them.
+
+    EXAMPLE: ``validate_records([("f:1", rec), ("f:2", rec)])`` -> ``["f:2: record a: duplicate id (first at f:1)"]``
+    """
+    problems, first_seen = [], {}
+    for where, record in records:
+        problems += validate_record(
+            record, entity_labels=entity_labels, stance_labels=stance_labels, base=base, root=root, where=where
+        )
+        rid = record.get("id") if isinstance(record, dict) else None
+        if isinstance(rid, str):
+            if rid in first_seen:
+                problems.append(f"{where}: record {rid}: duplicate id (first at {first_seen[rid]})")
+            else:
+                first_seen[rid] = where
+    return problems
+
+
+def validate_file(
+    path: str | Path,
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    root: str | Path | None = None,
+) -> list[str]:
+    """All problems of an annotation file (.jsonl, or .json with one record or a list); ``[]`` when valid.
+
+    EXAMPLE: ``validate_file("data/annotations/seeds.jsonl") -> []``
+    """
+    path = Path(path)
+    items, problems = parse_json_records(path)
+    problems += validate_records(
+        ((f"{path}:{lineno}", obj) for lineno, obj in items),
+        entity_labels=entity_labels,
+        stance_labels=stance_labels,
+        base=path.parent,
+        root=Path(root) if root is not None else None,
+    )
+    return problems

@@ -1,0 +1,87 @@
+"""``python -m src.evaluate model=DIR data.path=FILE [out_dir=DIR]`` or ``python -m src.evaluate cv=MULTIRUN_DIR``.
+
+Overrides are ``key=value`` pairs (OmegaConf dot-list, as in Hydra) on configs/evaluate.yaml; an unknown key is an
+error. Not a Hydra app: ``model`` is also the training config's group name, and evaluating makes no outputs/ folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .checkpoint import evaluate_checkpoint
+from .cv import write_cv
+from .report import per_label_table
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """configs/evaluate.yaml with ``key=value`` overrides; raises ``ValueError`` on an unknown key or bad pair."""
+    cfg = OmegaConf.load(CONFIG_DIR / "evaluate.yaml")
+    OmegaConf.set_struct(cfg, True)
+    bad = [a for a in overrides if "=" not in a]
+    if bad:
+        raise ValueError(f"expected key=value arguments, got {bad}")
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist(overrides))
+    except OmegaConfBaseException as err:
+        raise ValueError(f"bad override ({err.__class__.__name__}): {err}") from err
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status (2: bad arguments, 1: bad input such as a missing fold)."""
+    try:
+        return run(argv)
+    except (ValueError, FileNotFoundError) as err:  # CVError, DataError and bad predictions are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def run(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip() + "\n\nconfigs/evaluate.yaml:\n" + (CONFIG_DIR / "evaluate.yaml").read_text())
+        return 0
+    try:
+        cfg = load_config(argv)
+    except ValueError as err:
+        print(f"error: {err}; see --help", file=sys.stderr)
+        return 2
+    if (cfg.model is None) == (cfg.cv is None):
+        print(
+            "error: give exactly one of model=DIR (with data.path=FILE) or cv=MULTIRUN_DIR; see --help", file=sys.stderr
+        )
+        return 2
+    if cfg.cv is not None:
+        data_path = None if cfg.data.path is None else str(cfg.data.path)
+        cv_metrics = write_cv(str(cfg.cv), cfg.out_dir and str(cfg.out_dir), data_path, baselines=cfg.baselines)
+        for task, result in cv_metrics["tasks"].items():
+            for name, system in result["systems"].items():
+                print(
+                    f"{task:7s} {name:22s} pooled {system['pooled']['headline']['name']} "
+                    f"{system['pooled']['headline']['value']:.3f}  folds {system['mean']:.3f} ± {system['std']:.3f}"
+                )
+        print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
+        return 0
+    if cfg.data.path is None:
+        print("error: model=DIR needs data.path=FILE (annotated records)", file=sys.stderr)
+        return 2
+    metrics, paths = evaluate_checkpoint(
+        str(cfg.model),
+        str(cfg.data.path),
+        cfg.out_dir and str(cfg.out_dir),
+        device=cfg.device,
+        batch_size=cfg.batch_size,
+    )
+    print(per_label_table(metrics))
+    print(json.dumps({"headline": metrics["headline"], **{k: str(v) for k, v in paths.items()}}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

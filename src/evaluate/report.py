@@ -1,0 +1,195 @@
+"""Files a person or a program reads: metrics.json, report.md (tables + error analysis), the stance confusion PNG.
+
+Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import ner_errors, stance_errors
+
+MAX_ERRORS = 50
+CONFUSION_PNG = "confusion_stance.png"
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: object) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
+    return write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Records of a JSONL file; a malformed line raises ``ValueError`` naming the file and line."""
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from err
+    return records
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    def cell(v: object) -> str:
+        text = f"{v:.3f}" if isinstance(v, float) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def per_label_table(metrics: dict) -> str:
+    """Precision/recall/F1/support per label, then the micro and macro averages."""
+    rows = [[label, m["precision"], m["recall"], m["f1"], m["support"]] for label, m in metrics["per_label"].items()]
+    rows += [
+        [f"*{avg} avg*", *(metrics[avg][k] for k in ("precision", "recall", "f1", "support"))]
+        for avg in ("micro", "macro")
+    ]
+    return markdown_table(["label", "precision", "recall", "F1", "support"], rows)
+
+
+def confusion_table(metrics: dict) -> str:
+    cm = metrics["confusion_matrix"]
+    rows = [[f"**{gold}**", *row] for gold, row in zip(cm["labels"], cm["matrix"], strict=True)]
+    return markdown_table(["gold \\ predicted", *cm["labels"]], rows)
+
+
+def summary_lines(metrics: dict) -> list[str]:
+    lines = [
+        f"- documents: {metrics['n_documents']}, sentences scored: {metrics['n_sentences']}",
+        f"- headline ({metrics['headline']['name']}): **{metrics['headline']['value']:.3f}**",
+    ]
+    if metrics["task"] == "ner":
+        sm = metrics["span_match"]
+        lines.append(f"- gold entities: {metrics['n_gold']}, predicted: {metrics['n_predicted']}")
+        lines.append(
+            f"- exact character-span matching: tp {sm['micro']['tp']}, fp {sm['micro']['fp']}, fn {sm['micro']['fn']}"
+            f", F1 {sm['micro']['f1']:.3f} (agrees with seqeval: {sm['agrees_with_seqeval']})"
+        )
+    else:
+        lines.append(f"- accuracy: {metrics['accuracy']:.3f}")
+        lines.append(f"- document stance accuracy: {metrics['doc_stance_accuracy']:.3f}")
+    return lines
+
+
+def error_section(task: str, gold: Sequence[dict], pred: Sequence[dict], max_errors: int = MAX_ERRORS) -> str:
+    """Markdown error analysis: FP/FN spans (NER) or misclassified sentences (stance), at most ``max_errors`` each."""
+    parts = ["## Error analysis"]
+    if task == "ner":
+        errors = ner_errors(gold, pred)
+        for key, title in (("false_positives", "False positives"), ("false_negatives", "False negatives")):
+            items = errors[key]
+            parts.append(f"### {title} ({len(items)}{f', first {max_errors}' if len(items) > max_errors else ''})")
+            rows = [
+                [e["doc_id"], f"{e['start']}-{e['end']}", e["text"], e["label"], "; ".join(e["overlaps"]), e["context"]]
+                for e in items[:max_errors]
+            ]
+            other = "gold overlap" if key == "false_positives" else "predicted overlap"
+            parts.append(markdown_table(["doc", "span", "text", "label", other, "context"], rows) if rows else "none")
+    else:
+        items = stance_errors(gold, pred)
+        parts.append(
+            f"### Misclassified sentences ({len(items)}{f', first {max_errors}' if len(items) > max_errors else ''})"
+        )
+        rows = [
+            [
+                e["doc_id"],
+                f"{e['start']}-{e['end']}",
+                e["gold"],
+                e["pred"],
+                "" if e["score"] is None else f"{e['score']:.2f}",
+                e["text"],
+            ]
+            for e in items[:max_errors]
+        ]
+        parts.append(
+            markdown_table(["doc", "span", "gold", "predicted", "score", "sentence"], rows) if rows else "none"
+        )
+    return "\n\n".join(parts)
+
+
+def render_report(metrics: dict, gold: Sequence[dict], pred: Sequence[dict], title: str | None = None) -> str:
+    task = metrics["task"]
+    parts = [
+        f"# {title or f'Evaluation: {task}'}",
+        "\n".join(summary_lines(metrics)),
+        "## Per label",
+        per_label_table(metrics),
+    ]
+    if task == "ner":
+        parts.append("Scored with seqeval, strict IOB2 mode, on word-level tags per gold sentence.")
+    else:
+        parts += [
+            "## Confusion matrix (rows gold, columns predicted)",
+            confusion_table(metrics),
+            f"![confusion]({CONFUSION_PNG})",
+        ]
+        docs = [[d["id"], d["gold"], d["pred"]] for d in metrics["doc_stance"]]
+        parts += ["## Document stance", markdown_table(["document", "gold", "predicted"], docs)]
+    parts.append(error_section(task, gold, pred))
+    return "\n\n".join(parts) + "\n"
+
+
+def save_confusion_png(metrics: dict, path: str | Path, title: str = "stance confusion matrix") -> Path:
+    """The stance confusion matrix as a PNG (counts in the cells), rendered off-screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    cm = metrics["confusion_matrix"]
+    fig, ax = plt.subplots(figsize=(1.6 * len(cm["labels"]) + 2, 1.4 * len(cm["labels"]) + 1.5))
+    ConfusionMatrixDisplay(np.array(cm["matrix"]), display_labels=cm["labels"]).plot(ax=ax, colorbar=False)
+    ax.set_title(title)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
+
+
+def write_evaluation(
+    metrics: dict, gold_records: Sequence[dict], pred_records: Sequence[dict], out_dir: str | Path
+) -> dict[str, Path]:
+    """Write metrics.json, report.md and (stance) confusion_stance.png into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    paths = {"metrics": write_json(out / "metrics.json", metrics)}
+    paths["report"] = write_atomic(out / "report.md", render_report(metrics, gold_records, pred_records))
+    if metrics["task"] == "stance":
+        paths["confusion"] = save_confusion_png(metrics, out / CONFUSION_PNG)
+    return paths

@@ -1,0 +1,330 @@
+"""The Predictor: both trained checkpoints loaded once, applied to many documents in length-sorted batches.
+
+NER is decided per word from its first sub-token (the same windows and word alignment as training, through
+``src.features``), and the word tags are merged into whole-word character spans. Stance is the mean of the
+window probabilities of a sentence. Documents stream through in chunks of sentences, so memory stays bounded
+for a million documents as for one 1 MB document.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerFast
+
+from src.data.words import word_spans, word_tags_to_spans
+from src.features import encode_ner, encode_stance, words_from_windows
+from src.labels import doc_stance
+from src.model import load_checkpoint, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def repair_iob2(tags: Sequence[str]) -> list[str]:
+    """Make predicted tags valid IOB2: an ``I-X`` that does not continue an ``X`` entity starts one (``B-X``).
+
+    A model often gets the first word of a name wrong and the rest right; keeping the rest as an entity is what
+    inference pipelines usually do, whereas gold data is read strictly (``word_tags_to_spans``).
+
+    EXAMPLE: ``repair_iob2(["O", "I-PER", "I-PER", "I-ORG"]) -> ["O", "B-PER", "I-PER", "B-ORG"]``
+    """
+    repaired, previous = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        repaired.append(tag)
+        previous = tag
+    return repaired
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """``auto``: bf16 (or fp16 where bf16 is unsupported) on CUDA, fp32 on CPU where half precision is slow."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    return PRECISIONS[precision]
+
+
+class TaskModel:
+    """One checkpoint with its tokenizer, window sizes and a padding collator, run in length-sorted batches."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerFast,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int,
+        max_length: int | None,
+        stride: int | None,
+    ) -> None:
+        limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512), 512]
+        self.max_length = max_length or min(limits)
+        # Overlap between windows in tokens: a quarter gives every word at least that much context on each side.
+        self.stride = self.max_length // 4 if stride is None else stride
+        if not 0 <= self.stride < self.max_length - tokenizer.num_special_tokens_to_add():
+            raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length} minus specials")
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.batch_size = batch_size
+        self.collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+        self.id2label = {int(i): label for i, label in model.config.id2label.items()}
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.id2label[i] for i in range(len(self.id2label))]
+
+    def logits(self, windows: dict[str, list], per_token: bool) -> list[np.ndarray]:
+        """Float32 logits per window (``[tokens, labels]`` when ``per_token``, else ``[labels]``).
+
+        Windows are sorted longest first so each batch pads to similar lengths; results come back in input order.
+        """
+        ids, masks = windows["input_ids"], windows["attention_mask"]
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        result: list[np.ndarray] = [np.empty(0)] * len(ids)
+        with torch.inference_mode():
+            for b in range(0, len(order), self.batch_size):
+                chunk = order[b : b + self.batch_size]
+                batch = self.collator([{"input_ids": ids[i], "attention_mask": masks[i]} for i in chunk])
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                out = self.model(**batch).logits.float().cpu().numpy()
+                for row, i in enumerate(chunk):
+                    result[i] = out[row, : len(ids[i])] if per_token else out[row]
+        return result
+
+
+class _Document:
+    """A document on its way through: its sentence spans, and results filled in as chunks complete."""
+
+    def __init__(self, record: dict, spans: list[tuple[int, int]]) -> None:
+        self.record = record
+        self.spans = spans
+        self.entities: list[list[dict]] = [[] for _ in spans]
+        self.stances: list[tuple[str | None, dict]] = [(None, {}) for _ in spans]
+        self.pending = len(spans)
+
+    def prediction(self, with_stance: bool) -> dict:
+        """The prediction record; without a stance model ``stance`` and ``doc_stance`` are None, ``scores`` {}."""
+        text = self.record["text"]
+        sentences = [
+            {"start": s, "end": e, "text": text[s:e], "stance": stance, "scores": scores}
+            for (s, e), (stance, scores) in zip(self.spans, self.stances, strict=True)
+        ]
+        return {
+            "id": self.record.get("id"),
+            "entities": [entity for sentence in self.entities for entity in sentence],
+            "sentences": sentences,
+            "doc_stance": doc_stance(s["stance"] for s in sentences) if with_stance else None,
+        }
+
+
+class Predictor:
+    """NER and/or stance prediction over raw documents, records with gold sentences, or bare sentences."""
+
+    def __init__(
+        self,
+        ner: TaskModel | None = None,
+        stance: TaskModel | None = None,
+        chunk_sentences: int = 2048,
+        chunk_docs: int = 64,
+    ) -> None:
+        if ner is None and stance is None:
+            raise ValueError("a Predictor needs an NER checkpoint, a stance checkpoint, or both")
+        self.ner = ner
+        self.stance = stance
+        self.chunk_sentences = chunk_sentences
+        self.chunk_docs = chunk_docs
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        ner: str | None = None,
+        stance: str | None = None,
+        device: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        stride: int | None = None,
+        precision: str = "auto",
+        chunk_sentences: int = 2048,
+        chunk_docs: int = 64,
+    ) -> Predictor:
+        """Load checkpoints (a run folder uses its ``model/``); ``max_length`` defaults to the model's limit (<= 512).
+
+        ``precision``: ``auto`` (half precision on CUDA), ``fp32``, ``fp16`` or ``bf16``.
+        """
+        torch_device = resolve_device(device)
+        dtype = resolve_precision(precision, torch_device)
+        loaded = {}
+        for expected, path in (("ner", ner), ("stance", stance)):
+            if path is None:
+                continue
+            task, model = load_checkpoint(str(path))
+            if task != expected:
+                raise ValueError(f"{path}: is a {task} checkpoint, given as the {expected} model")
+            tokenizer = load_tokenizer(str(path))
+            loaded[task] = TaskModel(model, tokenizer, torch_device, dtype, batch_size, max_length, stride)
+        return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
+
+    # -- public API ---------------------------------------------------------------------------------------------
+
+    def predict(self, texts: Sequence[str]) -> list[dict]:
+        """Prediction records for raw texts (ids ``"0"``, ``"1"``, ...), segmented by ``split_sentences``."""
+        return list(self.iter_predict({"id": str(i), "text": text} for i, text in enumerate(texts)))
+
+    def predict_records(self, records: Iterable[dict]) -> list[dict]:
+        """Prediction records for records, on each record's own ``sentences`` spans when it has them (evaluation
+        compares with gold sentences one to one)."""
+        return list(self.iter_predict(records))
+
+    def iter_predict(self, records: Iterable[dict]) -> Iterator[dict]:
+        """Stream of prediction records in input order, computed in chunks of at most ``chunk_docs`` documents and
+        ``chunk_sentences`` sentences (a long document's sentences are split over several chunks).
+
+        A record with ``sentences`` is predicted on those spans, otherwise on ``split_sentences(text)``. A record
+        that already carries an ``"error"`` (unreadable input) passes through in place, so outputs keep input order.
+        """
+        waiting: deque[_Document | dict] = deque()
+        jobs: list[tuple[_Document, int]] = []
+        for record in records:
+            if "error" in record:
+                waiting.append(record)
+            else:
+                doc = _Document(record, self._sentence_spans(record))
+                waiting.append(doc)
+                for i in range(len(doc.spans)):
+                    jobs.append((doc, i))
+                    if len(jobs) >= self.chunk_sentences:
+                        self._run(jobs)
+                        jobs = []
+            if len(waiting) >= self.chunk_docs:  # short documents: predict and emit them in groups
+                self._run(jobs)
+                jobs = []
+            yield from self._finished(waiting)
+        self._run(jobs)
+        yield from self._finished(waiting)
+
+    def classify_sentences(self, sentences: Sequence[str]) -> list[dict]:
+        """Stance of each given sentence as is (no segmentation): ``[{"stance", "scores": {label: prob}}]``."""
+        if self.stance is None:
+            raise ValueError("classify_sentences needs a stance checkpoint")
+        results = []
+        for b in range(0, len(sentences), self.chunk_sentences):
+            results.extend(self._classify(sentences[b : b + self.chunk_sentences]))
+        return results
+
+    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+        """IOB2 tag and probability for every word of each word-split sentence, however long the sentence:
+        windows overlap by ``stride`` tokens and each word is decided from its first sub-token."""
+        if self.ner is None:
+            raise ValueError("tag_words needs an NER checkpoint")
+        m = self.ner
+        label2id = {label: i for i, label in m.id2label.items()}
+        tagged: list[list[tuple[str, float]]] = [[] for _ in sentences]
+        nonempty = [i for i, words in enumerate(sentences) if len(words)]
+        if not nonempty:
+            return tagged
+        windows = encode_ner(m.tokenizer, [sentences[i] for i in nonempty], None, label2id, m.max_length, m.stride)
+        logits = m.logits(windows, per_token=True)
+        n_words = [len(sentences[i]) for i in nonempty]
+        per_word = words_from_windows(logits, windows["word_ids"], windows["example_index"], n_words)
+        for i, word_logits in zip(nonempty, per_word, strict=True):
+            probs = softmax(word_logits)
+            best = probs.argmax(axis=-1)
+            tagged[i] = [(m.id2label[int(k)], float(p[k])) for k, p in zip(best, probs, strict=True)]
+        return tagged
+
+    # -- internals ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _sentence_spans(record: dict) -> list[tuple[int, int]]:
+        if record.get("sentences") is not None:
+            return [(int(s["start"]), int(s["end"])) for s in record["sentences"]]
+        from src.data.segment import split_sentences
+
+        return [tuple(span) for span in split_sentences(record["text"])]
+
+    def _finished(self, waiting: deque) -> Iterator[dict]:
+        while waiting and (isinstance(waiting[0], dict) or waiting[0].pending == 0):
+            item = waiting.popleft()
+            yield item if isinstance(item, dict) else item.prediction(with_stance=self.stance is not None)
+
+    def _run(self, jobs: list[tuple[_Document, int]]) -> None:
+        """Fill in entities and stances of a chunk of sentences from many documents."""
+        if not jobs:
+            return
+        if self.ner is not None:
+            words = [word_spans(doc.record["text"], *doc.spans[i]) for doc, i in jobs]
+            texts = [[doc.record["text"][s:e] for s, e in spans] for (doc, _), spans in zip(jobs, words, strict=True)]
+            for (doc, i), spans, tagged in zip(jobs, words, self.tag_words(texts), strict=True):
+                doc.entities[i] = self._entities(doc.record["text"], spans, tagged)
+        if self.stance is not None:
+            sentences = [doc.record["text"][slice(*doc.spans[i])] for doc, i in jobs]
+            for (doc, i), result in zip(jobs, self._classify(sentences), strict=True):
+                doc.stances[i] = (result["stance"], result["scores"])
+        for doc, _ in jobs:
+            doc.pending -= 1
+
+    @staticmethod
+    def _entities(text: str, words: list[tuple[int, int]], tagged: list[tuple[str, float]]) -> list[dict]:
+        """Whole-word entity spans; an entity's score is the mean probability of its words' tags."""
+        if not words:
+            return []
+        tags = repair_iob2([tag for tag, _ in tagged])
+        first_word = {start: i for i, (start, _) in enumerate(words)}
+        last_word = {end: i for i, (_, end) in enumerate(words)}
+        entities = []
+        for span in word_tags_to_spans(words, tags):
+            scores = [score for _, score in tagged[first_word[span["start"]] : last_word[span["end"]] + 1]]
+            entities.append(
+                {
+                    "start": span["start"],
+                    "end": span["end"],
+                    "text": text[span["start"] : span["end"]],
+                    "label": span["label"],
+                    "score": float(np.mean(scores)),
+                }
+            )
+        return entities
+
+    def _classify(self, sentences: Sequence[str]) -> list[dict]:
+        m = self.stance
+        label2id = {label: i for i, label in m.id2label.items()}
+        windows = encode_stance(m.tokenizer, list(sentences), None, label2id, m.max_length, m.stride)
+        probs = softmax(np.stack(m.logits(windows, per_token=False))) if windows["input_ids"] else np.empty((0, 0))
+        sums = np.zeros((len(sentences), len(m.id2label)), dtype=np.float64)
+        counts = np.zeros(len(sentences))
+        for window, example in enumerate(windows["example_index"]):
+            sums[example] += probs[window]
+            counts[example] += 1
+        means = sums / np.maximum(counts, 1)[:, None]
+        labels = m.labels
+        return [
+            {
+                "stance": labels[int(row.argmax())],
+                "scores": {label: float(p) for label, p in zip(labels, row, strict=True)},
+            }
+            for row in means
+        ]

@@ -1,0 +1,314 @@
+"""Fine-tune a transformer for NER or sentence stance: ``python -m src.train [overrides]``.
+
+``train(cfg)`` reads top to bottom: data, model, Trainer, fit, save the checkpoint, evaluate the held-out part.
+The Hydra wrapper at the bottom only composes the config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import (
+    DataCollatorForTokenClassification,
+    DataCollatorWithPadding,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from src.config import register_resolvers
+from src.data.convert import ner_examples, read_conll, stance_examples
+from src.data.folds import as_dataset, leave_one_article_out
+from src.data.records import load_records
+from src.features import IGNORE_INDEX, encode_ner, encode_stance
+from src.labels import iob2_tags
+from src.model import load_for_training, load_tokenizer, resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+OWN_TRAINER_KEYS = {
+    "device",
+    "resume_from_checkpoint",
+    "keep_checkpoints",
+}  # trainer.* keys that are not TrainingArguments fields
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict]]:
+    """``(train, dev, test)`` records: seeds by leave-one-article-out fold, CoNLL by its own files."""
+    if data.format == "conll":
+        for key in ("train", "dev", "test"):
+            if not Path(data[key]).is_file():
+                raise FileNotFoundError(f"data.{key}: no such file {data[key]} (set data.dir to the CoNLL-2003 folder)")
+        train = read_conll(data.train)
+        if data.get("max_train_documents"):
+            train = train[: data.max_train_documents]
+        return train, read_conll(data.dev), read_conll(data.test)
+    if not Path(data.path).is_file():
+        raise FileNotFoundError(f"data.path: no such file {data.path}")
+    records = load_records(data.path, entity_labels=list(data.entity_labels), stance_labels=list(data.stance_labels))
+    train, test = leave_one_article_out(records, data.fold)
+    return train, [], test
+
+
+def build_dataset(task: DictConfig, records: list[dict], tokenizer, label2id: dict[str, int]):
+    """Tokenised windows as a ``datasets.Dataset`` with only the columns the model takes."""
+    if task.name == "ner":
+        examples = ner_examples(records)
+        enc = encode_ner(
+            tokenizer,
+            [e["words"] for e in examples],
+            [e["tags"] for e in examples],
+            label2id,
+            task.max_length,
+            task.stride,
+        )
+    else:
+        examples = stance_examples(records)
+        enc = encode_stance(
+            tokenizer,
+            [e["text"] for e in examples],
+            [e["label"] for e in examples],
+            label2id,
+            task.max_length,
+            task.stride,
+        )
+    columns = {k: enc[k] for k in ("input_ids", "attention_mask", "labels")}
+    return as_dataset([dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)])
+
+
+def class_weights(dataset, n_labels: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1, so rare stances count as much as neutral."""
+    counts = np.bincount(np.asarray(dataset["labels"]), minlength=n_labels).astype(np.float64)
+    weights = counts.sum() / np.maximum(counts, 1) / n_labels
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def seqeval_on_windows(labels: list[str]):
+    """``compute_metrics`` for model selection on a dev split: strict IOB2 seqeval on first sub-tokens."""
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOB2
+
+    def compute(pred) -> dict[str, float]:
+        predictions = pred.predictions.argmax(-1)
+        gold, guess = [], []
+        for p_row, l_row in zip(predictions, pred.label_ids, strict=True):
+            keep = l_row != IGNORE_INDEX
+            gold.append([labels[i] for i in l_row[keep]])
+            guess.append([labels[i] for i in p_row[keep]])
+        return {"f1": f1_score(gold, guess, mode="strict", scheme=IOB2)}
+
+    return compute
+
+
+def training_arguments(cfg: DictConfig) -> TrainingArguments:
+    """TrainingArguments from ``trainer.*``, with the device decided here: CUDA (bf16 where supported) or CPU."""
+    args: dict[str, Any] = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in OWN_TRAINER_KEYS}
+    device = cfg.trainer.device
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"trainer.device={device!r}: expected auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if args.get("bf16") is None:
+        args["bf16"] = cuda and torch.cuda.is_bf16_supported()
+    if not cuda:
+        args["use_cpu"] = True
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            args.setdefault("ddp_backend", "gloo")
+    return TrainingArguments(output_dir=str(Path(cfg.paths.output_dir) / "checkpoints"), seed=cfg.seed, **args)
+
+
+def write_model_card(path: Path, cfg: DictConfig, metrics: dict | None, base: str) -> None:
+    task = cfg.task.name
+    figures = "not evaluated (trained on every article)" if not metrics else _headline(metrics)
+    card = f"""---
+library_name: transformers
+pipeline_tag: {"token-classification" if task == "ner" else "text-classification"}
+base_model: {base}
+tags: [newsframe, {task}]
+---
+# newsframe {task} model
+
+- Task: {
+        "named entities (" + ", ".join(cfg.data.entity_labels) + ")"
+        if task == "ner"
+        else "sentence stance (" + ", ".join(cfg.data.stance_labels) + ")"
+    }
+- Base model: `{base}`
+- Data: `{cfg.data.name}` ({cfg.data.get("path") or cfg.data.get("dir")}), held-out fold: {cfg.data.fold}
+- Held-out figures: {figures}
+
+```python
+from transformers import pipeline
+nlp = pipeline("{"token-classification" if task == "ner" else "text-classification"}", model="{path}")
+```
+
+## Training config
+```yaml
+{OmegaConf.to_yaml(cfg, resolve=True)}```
+"""
+    tmp = path / "README.md.tmp"
+    tmp.write_text(card, encoding="utf-8")
+    os.replace(tmp, path / "README.md")
+
+
+def _headline(metrics: dict) -> str:
+    if metrics.get("task") == "ner":
+        return f"micro-F1 {metrics['micro']['f1']:.3f} (seqeval strict IOB2)"
+    return f"macro-F1 {metrics['macro']['f1']:.3f}, accuracy {metrics.get('accuracy', float('nan')):.3f}"
+
+
+def train(cfg: DictConfig) -> tuple[dict | None, Path]:
+    """Train one model as configured; returns the held-out metrics (None without a held-out part) and the run folder."""
+    if cfg.task.name not in ("ner", "stance"):
+        raise ValueError(f"task={cfg.task.name!r}: expected ner or stance")
+    if cfg.trainer.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")
+    out = Path(cfg.paths.output_dir)
+    model_dir = out / "model"
+    if model_dir.exists() and not cfg.trainer.resume_from_checkpoint:
+        raise FileExistsError(f"{model_dir} exists: a finished run is never overwritten; choose another hydra.run.dir")
+    set_seed(cfg.seed)
+    started = time.perf_counter()
+
+    train_records, dev_records, test_records = load_splits(cfg.data)
+    labels = iob2_tags(list(cfg.data.entity_labels)) if cfg.task.name == "ner" else list(cfg.data.stance_labels)
+    base = resolve_model_dir(cfg.model.name_or_path)
+    tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
+    model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code)
+    label2id = {k: int(v) for k, v in model.config.label2id.items()}
+    train_set = build_dataset(cfg.task, train_records, tokenizer, label2id)
+    dev_set = build_dataset(cfg.task, dev_records, tokenizer, label2id) if dev_records else None
+    log.info("%s: %d training windows from %d documents", cfg.task.name, len(train_set), len(train_records))
+
+    if cfg.task.name == "ner":
+        collator = DataCollatorForTokenClassification(tokenizer)
+        loss = None
+    else:
+        collator = DataCollatorWithPadding(tokenizer)
+        weights = class_weights(train_set, len(labels)) if cfg.task.class_weighting else None
+        loss = weighted_cross_entropy(weights) if weights is not None else None
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(cfg),
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=collator,
+        processing_class=tokenizer,
+        compute_metrics=seqeval_on_windows([model.config.id2label[i] for i in range(len(labels))])
+        if cfg.task.name == "ner" and dev_set is not None
+        else None,
+        compute_loss_func=loss,
+    )
+    result = trainer.train(resume_from_checkpoint=cfg.trainer.resume_from_checkpoint or None)
+    minutes = (time.perf_counter() - started) / 60
+    if not trainer.is_world_process_zero():
+        return None, out
+
+    # The shipped folder: weights (safetensors), config with label maps, tokenizer, model card; no pickles.
+    tmp_dir = out / "model.tmp"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    trainer.model.save_pretrained(tmp_dir, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_dir)
+    metrics = evaluate_held_out(cfg, tmp_dir, test_records, out) if test_records else None
+    write_model_card(tmp_dir, cfg, metrics, base)
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    os.replace(tmp_dir, model_dir)
+    if not cfg.trainer.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state is not needed once the model is saved
+    summary = {
+        "task": cfg.task.name,
+        "train_runtime_s": result.metrics.get("train_runtime"),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+        "train_windows": len(train_set),
+        "wall_minutes": round(minutes, 2),
+        "device": str(trainer.args.device),
+    }
+    _write_json(out / "train_summary.json", summary)
+    log.info("Run folder: %s (%.1f min)", out, minutes)
+    return metrics, out
+
+
+def weighted_cross_entropy(weights: torch.Tensor):
+    """``compute_loss_func`` for Trainer: cross-entropy with per-class weights."""
+
+    def compute(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"]
+        return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
+
+    return compute
+
+
+def evaluate_held_out(cfg: DictConfig, model_dir: Path, records: list[dict], out: Path) -> dict:
+    """Predict the held-out records with their gold sentence spans and write metrics.json, report.md, predictions."""
+    from src.evaluate import evaluate_predictions, write_evaluation
+    from src.predict import Predictor
+
+    kwargs = {cfg.task.name: str(model_dir)}
+    device = "cpu" if cfg.trainer.device == "cpu" else "auto"
+    predictor = Predictor.from_pretrained(**kwargs, device=device, max_length=cfg.task.max_length, stride=cfg.task.stride)
+    predictions = predictor.predict_records(records)
+    metrics = evaluate_predictions(cfg.task.name, records, predictions)
+    write_evaluation(metrics, records, predictions, out)
+    with open(out / "predictions.jsonl.tmp", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
+    os.replace(out / "predictions.jsonl.tmp", out / "predictions.jsonl")
+    print((out / "report.md").read_text(encoding="utf-8"))
+    return metrics
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    import hydra
+
+    register_resolvers()
+    sys.argv[1:] = distributed_overrides(sys.argv[1:])
+
+    @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+    def run(cfg: DictConfig) -> float | None:
+        metrics, _ = train(cfg)
+        if not metrics:
+            return None
+        return metrics["micro"]["f1"] if cfg.task.name == "ner" else metrics["macro"]["f1"]
+
+    run()
+
+
+def distributed_overrides(argv: list[str]) -> list[str]:
+    """Under torchrun every rank must share one run folder and only rank 0 may write Hydra's files."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return argv
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        run_id = os.environ.get("TORCHELASTIC_RUN_ID", "none")
+        if run_id == "none":
+            raise SystemExit(
+                "torchrun: pass --standalone (a shared run id) or hydra.run.dir=DIR so ranks share a folder"
+            )
+        argv = [*argv, f"hydra.run.dir=outputs/torchrun-{run_id}"]
+    if not is_main_process():
+        argv = [*argv, "hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    return argv
+
+
+if __name__ == "__main__":
+    main()

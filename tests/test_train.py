@@ -1,0 +1,143 @@
+"""Training through the real entry point and through ``train(cfg)``, on a tiny random BERT (seconds each)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TINY_TRAIN, compose_train_config
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run_train(*overrides: str, cwd: Path = ROOT, module: list[str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [*(module or [sys.executable, "-m", "src.train"]), *overrides]
+    return subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("task", ["ner", "stance"])
+def test_train_leaves_a_pipeline_ready_checkpoint(task: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from transformers import pipeline
+
+    from src.train import train
+
+    cfg = compose_train_config([f"task={task}", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN], tmp_path)
+    metrics, out = train(cfg)
+    model_dir = out / "model"
+    names = {p.name for p in model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["id2label"] and config["label2id"]
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["task"] == task and saved == json.loads(json.dumps(metrics))
+    assert (out / "report.md").is_file() and (out / "predictions.jsonl").is_file()
+    nlp = pipeline("token-classification" if task == "ner" else "text-classification", model=str(model_dir))
+    assert isinstance(nlp("Kim Jong-un met Vladimir Putin in Vladivostok."), list)
+
+
+def test_same_seed_same_metrics(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from src.train import train
+
+    overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN]
+    first, _ = train(compose_train_config(overrides, tmp_path / "a"))
+    second, _ = train(compose_train_config(overrides, tmp_path / "b"))
+    assert first == second
+
+
+def test_finished_run_is_not_overwritten(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from src.train import train
+
+    cfg = compose_train_config(["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN], tmp_path)
+    train(cfg)
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        train(cfg)
+
+
+def test_resume_from_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from src.train import train
+
+    base = ["task=ner", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, "trainer.keep_checkpoints=true"]
+    steps = ["trainer.save_strategy=steps", "trainer.save_steps=2"]
+    train(compose_train_config([*base, *steps, "trainer.max_steps=2"], tmp_path / "first"))
+    checkpoint = tmp_path / "first" / "checkpoints" / "checkpoint-2"
+    assert (checkpoint / "trainer_state.json").is_file()
+    train(compose_train_config([*base, *steps, f"trainer.resume_from_checkpoint={checkpoint}"], tmp_path / "second"))
+    state = json.loads((tmp_path / "second" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4
+    logged = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged[0] == 1 and logged[-1] == 4  # steps 1-2 come from the first run's state, 3-4 from the resumed one
+
+
+def test_warm_start_reinitialises_head_for_new_labels(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:
+    from src.train import train
+
+    conll = tmp_path / "conll.txt"
+    conll.write_text(
+        "-DOCSTART- -X- -X- O\n\nPutin NNP B-NP B-PER\nvisits VBZ B-VP O\nMoscow NNP B-NP B-LOC\n. . O O\n\n",
+        encoding="utf-8",
+    )
+    data = [f"data.{k}={conll}" for k in ("train", "dev", "test")]
+    quick = ["trainer.load_best_model_at_end=false", "trainer.eval_strategy=no"]
+    first = compose_train_config(
+        ["data=conll2003", *data, f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, *quick], tmp_path / "conll"
+    )
+    train(first)
+    second = compose_train_config([f"model.name_or_path={tmp_path / 'conll'}", *TINY_TRAIN], tmp_path / "seeds")
+    with caplog.at_level("WARNING"):
+        metrics, _ = train(second)
+    assert "re-initialising the head" in caplog.text
+    assert metrics["task"] == "ner"
+
+
+def test_cli_writes_hydra_run_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_train(
+        "task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, f"hydra.run.dir={out}", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / ".hydra" / "config.yaml").is_file() and (out / "model" / "model.safetensors").is_file()
+    assert "macro" in (out / "report.md").read_text().lower()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("task=sentiment", "sentiment"),
+        ("data.path=/nonexistent/file.jsonl", "no such file"),
+        ("data.fold=9", "fold"),
+        ("trainer.device=tpu", "expected auto, cpu or cuda"),
+    ],
+)
+def test_bad_config_fails_clearly(override: str, message: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    proc = run_train(f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, f"hydra.run.dir={tmp_path}/x", override)
+    assert proc.returncode != 0
+    assert message in proc.stderr + proc.stdout
+
+
+def test_two_process_data_parallel_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "src.train"]
+    proc = run_train(
+        "task=ner", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, f"hydra.run.dir={out}", module=torchrun
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / "model" / "model.safetensors").is_file() and (out / "metrics.json").is_file()
+    assert len(list(tmp_path.rglob("config.yaml"))) == 1  # only rank 0 wrote Hydra's files
+
+
+@pytest.mark.slow
+def test_end_to_end_on_default_model(tmp_path: Path) -> None:
+    """The real packaged all-MiniLM-L6-v2, a few steps through the real entry point."""
+    out = tmp_path / "e2e"
+    proc = run_train("task=ner", "trainer.max_steps=3", "trainer.save_strategy=no", f"hydra.run.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "ner" and 0.0 <= metrics["micro"]["f1"] <= 1.0
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6
