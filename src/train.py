@@ -261,7 +261,9 @@ def evaluate_held_out(cfg: DictConfig, model_dir: Path, records: list[dict], out
 
     kwargs = {cfg.task.name: str(model_dir)}
     device = "cpu" if cfg.trainer.device == "cpu" else "auto"
-    predictor = Predictor.from_pretrained(**kwargs, device=device, max_length=cfg.task.max_length, stride=cfg.task.stride)
+    predictor = Predictor.from_pretrained(
+        **kwargs, device=device, max_length=cfg.task.max_length, stride=cfg.task.stride
+    )
     predictions = predictor.predict_records(records)
     metrics = evaluate_predictions(cfg.task.name, records, predictions)
     write_evaluation(metrics, records, predictions, out)
