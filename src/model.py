@@ -64,13 +64,18 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
 
 
 def load_for_training(
-    task: str, name_or_path: str, labels: list[str], trust_remote_code: bool = False
+    task: str,
+    name_or_path: str,
+    labels: list[str],
+    trust_remote_code: bool = False,
+    head_init: dict[str, str] | None = None,
 ) -> PreTrainedModel:
     """The base model with a head for ``labels``.
 
     Warm start: when ``name_or_path`` is a checkpoint of the same task with the same labels, its head is kept;
     with other labels (e.g. a CoNLL-2003 model reused for the seed scheme) the encoder is kept and the head is
-    re-initialised, and a log line says so.
+    re-initialised, and a log line says so. ``head_init`` maps new labels to old ones (``{"PERSON": "PER"}``;
+    for NER the B-/I- tags follow their type) whose head rows seed the new rows instead of random ones.
     """
     name_or_path = resolve_model_dir(name_or_path)
     use_offline_if_local(name_or_path)
@@ -88,7 +93,7 @@ def load_for_training(
             sorted(old),
             labels,
         )
-    return TASK_MODEL[task].from_pretrained(
+    model = TASK_MODEL[task].from_pretrained(
         name_or_path,
         num_labels=len(labels),
         id2label=id2label,
@@ -97,6 +102,35 @@ def load_for_training(
         use_safetensors=True,
         trust_remote_code=trust_remote_code,
     )
+    if head_init and old and not same_head:
+        copy_head_rows(model, name_or_path, {k: int(v) for k, v in old.items()}, label2id, dict(head_init))
+    return model
+
+
+def copy_head_rows(
+    model: PreTrainedModel, source: str, old_label2id: dict[str, int], new_label2id: dict[str, int], head_init: dict
+) -> None:
+    """Seed the new classifier rows from the source checkpoint's rows of the mapped labels (``O`` maps to ``O``)."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(source) / "model.safetensors"))
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear) or "classifier.weight" not in weights:
+        log.warning("head_init: %s has no linear 'classifier' head; keeping the random head", source)
+        return
+    old_w, old_b = weights["classifier.weight"], weights["classifier.bias"]
+    copied = []
+    with torch.no_grad():
+        for new_label, new_id in new_label2id.items():
+            prefix, _, entity = new_label.rpartition("-")
+            mapped = head_init.get(entity if prefix else new_label)
+            old_label = new_label if new_label == "O" else (f"{prefix}-{mapped}" if prefix else mapped)
+            if old_label in old_label2id:
+                head.weight[new_id] = old_w[old_label2id[old_label]]
+                head.bias[new_id] = old_b[old_label2id[old_label]]
+                copied.append(f"{new_label}<-{old_label}")
+    log.warning("Head rows initialised from %s: %s", source, ", ".join(copied))
 
 
 def load_checkpoint(name_or_path: str, trust_remote_code: bool = False) -> tuple[str, PreTrainedModel]:

@@ -189,7 +189,8 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     labels = iob2_tags(list(cfg.data.entity_labels)) if cfg.task.name == "ner" else list(cfg.data.stance_labels)
     base = resolve_model_dir(cfg.model.name_or_path)
     tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
-    model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code)
+    head_init = OmegaConf.to_container(cfg.model.head_init) if cfg.model.get("head_init") else None
+    model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code, head_init)
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
     train_set = build_dataset(cfg.task, train_records, tokenizer, label2id)
     dev_set = build_dataset(cfg.task, dev_records, tokenizer, label2id) if dev_records else None

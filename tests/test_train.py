@@ -88,10 +88,14 @@ def test_warm_start_reinitialises_head_for_new_labels(tiny_model_dir: Path, tmp_
         ["data=conll2003", *data, f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, *quick], tmp_path / "conll"
     )
     train(first)
-    second = compose_train_config([f"model.name_or_path={tmp_path / 'conll'}", *TINY_TRAIN], tmp_path / "seeds")
+    head_init = "model.head_init={PERSON: PER, GPE: LOC}"
+    second = compose_train_config(
+        [f"model.name_or_path={tmp_path / 'conll'}", head_init, *TINY_TRAIN, "trainer.max_steps=1"], tmp_path / "seeds"
+    )
     with caplog.at_level("WARNING"):
         metrics, _ = train(second)
     assert "re-initialising the head" in caplog.text
+    assert "B-PERSON<-B-PER" in caplog.text and "I-GPE<-I-LOC" in caplog.text and "O<-O" in caplog.text
     assert metrics["task"] == "ner"
 
 
