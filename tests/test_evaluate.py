@@ -377,7 +377,8 @@ def test_cv_pools_folds_of_both_tasks_with_baselines(tmp_path, gold_file):
     assert model["pooled"]["micro"]["recall"] == pytest.approx(10 / 15) and model["pooled"]["n_documents"] == 3
     assert ner["systems"]["dictionary"]["pooled"]["micro"]["f1"] == 1.0  # every name is seen in the other folds
     assert "spacy_en_core_web_sm" in ner["systems"] or "spacy_en_core_web_sm" in ner["skipped_baselines"]
-    assert set(stance["systems"]) == {"model", "majority", "tfidf_logreg"}
+    assert set(stance["systems"]) - {"setfit_minilm"} == {"model", "majority", "tfidf_logreg"}
+    assert "setfit_minilm" in stance["systems"] or "setfit_minilm" in stance["skipped_baselines"]
     assert stance["systems"]["model"]["pooled"]["macro"]["f1"] == 1.0
     # a 3-way tie in training goes to the scheme's first label, leverage: right on 1 sentence of 3
     assert stance["systems"]["majority"]["pooled"]["accuracy"] == pytest.approx(1 / 3)

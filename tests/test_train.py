@@ -116,6 +116,7 @@ def test_cli_writes_hydra_run_folder(tiny_model_dir: Path, tmp_path: Path) -> No
         ("data.path=/nonexistent/file.jsonl", "no such file"),
         ("data.fold=9", "fold"),
         ("trainer.device=tpu", "expected auto, cpu or cuda"),
+        ("model.name_or_path=/nonexistent/runs/conll2003", "make conll"),
     ],
 )
 def test_bad_config_fails_clearly(override: str, message: str, tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -139,7 +140,10 @@ def test_two_process_data_parallel_run(tiny_model_dir: Path, tmp_path: Path) -> 
 def test_end_to_end_on_default_model(tmp_path: Path) -> None:
     """The real packaged all-MiniLM-L6-v2, a few steps through the real entry point."""
     out = tmp_path / "e2e"
-    proc = run_train("task=ner", "trainer.max_steps=3", "trainer.save_strategy=no", f"hydra.run.dir={out}")
+    # experiment=none: the packaged model itself, not the CoNLL warm start (which `make conll` builds first).
+    proc = run_train(
+        "task=ner", "experiment=none", "trainer.max_steps=3", "trainer.save_strategy=no", f"hydra.run.dir={out}"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["task"] == "ner" and 0.0 <= metrics["micro"]["f1"] <= 1.0

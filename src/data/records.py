@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from src.data.validate import parse_json_records, validate_records
+from src.data.validate import parse_and_validate
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 Record = dict
@@ -36,18 +36,10 @@ def load_records(
 
     EXAMPLE: ``load_records("data/annotations/seeds.jsonl")[0]["id"] -> "000_056989c0f52db9f1"``
     """
-    path = Path(path)
-    items, problems = parse_json_records(path)
-    problems += validate_records(
-        ((f"{path}:{lineno}", obj) for lineno, obj in items),
-        entity_labels=entity_labels,
-        stance_labels=stance_labels,
-        base=path.parent,
-        root=Path(root) if root is not None else None,
-    )
+    records, problems = parse_and_validate(path, entity_labels=entity_labels, stance_labels=stance_labels, root=root)
     if problems:
         raise DataError(problems)
-    return [obj for _, obj in items]
+    return records
 
 
 def save_records(records: Iterable[Record], path: str | Path) -> None:

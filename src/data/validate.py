@@ -270,6 +270,17 @@ def validate_file(
 
     EXAMPLE: ``validate_file("data/annotations/seeds.jsonl") -> []``
     """
+    return parse_and_validate(path, entity_labels=entity_labels, stance_labels=stance_labels, root=root)[1]
+
+
+def parse_and_validate(
+    path: str | Path,
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    root: str | Path | None = None,
+) -> tuple[list[dict], list[str]]:
+    """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
     path = Path(path)
     items, problems = parse_json_records(path)
     problems += validate_records(
@@ -279,4 +290,4 @@ def validate_file(
         base=path.parent,
         root=Path(root) if root is not None else None,
     )
-    return problems
+    return [obj for _, obj in items], problems

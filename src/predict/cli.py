@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument(
+        "--quantize", choices=("none", "int8"), default="none", help="int8: dynamic int8 linear layers (CPU; faster)"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
     parser.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, <= 512)")
     parser.add_argument("--stride", type=int, help="overlap of windows in tokens (default: max-length / 4)")
     group = parser.add_mutually_exclusive_group()
@@ -80,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from src.predict.engine import Predictor  # after the argument checks: importing torch takes seconds
 
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         predictor = Predictor.from_pretrained(
             ner=args.ner,
@@ -89,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_length=args.max_length,
             stride=args.stride,
             precision=args.precision,
+            quantize=args.quantize,
         )
     except (OSError, ValueError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
