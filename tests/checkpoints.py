@@ -64,13 +64,17 @@ def build_ner_run(tiny_model_dir: Path, run_dir: Path, train_steps: int = 0) -> 
     return save_run(model, tiny_model_dir, run_dir)
 
 
+def random_head(model_class, tiny_model_dir: Path, labels: list[str] | tuple[str, ...]):
+    """The tiny BERT with a seeded random classification head over ``labels``."""
+    torch.manual_seed(0)
+    return model_class.from_pretrained(
+        tiny_model_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+
+
 def build_stance_run(tiny_model_dir: Path, run_dir: Path) -> Path:
     """A stance run folder with a random head over ``STANCE_LABELS``."""
-    torch.manual_seed(0)
-    model = BertForSequenceClassification.from_pretrained(
-        tiny_model_dir,
-        num_labels=len(STANCE_LABELS),
-        id2label=dict(enumerate(STANCE_LABELS)),
-        label2id={label: i for i, label in enumerate(STANCE_LABELS)},
-    )
-    return save_run(model, tiny_model_dir, run_dir)
+    return save_run(random_head(BertForSequenceClassification, tiny_model_dir, STANCE_LABELS), tiny_model_dir, run_dir)

@@ -99,3 +99,15 @@ TINY_TRAIN = [
     "trainer.save_strategy=no",
     "task.max_length=64",
 ]
+
+
+@pytest.fixture(scope="session")
+def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny NER (overfit on a toy pattern) and stance (random head) run folders, for prediction tests."""
+    from tests.checkpoints import build_ner_run, build_stance_run
+
+    root = tmp_path_factory.mktemp("runs")
+    return {
+        "ner": build_ner_run(tiny_model_dir, root / "ner", train_steps=40),
+        "stance": build_stance_run(tiny_model_dir, root / "stance"),
+    }

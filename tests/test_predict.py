@@ -17,7 +17,6 @@ from src.labels import STANCE_LABELS, doc_stance
 from src.predict import Predictor, repair_iob2
 from src.predict.cli import main
 from src.predict.io import iter_inputs, journal_path, read_journal
-from tests.checkpoints import build_ner_run, build_stance_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "predict.py"
@@ -29,15 +28,6 @@ TEXTS = [
     "Kim’s train – “armoured” – reached Moscow.\nAnalysts in Seoul said Putin wants weapons 🚀.",
     "Sanctions hurt trade between the two countries.",
 ]
-
-
-@pytest.fixture(scope="session")
-def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("runs")
-    return {
-        "ner": build_ner_run(tiny_model_dir, root / "ner", train_steps=40),
-        "stance": build_stance_run(tiny_model_dir, root / "stance"),
-    }
 
 
 @pytest.fixture(scope="module")
