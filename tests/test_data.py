@@ -383,3 +383,14 @@ def test_stats_table(corpus: list[dict], capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out.strip().splitlines()
     assert out == markdown_table(rows).splitlines()
     assert out[0].startswith("| article | articles | sentences | tokens |") and len(out) == len(corpus) + 3
+
+
+def test_from_labelstudio_command_round_trip(corpus: list[dict], tmp_path: Path) -> None:
+    """The README's `python -m src.data from-labelstudio EXPORT -o OUT` on an export-shaped file of the corpus."""
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(records_to_labelstudio(corpus[:2])), encoding="utf-8")
+    out = tmp_path / "batch2.jsonl"
+    assert main(["from-labelstudio", str(export), "-o", str(out)]) == 0
+    back = load_records(out, root=ROOT)
+    keys = ("id", "text", "entities", "sentences")
+    assert [{k: r[k] for k in keys} for r in back] == [{k: r[k] for k in keys} for r in corpus[:2]]
