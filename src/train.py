@@ -6,7 +6,6 @@ The Hydra wrapper at the bottom only composes the config.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -30,6 +29,7 @@ from src.config import register_resolvers
 from src.data.convert import ner_examples, read_conll, stance_examples
 from src.data.folds import as_dataset, leave_one_article_out
 from src.data.records import load_records
+from src.evaluate.report import write_atomic, write_json, write_jsonl
 from src.features import IGNORE_INDEX, encode_ner, encode_stance
 from src.labels import iob2_tags
 from src.model import load_for_training, load_tokenizer, packaged_model_path, resolve_model_dir
@@ -155,9 +155,7 @@ nlp = pipeline("{"token-classification" if task == "ner" else "text-classificati
 ```yaml
 {OmegaConf.to_yaml(cfg, resolve=True)}```
 """
-    tmp = path / "README.md.tmp"
-    tmp.write_text(card, encoding="utf-8")
-    os.replace(tmp, path / "README.md")
+    write_atomic(path / "README.md", card)
 
 
 def _headline(metrics: dict) -> str:
@@ -239,7 +237,7 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         "wall_minutes": round(minutes, 2),
         "device": str(trainer.args.device),
     }
-    _write_json(out / "train_summary.json", summary)
+    write_json(out / "train_summary.json", summary)
     log.info("Run folder: %s (%.1f min)", out, minutes)
     return metrics, out
 
@@ -267,17 +265,9 @@ def evaluate_held_out(cfg: DictConfig, model_dir: Path, records: list[dict], out
     predictions = predictor.predict_records(records)
     metrics = evaluate_predictions(cfg.task.name, records, predictions)
     write_evaluation(metrics, records, predictions, out)
-    with open(out / "predictions.jsonl.tmp", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
-    os.replace(out / "predictions.jsonl.tmp", out / "predictions.jsonl")
+    write_jsonl(out / "predictions.jsonl", predictions)
     print((out / "report.md").read_text(encoding="utf-8"))
     return metrics
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main() -> None:
