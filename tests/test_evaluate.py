@@ -367,9 +367,13 @@ def gold_file(tmp_path) -> Path:
     return path
 
 
-def test_cv_pools_folds_of_both_tasks_with_baselines(tmp_path, gold_file):
+def test_cv_pools_folds_of_both_tasks_with_baselines(tmp_path, gold_file, monkeypatch):
     multirun = make_multirun(tmp_path / "multirun", gold_file)
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     cv = write_cv(multirun)
+    assert list(workdir.iterdir()) == []  # no baseline leaves files (e.g. SetFit checkpoints) where it is run
     ner, stance = cv["tasks"]["ner"], cv["tasks"]["stance"]
     model = ner["systems"]["model"]
     assert model["per_fold"] == {"0": 0.0, "1": 1.0, "2": 1.0}

@@ -6,6 +6,7 @@ Hyperparameters are fixed here and never tuned on a test fold.
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -163,8 +164,17 @@ def setfit_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
 
     x, y = labelled_sentences(train)
     model = SetFitModel.from_pretrained(packaged_model_path())
-    args = SetFitArguments(batch_size=16, num_epochs=1, num_iterations=10, seed=42, show_progress_bar=False)
-    SetFitTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": x, "label": y})).train()
+    with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:  # its Trainer would write ./checkpoints otherwise
+        args = SetFitArguments(
+            output_dir=scratch,
+            save_strategy="no",
+            batch_size=16,
+            num_epochs=1,
+            num_iterations=10,
+            seed=42,
+            show_progress_bar=False,
+        )
+        SetFitTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": x, "label": y})).train()
     classes = [str(c) for c in model.model_head.classes_]
     out = []
     for gold in test:
