@@ -16,9 +16,8 @@ from transformers import BertForTokenClassification
 from src.predict import Predictor
 from src.predict.cli import main
 from tests.checkpoints import random_head, save_run
-from tests.conftest import CONLL_SNIPPET
+from tests.conftest import CONLL_SNIPPET, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "benchmark_predict.py"
 TEXTS = [
     "Putin met Kim in Moscow on Monday.\nThe visit to Moscow was planned for spring. Vladimir Putin said so.",

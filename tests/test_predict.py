@@ -17,8 +17,8 @@ from src.labels import STANCE_LABELS, doc_stance
 from src.predict import Predictor, repair_iob2
 from src.predict.cli import main
 from src.predict.io import iter_inputs, journal_path, read_journal
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "predict.py"
 
 TEXTS = [
