@@ -4,6 +4,7 @@ segmentation and the datasheet table."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from src.data import segment
 from src.data.__main__ import main
 from src.data.convert import (
     example_entities,
@@ -350,6 +352,41 @@ def test_split_sentences_rules() -> None:
         "Headline",
         "By TASS",
     ]
+
+
+def test_split_sentences_joins_pieces_without_letters() -> None:
+    # Tokenised text (CoNLL style) puts quotes and stray periods apart; pysbd made sentences of them.
+    text = '" I do n\'t know , " he said . "\nMenlo Park , Calif . .\na) apples b) pears'
+    assert [text[s:e] for s, e in split_sentences(text)] == [
+        '" I do n\'t know , " he said . "',
+        "Menlo Park , Calif . .",
+        "a) apples",
+        "b) pears",
+    ]
+
+
+LINES = [
+    "Kim Jong-un arrived in Vladivostok on Wednesday",
+    "Putin said: “We will help” and left",
+    "Moscow wants a role — and Pyongyang wants money",
+    "1) trade 2) workers 3) sanctions",
+    "He said (in Russian) that talks would go on",
+    "Calif , 1996-08-22 '",
+]
+
+
+@pytest.mark.parametrize("line", LINES)
+def test_split_sentences_shortcut_agrees_with_pysbd(line: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A line without a sentence-ending mark skips pysbd; forcing pysbd on it must give the same spans.
+    quick = split_sentences(line)
+    monkeypatch.setattr(segment, "BOUNDARY_RE", re.compile(""))
+    assert split_sentences(line) == quick
+
+
+def test_split_sentences_shortcut_agrees_on_the_corpus(corpus: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    quick = [split_sentences(r["text"]) for r in corpus]
+    monkeypatch.setattr(segment, "BOUNDARY_RE", re.compile(""))
+    assert [split_sentences(r["text"]) for r in corpus] == quick
 
 
 @settings(max_examples=80, deadline=None)

@@ -1,6 +1,9 @@
 """Sentence segmentation for raw text, following the gold rules: every line break ends a sentence, and inside a line
 pysbd decides (it knows abbreviations such as "U.S." and "Mr."). Spans are trimmed and cover every non-whitespace
-character exactly once, so predicted sentences have the same shape as gold ones."""
+character exactly once, so predicted sentences have the same shape as gold ones.
+
+pysbd is pure Python and costs about a millisecond a line, as much as the int8 model on short sentences, so a line
+with no sentence-ending mark (nor list marker) before its end is taken as one sentence without asking it."""
 
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ LINE_RE = re.compile(r"[^\r\n]+")
 # are hidden from it (replaced by spaces: offsets stay the same) and put back by cutting spans from the original.
 QUOTES = '"“”„«»'
 HIDE_QUOTES = str.maketrans(QUOTES, " " * len(QUOTES))
+# What may end a sentence inside a line: pysbd splits at these (and at list items such as "a) ... b) ..."); a line
+# with none of them before its closing marks is one sentence.
+LINE_TAIL_RE = re.compile(r"[.!?…\"'“”„«»’)\]\s]*$")
+BOUNDARY_RE = re.compile(r"[.!?…)]")
 
 
 @lru_cache(maxsize=1)
@@ -31,6 +38,24 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int] | None:
     return start, start + len(stripped)
 
 
+def _sentence_starts(line: str) -> list[int]:
+    """Offsets in ``line`` where pysbd starts a sentence (0 is implied)."""
+    if not BOUNDARY_RE.search(line, 0, LINE_TAIL_RE.search(line).start()):
+        return []
+    masked = line.translate(HIDE_QUOTES)
+    starts, cursor = [], 0
+    for segment in _segmenter().segment(masked):
+        piece = segment.strip()
+        found = masked.find(piece, cursor) if piece else -1
+        if found < 0:  # pysbd altered the text: keep this piece inside the previous sentence
+            continue
+        cursor = found + len(piece)
+        while found > 0 and line[found - 1] in QUOTES:  # an opening quote belongs to its sentence
+            found -= 1
+        starts.append(found)
+    return starts
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """Sentence spans ``(start, end)`` of ``text``: ordered, non-overlapping, trimmed, covering all non-whitespace.
 
@@ -45,20 +70,14 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         offset, line_text = line.start(), line.group()
         if not line_text.strip():
             continue
-        masked = line_text.translate(HIDE_QUOTES)
-        starts, cursor = [], 0
-        for segment in _segmenter().segment(masked):
-            piece = segment.strip()
-            found = masked.find(piece, cursor) if piece else -1
-            if found < 0:  # pysbd altered the text: keep this piece inside the previous sentence
-                continue
-            cursor = found + len(piece)
-            while found > 0 and line_text[found - 1] in QUOTES:  # an opening quote belongs to its sentence
-                found -= 1
-            starts.append(found)
-        bounds = [*sorted(set([0, *starts])), len(line_text)]
-        for start, end in itertools.pairwise(bounds):
-            span = _trim(text, offset + start, offset + end)
-            if span:
-                spans.append(span)
+        bounds = [*sorted(set([0, *_sentence_starts(line_text)])), len(line_text)]
+        line_spans = [span for a, b in itertools.pairwise(bounds) if (span := _trim(text, offset + a, offset + b))]
+        # A piece without a letter or digit (tokenised text: '" He said', 'Calif . .') is no sentence: it joins the
+        # next sentence of its line, or the previous one at the end of the line.
+        for k in range(len(line_spans) - 1, -1, -1):
+            if len(line_spans) > 1 and not any(c.isalnum() for c in text[slice(*line_spans[k])]):
+                j = k + 1 if k + 1 < len(line_spans) else k - 1
+                merged = (min(line_spans[k][0], line_spans[j][0]), max(line_spans[k][1], line_spans[j][1]))
+                line_spans[min(j, k) : max(j, k) + 1] = [merged]
+        spans.extend(line_spans)
     return spans
