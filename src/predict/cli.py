@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quantize", choices=("none", "int8"), default="none", help="int8: dynamic int8 linear layers (CPU; faster)"
     )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="onnx: ONNX Runtime on CPU (needs the onnx extra; with --quantize int8 the fastest CPU path)",
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
     parser.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, <= 512)")
     parser.add_argument("--stride", type=int, help="overlap of windows in tokens (default: max-length / 4)")
@@ -98,8 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stride=args.stride,
             precision=args.precision,
             quantize=args.quantize,
+            backend=args.backend,
         )
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, ImportError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
 
     inputs = iter_inputs(args.inputs, sys.stdin.buffer if STDIN in args.inputs else None)

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANTIZATIONS = ("none", "int8")
+BACKENDS = ("torch", "onnx")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -98,6 +99,7 @@ class TaskModel:
         max_length: int | None,
         stride: int | None,
         quantize: str = "none",
+        backend: str = "torch",
     ) -> None:
         limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512), 512]
         self.max_length = max_length or min(limits)
@@ -107,10 +109,19 @@ class TaskModel:
             raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length} minus specials")
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
-        if quantize == "int8" and (device.type != "cpu" or dtype != torch.float32):
-            raise ValueError(f"quantize int8 runs on CPU in fp32 only; got device {device.type}, precision {dtype}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        if (quantize == "int8" or backend == "onnx") and (device.type != "cpu" or dtype != torch.float32):
+            raise ValueError(
+                f"backend {backend} with quantize {quantize} runs on CPU in fp32 only; got device {device.type}, "
+                f"precision {dtype}"
+            )
         self.model = model.to(device=device, dtype=dtype).eval()
-        if quantize == "int8":
+        if backend == "onnx":
+            from src.predict.ort import OrtModel
+
+            self.model = OrtModel(self.model, quantize)
+        elif quantize == "int8":
             self.model = quantize_int8(self.model)
         self.tokenizer = tokenizer
         self.device = device
@@ -194,6 +205,7 @@ class Predictor:
         stride: int | None = None,
         precision: str = "auto",
         quantize: str = "none",
+        backend: str = "torch",
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
     ) -> Predictor:
@@ -201,7 +213,8 @@ class Predictor:
 
         ``precision``: ``auto`` (half precision on CUDA, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16`` (also the fast
         choice on CPUs with native bf16, e.g. AVX-512 BF16 or AMX). ``quantize``: ``none`` or ``int8`` (dynamic int8
-        linear layers, CPU and fp32 only, see ``quantize_int8``).
+        linear layers, CPU and fp32 only, see ``quantize_int8``). ``backend``: ``torch`` or ``onnx`` (ONNX Runtime on
+        CPU, the export cached by ``src.predict.ort``; with ``quantize="int8"`` the fastest CPU path that keeps F1).
         """
         torch_device = resolve_device(device)
         dtype = resolve_precision(precision, torch_device)
@@ -213,7 +226,9 @@ class Predictor:
             if task != expected:
                 raise ValueError(f"{path}: is a {task} checkpoint, given as the {expected} model")
             tokenizer = load_tokenizer(str(path))
-            loaded[task] = TaskModel(model, tokenizer, torch_device, dtype, batch_size, max_length, stride, quantize)
+            loaded[task] = TaskModel(
+                model, tokenizer, torch_device, dtype, batch_size, max_length, stride, quantize, backend
+            )
         return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
 
     # -- public API ---------------------------------------------------------------------------------------------
