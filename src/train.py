@@ -283,7 +283,12 @@ def main() -> None:
             return None
         return metrics["micro"]["f1"] if cfg.task.name == "ner" else metrics["macro"]["f1"]
 
-    run()
+    try:
+        run()
+    finally:
+        # Under torchrun: shut gloo/NCCL down here; left to interpreter teardown, a rank can abort on exit.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def distributed_overrides(argv: list[str]) -> list[str]:
