@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="onnx: ONNX Runtime on CPU (needs the onnx extra; with --quantize int8 the fastest CPU path)",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice, one per core)")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: one per core)")
     parser.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, <= 512)")
     parser.add_argument("--stride", type=int, help="overlap of windows in tokens (default: max-length / 4)")
     group = parser.add_mutually_exclusive_group()

@@ -73,8 +73,8 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
 def quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
     """The model with the encoder's ``nn.Linear`` layers dynamically quantised to int8 (weights int8 per output
     channel, activations quantised per batch); the task head stays fp32. On x86 CPUs the matrix products, most of a
-    small BERT's time, run about 3x faster, at a cost of about 0.01 NER F1 (BENCHMARKS.md: ``--precision bf16`` is
-    as fast and loses nothing on CPUs with native bf16). Pure torch; CPU only."""
+    small BERT's time, run about 3x faster, at a cost of about 0.01 NER F1 (BENCHMARKS.md: ONNX Runtime's int8,
+    ``backend="onnx"``, is faster and loses under 0.005). Pure torch; CPU only."""
     prefix = model.base_model_prefix + "."
     spec = {
         name: torch.ao.quantization.per_channel_dynamic_qconfig
