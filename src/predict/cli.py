@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -80,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ner is None and args.stance is None:
         parser.error("give --ner, --stance or both")
+    if not logging.getLogger("src").handlers:  # our own progress notes (e.g. a first ONNX export) on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("predict.py: %(message)s"))
+        logging.getLogger("src").addHandler(handler)
+        logging.getLogger("src").setLevel(logging.INFO)
     if args.resume and args.output and args.output.exists() and not journal_path(args.output).exists():
         print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
         return 0

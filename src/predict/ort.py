@@ -92,7 +92,11 @@ def export(model: PreTrainedModel, quantize: str) -> Path:
                 dynamo=False,
             )
         if quantize == "int8":
-            quantize_dynamic(fp32, scratch / "model.int8.onnx", weight_type=QuantType.QInt8, per_channel=True)
+            logging.disable(logging.WARNING)  # onnxruntime logs a generic "consider pre-processing" hint to root
+            try:
+                quantize_dynamic(fp32, scratch / "model.int8.onnx", weight_type=QuantType.QInt8, per_channel=True)
+            finally:
+                logging.disable(logging.NOTSET)
         target.mkdir(exist_ok=True)
         for file in scratch.iterdir():
             if not (target / file.name).exists():
