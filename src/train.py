@@ -26,13 +26,14 @@ from transformers import (
 )
 
 from src.config import register_resolvers
-from src.data.convert import ner_examples, read_conll, stance_examples
+from src.data import conll
+from src.data.convert import ner_examples, stance_examples
 from src.data.folds import as_dataset, leave_one_article_out
 from src.data.records import load_records
-from src.evaluate.report import write_atomic, write_json, write_jsonl
+from src.evaluate.report import make_readable, write_atomic, write_json, write_jsonl
 from src.features import IGNORE_INDEX, encode_ner, encode_stance
 from src.labels import iob2_tags
-from src.model import load_for_training, load_tokenizer, packaged_model_path, resolve_model_dir
+from src.model import ModelNotFound, load_for_training, load_tokenizer, packaged_model_path, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +49,13 @@ def is_main_process() -> bool:
 
 
 def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict]]:
-    """``(train, dev, test)`` records: seeds by leave-one-article-out fold, CoNLL by its own files."""
+    """``(train, dev, test)`` records: seeds by leave-one-article-out fold, CoNLL from wherever it is found."""
     if data.format == "conll":
-        for key in ("train", "dev", "test"):
-            if not Path(data[key]).is_file():
-                raise FileNotFoundError(f"data.{key}: no such file {data[key]} (set data.dir to the CoNLL-2003 folder)")
-        train = read_conll(data.train)
-        if data.get("max_train_documents"):
-            train = train[: data.max_train_documents]
-        return train, read_conll(data.dev), read_conll(data.test)
+        source = conll.find_source(data.dir, data.hub_id)
+        log.info("%s", source.describe())
+        splits = conll.load_splits(source, data.hub_revision)
+        train = splits["train"][: data.max_train_documents or None]
+        return train, splits["dev"], splits["test"]
     if not Path(data.path).is_file():
         raise FileNotFoundError(f"data.path: no such file {data.path}")
     records = load_records(data.path, entity_labels=list(data.entity_labels), stance_labels=list(data.stance_labels))
@@ -145,7 +144,7 @@ tags: [newsframe, {task}]
 - Base model: `{base}`
 - Data: `{cfg.data.name}` ({cfg.data.get("path") or cfg.data.get("dir")}), held out: {held_out}
 - Held-out figures: {figures}
-
+{f"{chr(10)}> **Note.** {cfg.notice}{chr(10)}" if cfg.get("notice") else ""}
 ```python
 from transformers import pipeline
 nlp = pipeline("{"token-classification" if task == "ner" else "text-classification"}", model="{final_path}")
@@ -179,12 +178,15 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
 
     train_records, dev_records, test_records = load_splits(cfg.data)
     labels = iob2_tags(list(cfg.data.entity_labels)) if cfg.task.name == "ner" else list(cfg.data.stance_labels)
-    base = resolve_model_dir(cfg.model.name_or_path)
-    if os.sep in base and not Path(base).exists():
-        raise FileNotFoundError(
-            f"model.name_or_path={base}: no such folder. The tuned NER default warm-starts from the CoNLL-2003 model: "
-            "build it with `make conll`, or pass model.name_or_path=<model> / experiment=none"
-        )
+    try:
+        base = resolve_model_dir(cfg.model.name_or_path)
+    except ModelNotFound as err:
+        raise ModelNotFound(
+            f"model.name_or_path: {err}. The tuned NER default warm-starts from the CoNLL-2003 model: build it with "
+            "`make conll`, or train from the packaged model with experiment=seeds_ner_plain"
+        ) from None
+    if cfg.get("notice"):
+        log.warning("%s", cfg.notice)
     tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
     head_init = OmegaConf.to_container(cfg.model.head_init) if cfg.model.get("head_init") else None
     model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code, head_init)
@@ -224,6 +226,7 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     tokenizer.save_pretrained(tmp_dir)
     metrics = evaluate_held_out(cfg, tmp_dir, test_records, out) if test_records else None
     write_model_card(tmp_dir, model_dir, cfg, metrics, base)
+    make_readable(tmp_dir)
     if model_dir.exists():
         shutil.rmtree(model_dir)
     os.replace(tmp_dir, model_dir)
@@ -238,7 +241,11 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         "device": str(trainer.args.device),
     }
     write_json(out / "train_summary.json", summary)
-    log.info("Run folder: %s (%.1f min)", out, minutes)
+    flag = "ner" if cfg.task.name == "ner" else "stance"
+    print(
+        f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python scripts/predict.py --{flag} {out} "
+        "-o predictions.jsonl YOUR_ARTICLES/"
+    )
     return metrics, out
 
 
@@ -255,6 +262,7 @@ def weighted_cross_entropy(weights: torch.Tensor):
 def evaluate_held_out(cfg: DictConfig, model_dir: Path, records: list[dict], out: Path) -> dict:
     """Predict the held-out records with their gold sentence spans and write metrics.json, report.md, predictions."""
     from src.evaluate import evaluate_predictions, write_evaluation
+    from src.evaluate.report import per_label_table, summary_lines
     from src.predict import Predictor
 
     kwargs = {cfg.task.name: str(model_dir)}
@@ -266,7 +274,9 @@ def evaluate_held_out(cfg: DictConfig, model_dir: Path, records: list[dict], out
     metrics = evaluate_predictions(cfg.task.name, records, predictions)
     write_evaluation(metrics, records, predictions, out)
     write_jsonl(out / "predictions.jsonl", predictions)
-    print((out / "report.md").read_text(encoding="utf-8"))
+    print(f"\nHeld-out {cfg.task.name} evaluation ({len(records)} document(s)):")
+    print("\n".join(summary_lines(metrics)), per_label_table(metrics), sep="\n\n")
+    print(f"\nFull report with the error analysis: {out / 'report.md'}")
     return metrics
 
 

@@ -77,21 +77,22 @@ def test_resume_from_checkpoint(tiny_model_dir: Path, tmp_path: Path) -> None:
 def test_warm_start_reinitialises_head_for_new_labels(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:
     from src.train import train
 
-    conll = tmp_path / "conll.txt"
-    conll.write_text(
-        "-DOCSTART- -X- -X- O\n\nPutin NNP B-NP B-PER\nvisits VBZ B-VP O\nMoscow NNP B-NP B-LOC\n. . O O\n\n",
-        encoding="utf-8",
-    )
-    data = [f"data.{k}={conll}" for k in ("train", "dev", "test")]
+    conll = tmp_path / "conll"
+    conll.mkdir()
+    for split in ("train", "dev", "test"):
+        (conll / f"{split}.txt").write_text(
+            "-DOCSTART- -X- -X- O\n\nPutin NNP B-NP B-PER\nvisits VBZ B-VP O\nMoscow NNP B-NP B-LOC\n. . O O\n\n",
+            encoding="utf-8",
+        )
+    data = [f"data.dir={conll}"]
     quick = ["trainer.load_best_model_at_end=false", "trainer.eval_strategy=no"]
     first = compose_train_config(
-        ["data=conll2003", *data, f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, *quick], tmp_path / "conll"
+        ["data=conll2003", *data, f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, *quick], tmp_path / "conll-run"
     )
     train(first)
     head_init = "model.head_init={PERSON: PER, GPE: LOC}"
-    second = compose_train_config(
-        [f"model.name_or_path={tmp_path / 'conll'}", head_init, *TINY_TRAIN, "trainer.max_steps=1"], tmp_path / "seeds"
-    )
+    warm = f"model.name_or_path={tmp_path / 'conll-run'}"
+    second = compose_train_config([warm, head_init, *TINY_TRAIN, "trainer.max_steps=1"], tmp_path / "seeds")
     with caplog.at_level("WARNING"):
         metrics, _ = train(second)
     assert "re-initialising the head" in caplog.text
@@ -107,6 +108,39 @@ def test_cli_writes_hydra_run_folder(tiny_model_dir: Path, tmp_path: Path) -> No
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / ".hydra" / "config.yaml").is_file() and (out / "model" / "model.safetensors").is_file()
     assert "macro" in (out / "report.md").read_text().lower()
+    # A short screen: the per-label table, the report's path, one closing line; no load-report tables.
+    console = proc.stdout + proc.stderr
+    assert "| leverage |" in console and f"{out / 'report.md'}" in console
+    assert f"Model ready: {out / 'model'}" in console and "scripts/predict.py --stance" in console
+    assert "LOAD REPORT" not in console and "## Errors" not in console
+    assert not (out / "checkpoints").exists()
+
+
+def test_incomplete_warm_start_folder_fails_at_once(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """An interrupted `make conll` leaves a run folder without a model: say so, not a tokenizer error."""
+    broken = tmp_path / "conll2003"
+    (broken / ".hydra").mkdir(parents=True)
+    proc = run_train(*TINY_TRAIN, f"model.name_or_path={broken}", f"hydra.run.dir={tmp_path}/x")
+    console = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "not a complete model folder" in console and "make conll" in console and "sentencepiece" not in console
+
+
+def test_plain_fallback_says_it_is_the_weaker_model(tiny_model_dir: Path, tmp_path: Path, caplog) -> None:
+    from src.train import train
+
+    overrides = ["task=ner", "experiment=seeds_ner_plain", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN]
+    old = os.umask(0o022)
+    try:
+        with caplog.at_level("WARNING"):
+            _, out = train(compose_train_config(overrides, tmp_path / "run"))
+    finally:
+        os.umask(old)
+    assert "without the CoNLL-2003 warm start" in caplog.text
+    assert "without the CoNLL-2003 warm start" in (out / "model" / "README.md").read_text()
+    # Another user (a service account) can read everything the run wrote.
+    for path in out.rglob("*"):
+        assert path.stat().st_mode & 0o004, f"{path} is not readable by others"
 
 
 @pytest.mark.parametrize(

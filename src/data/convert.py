@@ -77,7 +77,7 @@ def stance_examples(records: Sequence[Record]) -> list[dict]:
     ]
 
 
-def _tokens_to_record(doc_id: str, sentences: list[list[tuple[str, str]]]) -> Record:
+def tokens_to_record(doc_id: str, sentences: list[list[tuple[str, str]]]) -> Record:
     """A record from CoNLL sentences of ``(token, tag)``: tokens joined by " ", sentences by "\\n"."""
     lines, entities, spans, offset = [], [], [], 0
     for sent in sentences:
@@ -125,7 +125,7 @@ def read_conll(path: str | Path) -> list[Record]:
         docs[-1].append(sentence)
     for doc in docs:
         if doc:
-            records.append(_tokens_to_record(f"{path.stem}-{len(records):04d}", doc))
+            records.append(tokens_to_record(f"{path.stem}-{len(records):04d}", doc))
     return records
 
 
