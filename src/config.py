@@ -17,3 +17,52 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("packaged_model", packaged_model_path)
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key, the value and what is expected."""
+
+
+# trainer.* keys with a type and range; TrainingArguments checks the rest (its errors are re-raised naming trainer).
+TRAINER_RULES = {
+    "learning_rate": (float, lambda v: v > 0, "a number > 0"),
+    "num_train_epochs": (float, lambda v: v > 0, "a number > 0 (or trainer.max_steps > 0)"),
+    "max_steps": (int, lambda v: v == -1 or v > 0, "-1 (use num_train_epochs) or an integer > 0"),
+    "per_device_train_batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "per_device_eval_batch_size": (int, lambda v: v >= 1, "an integer >= 1"),
+    "gradient_accumulation_steps": (int, lambda v: v >= 1, "an integer >= 1"),
+    "warmup_steps": (float, lambda v: v >= 0, "a number >= 0 (below 1: a ratio of the steps)"),
+    "weight_decay": (float, lambda v: v >= 0, "a number >= 0"),
+    "max_grad_norm": (float, lambda v: v >= 0, "a number >= 0"),
+    "logging_steps": (float, lambda v: v > 0, "a number > 0"),
+    "save_total_limit": (int, lambda v: v >= 1, "an integer >= 1 or null"),
+    "dataloader_num_workers": (int, lambda v: v >= 0, "an integer >= 0"),
+}
+TASK_RULES = {
+    "max_length": (int, lambda v: v >= 16, "an integer >= 16"),
+    "stride": (int, lambda v: v >= 0, "an integer >= 0"),
+}
+
+
+def check_values(section: str, values: dict, rules: dict) -> None:
+    """Raise ``ConfigError`` for the first ``section.key`` whose value has the wrong type or range."""
+    for key, (kind, ok, what) in rules.items():
+        value = values.get(key)
+        if value is None or (key == "num_train_epochs" and (values.get("max_steps") or -1) > 0):
+            continue
+        wrong_type = isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float))
+        if wrong_type or not ok(value):
+            raise ConfigError(f"{section}.{key}={value!r}: expected {what}")
+
+
+def check_train_config(cfg) -> None:
+    """Fail before any work on values that would crash mid-run or, worse, train nothing and exit 0."""
+    check_values("trainer", cfg.trainer, TRAINER_RULES)
+    check_values("task", cfg.task, TASK_RULES)
+    if cfg.task.stride >= cfg.task.max_length - 8:
+        raise ConfigError(
+            f"task.stride={cfg.task.stride}: must be below task.max_length={cfg.task.max_length} minus room for the "
+            "special tokens, or consecutive windows would not move forward"
+        )
+    if cfg.trainer.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from transformers import (
     DataCollatorForTokenClassification,
@@ -25,11 +26,11 @@ from transformers import (
     set_seed,
 )
 
-from src.config import register_resolvers
+from src.config import ConfigError, check_train_config, register_resolvers
 from src.data import conll
 from src.data.convert import ner_examples, stance_examples
 from src.data.folds import as_dataset, leave_one_article_out
-from src.data.records import load_records
+from src.data.records import DataError, load_records
 from src.evaluate.report import make_readable, write_atomic, write_json, write_jsonl
 from src.features import IGNORE_INDEX, encode_ner, encode_stance
 from src.labels import iob2_tags
@@ -59,7 +60,12 @@ def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict]]:
     if not Path(data.path).is_file():
         raise FileNotFoundError(f"data.path: no such file {data.path}")
     records = load_records(data.path, entity_labels=list(data.entity_labels), stance_labels=list(data.stance_labels))
-    train, test = leave_one_article_out(records, data.fold)
+    if data.fold is not None and (isinstance(data.fold, bool) or not isinstance(data.fold, int)):
+        raise ConfigError(f"data.fold={data.fold!r}: expected an article number or null")
+    try:
+        train, test = leave_one_article_out(records, data.fold)
+    except ValueError as err:
+        raise ConfigError(f"data.fold: {err}") from None
     return train, [], test
 
 
@@ -104,8 +110,6 @@ def training_arguments(cfg: DictConfig) -> TrainingArguments:
     """TrainingArguments from ``trainer.*``, with the device decided here: CUDA (bf16 where supported) or CPU."""
     args: dict[str, Any] = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in OWN_TRAINER_KEYS}
     device = cfg.trainer.device
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"trainer.device={device!r}: expected auto, cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -115,7 +119,10 @@ def training_arguments(cfg: DictConfig) -> TrainingArguments:
         args["use_cpu"] = True
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             args.setdefault("ddp_backend", "gloo")
-    return TrainingArguments(output_dir=str(Path(cfg.paths.output_dir) / "checkpoints"), seed=cfg.seed, **args)
+    try:
+        return TrainingArguments(output_dir=str(Path(cfg.paths.output_dir) / "checkpoints"), seed=cfg.seed, **args)
+    except (TypeError, ValueError) as err:  # e.g. an unknown +trainer.FIELD or a value transformers rejects
+        raise ConfigError(f"trainer: {err}") from None
 
 
 def write_model_card(path: Path, final_path: Path, cfg: DictConfig, metrics: dict | None, base: str) -> None:
@@ -163,16 +170,79 @@ def _headline(metrics: dict) -> str:
     return f"macro-F1 {metrics['macro']['f1']:.3f}, accuracy {metrics.get('accuracy', float('nan')):.3f}"
 
 
+# Keys that may differ between a run and its resumption (how long to go on, where and how often to save and log);
+# any other difference (data, fold, task, model, learning rate, ...) would mix two experiments in one model.
+RESUME_FREE_KEYS = {
+    "paths.output_dir",
+    *(f"trainer.{k}" for k in ("resume_from_checkpoint", "keep_checkpoints", "disable_tqdm", "max_steps")),
+    *(f"trainer.{k}" for k in ("num_train_epochs", "save_strategy", "save_steps", "save_total_limit", "logging_steps")),
+}
+
+
+def flat(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` of a nested config, interpolations left as written."""
+    items = cfg.items() if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False).items()
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_run_folder(cfg: DictConfig, out: Path) -> None:
+    """Refuse what would overwrite finished work or mix two configs in one folder.
+
+    A resumed run must have the config it started with (``.hydra/config.yaml``, which ``save_run_config`` writes
+    only once a run is accepted, so a refused run leaves the folder as it was).
+    """
+    resume = cfg.trainer.resume_from_checkpoint
+    # true: this folder's latest checkpoint; a path: .../<run>/checkpoints/checkpoint-N of some run.
+    started = out if resume is True or resume in ("true", "True") else Path(str(resume)).parent.parent
+    saved = started / ".hydra" / "config.yaml"
+    if (out / "model").exists():
+        raise FileExistsError(
+            f"{out / 'model'} exists: a finished run is never overwritten or resumed; choose another hydra.run.dir"
+        )
+    if resume:
+        if not saved.is_file():
+            raise ConfigError(f"trainer.resume_from_checkpoint={resume}: no run to resume (no {saved})")
+        before, now = flat(OmegaConf.load(saved)), flat(cfg)
+        changed = sorted(
+            k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_FREE_KEYS
+        )
+        if changed:
+            diff = ", ".join(f"{k}={before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise ConfigError(
+                f"trainer.resume_from_checkpoint: the run in {started} was started with other settings ({diff}); "
+                "resume with the same settings, or start a new run in another hydra.run.dir"
+            )
+    elif (out / "checkpoints").exists():
+        raise FileExistsError(
+            f"{out} holds an interrupted run: continue it with trainer.resume_from_checkpoint=true, or choose "
+            "another hydra.run.dir"
+        )
+
+
+def save_run_config(cfg: DictConfig, out: Path) -> None:
+    """Hydra's record of the run (its own writer is off: ``hydra.output_subdir=null``), written by rank 0."""
+    if not is_main_process():
+        return
+    write_atomic(out / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        write_atomic(out / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))
+
+
 def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     """Train one model as configured; returns the held-out metrics (None without a held-out part) and the run folder."""
     if cfg.task.name not in ("ner", "stance"):
-        raise ValueError(f"task={cfg.task.name!r}: expected ner or stance")
-    if cfg.trainer.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")
+        raise ConfigError(f"task={cfg.task.name!r}: expected ner or stance")
+    check_train_config(cfg)
+    args = training_arguments(cfg)
     out = Path(cfg.paths.output_dir)
     model_dir = out / "model"
-    if model_dir.exists() and not cfg.trainer.resume_from_checkpoint:
-        raise FileExistsError(f"{model_dir} exists: a finished run is never overwritten; choose another hydra.run.dir")
+    check_run_folder(cfg, out)
     set_seed(cfg.seed)
     started = time.perf_counter()
 
@@ -187,9 +257,13 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         ) from None
     if cfg.get("notice"):
         log.warning("%s", cfg.notice)
-    tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
+    save_run_config(cfg, out)
     head_init = OmegaConf.to_container(cfg.model.head_init) if cfg.model.get("head_init") else None
-    model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code, head_init)
+    try:
+        tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
+        model = load_for_training(cfg.task.name, base, labels, cfg.model.trust_remote_code, head_init)
+    except OSError as err:  # a Hub id that is offline, unknown or gated: the Hub's own message, with the key
+        raise ModelNotFound(f"model.name_or_path={base}: {err}") from None
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
     train_set = build_dataset(cfg.task, train_records, tokenizer, label2id)
     dev_set = build_dataset(cfg.task, dev_records, tokenizer, label2id) if dev_records else None
@@ -204,7 +278,7 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         loss = weighted_cross_entropy(weights) if weights is not None else None
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg),
+        args=args,
         train_dataset=train_set,
         eval_dataset=dev_set,
         data_collator=collator,
@@ -280,6 +354,11 @@ def evaluate_held_out(cfg: DictConfig, model_dir: Path, records: list[dict], out
     return metrics
 
 
+# Mistakes in the config or the data (a missing folder, an unreachable Hub id too), reported as one line with exit 2;
+# anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, DataError, OSError)
+
+
 def main() -> None:
     import hydra
 
@@ -288,7 +367,11 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
     def run(cfg: DictConfig) -> float | None:
-        metrics, _ = train(cfg)
+        try:
+            metrics, _ = train(cfg)
+        except USER_ERRORS as err:  # a user's mistake: one clear line, no traceback
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
         if not metrics:
             return None
         return metrics["micro"]["f1"] if cfg.task.name == "ner" else metrics["macro"]["f1"]

@@ -442,3 +442,12 @@ def test_cli_evaluates_a_checkpoint(task, tmp_path, tiny_model_dir, gold_file, c
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in predictions] == ["doc0", "doc1", "doc2"]
     assert (out / "report.md").is_file() and (out / "confusion_stance.png").is_file() == (task == "stance")
+
+
+def test_cli_refuses_a_plain_article_as_conll(tmp_path, runs, capsys):
+    """A .txt article is not CoNLL columns: a located error (exit 1), never an F1 of 0.000 with exit 0."""
+    article = tmp_path / "article.txt"
+    article.write_text("Kim Jong-un met Vladimir Putin.\nThey talked about sanctions.\n", encoding="utf-8")
+    assert main([f"model={runs['ner']}", f"data.path={article}"]) == 1
+    err = capsys.readouterr().err
+    assert f"{article}:1: not CoNLL columns" in err and ".jsonl" in err

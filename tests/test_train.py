@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,12 +152,52 @@ def test_plain_fallback_says_it_is_the_weaker_model(tiny_model_dir: Path, tmp_pa
         ("data.fold=9", "fold"),
         ("trainer.device=tpu", "expected auto, cpu or cuda"),
         ("model.name_or_path=/nonexistent/runs/conll2003", "make conll"),
+        ("trainer.learning_rate=abc", "trainer.learning_rate='abc': expected a number > 0"),
+        ("trainer.num_train_epochs=-1", "trainer.num_train_epochs=-1: expected a number > 0"),
+        ("trainer.per_device_train_batch_size=0", "trainer.per_device_train_batch_size=0"),
+        ("task.stride=60", "task.stride=60: must be below task.max_length=64"),
+        ("+trainer.no_such_field=1", "trainer: "),
     ],
 )
 def test_bad_config_fails_clearly(override: str, message: str, tiny_model_dir: Path, tmp_path: Path) -> None:
-    proc = run_train(f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, f"hydra.run.dir={tmp_path}/x", override)
-    assert proc.returncode != 0
-    assert message in proc.stderr + proc.stdout
+    """A user's mistake: exit 2, one line naming the key, no traceback, and nothing written into the run folder."""
+    out = tmp_path / "x"
+    proc = run_train(
+        f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, "trainer.max_steps=-1", f"hydra.run.dir={out}", override
+    )
+    assert proc.returncode == (1 if override == "task=sentiment" else 2), proc.stderr[-2000:]  # 1: Hydra's own
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / ".hydra").exists()
+
+
+def test_hub_id_goes_to_the_hub_not_to_a_folder_check(tmp_path: Path) -> None:
+    """Offline, a Hub id fails with the Hub's own message, not as a missing folder."""
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    proc = run_train(*TINY_TRAIN, f"model.name_or_path={hub_id}", "experiment=none", f"hydra.run.dir={tmp_path}/x")
+    assert proc.returncode == 2 and hub_id in proc.stderr
+    assert "no such folder" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_refuses_another_config_and_finished_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Resuming with another fold would report a fold the model was trained on; a finished run is never redone."""
+    out = tmp_path / "run"
+    base = ["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, "trainer.save_strategy=steps"]
+    base += ["trainer.save_steps=2", "trainer.keep_checkpoints=true", f"hydra.run.dir={out}"]
+    assert run_train(*base).returncode == 0
+    finished = {p: p.read_bytes() for p in (out / ".hydra" / "config.yaml", out / "metrics.json")}
+    again = run_train(*base, "trainer.resume_from_checkpoint=true", "data.fold=1")
+    assert again.returncode == 2 and "never overwritten or resumed" in again.stderr
+    assert all(p.read_bytes() == data for p, data in finished.items())
+
+    shutil.rmtree(out / "model")  # as if killed after the last checkpoint, before the model was saved
+    other = run_train(*base, "trainer.resume_from_checkpoint=true", "data.fold=1")
+    assert other.returncode == 2 and "data.fold=0 -> 1" in other.stderr
+    assert all(p.read_bytes() == data for p, data in finished.items())
+    fresh = run_train(*base)
+    assert fresh.returncode == 2 and "interrupted run" in fresh.stderr
+    same = run_train(*base, "trainer.resume_from_checkpoint=true")
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert (out / "model" / "model.safetensors").is_file()
 
 
 def test_two_process_data_parallel_run(tiny_model_dir: Path, tmp_path: Path) -> None:

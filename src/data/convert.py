@@ -4,6 +4,7 @@ tested as a round trip."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from src.data.words import spans_to_word_tags, word_spans, word_tags_to_spans
 # Names in data/labelstudio/config.xml: entity spans, sentence regions, and the per-sentence stance choice.
 LS_TEXT, LS_ENTITY, LS_SENTENCE, LS_STANCE = "text", "entity", "sentence", "stance"
 SENTENCE_LABEL = "Sentence"
+IOB_TAG = re.compile(r"^(O|[BI]-\S+)$")
 
 
 def ner_examples(records: Sequence[Record]) -> list[dict]:
@@ -118,8 +120,11 @@ def read_conll(path: str | Path) -> list[Record]:
                 if cols and docs[-1]:
                     docs.append([])
                 continue
-            if len(cols) < 2:
-                raise ValueError(f"{path}:{lineno}: expected 'WORD ... TAG' columns, got {line.rstrip()!r}")
+            if len(cols) < 2 or not IOB_TAG.match(cols[-1]):
+                raise ValueError(
+                    f"{path}:{lineno}: not CoNLL columns ('WORD ... TAG' with TAG one of O, B-X, I-X): "
+                    f"{line.rstrip()[:80]!r}; annotated articles are .jsonl records"
+                )
             sentence.append((cols[0], cols[-1]))
     if sentence:
         docs[-1].append(sentence)
