@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from src.data.jsonl import read_json_file
 from src.data.words import word_spans
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
@@ -26,36 +27,6 @@ def around(text: str, start: int, end: int | None = None) -> str:
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     left, mid, right = text[max(0, start - CONTEXT) : start], text[start:end], text[end : end + CONTEXT]
     return json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
-
-
-def parse_json_records(path: str | Path) -> tuple[list[tuple[int, object]], list[str]]:
-    """Parse ``path`` into ``(line number, object)`` pairs and a list of syntax problems.
-
-    ``.jsonl``: one object per line (blank lines skipped). ``.json``: one object or a list of objects (line numbers
-    are then the line where the file starts, 1).
-
-    EXAMPLE: a .jsonl file with ``{"id": "a"}`` then ``{oops`` -> ``([(1, {"id": "a"})], ["f.jsonl:2: malformed ..."])``
-    """
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        return [], [f"{path}: cannot read: {err}"]
-    if path.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as err:
-            return [], [f"{path}:{err.lineno}: malformed JSON at column {err.colno}: {err.msg}"]
-        return [(1, obj) for obj in (data if isinstance(data, list) else [data])], []
-    items, problems = [], []
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append((lineno, json.loads(line)))
-        except json.JSONDecodeError as err:
-            problems.append(f"{path}:{lineno}: malformed JSON at column {err.colno}: {err.msg}: {line[:60]!r}")
-    return items, problems
 
 
 def resolve_source(source: str, base: Path | None = None, root: Path | None = None) -> Path | None:
@@ -282,7 +253,9 @@ def parse_and_validate(
 ) -> tuple[list[dict], list[str]]:
     """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
     path = Path(path)
-    items, problems = parse_json_records(path)
+    items, problems = read_json_file(path)
+    if not items and not problems:  # training would fail later, in the tokenizer, with no hint of the cause
+        problems.append(f"{path}: no records in {path}")
     problems += validate_records(
         ((f"{path}:{lineno}", obj) for lineno, obj in items),
         entity_labels=entity_labels,

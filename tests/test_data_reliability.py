@@ -1,0 +1,98 @@
+"""Reliability of data import and validation: JSON lines as JSON defines them, refusals that name the file, line,
+task, region or field, and no corpus overwritten or left invalid by ``from-labelstudio``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from src.data.__main__ import main
+from src.data.convert import records_to_labelstudio
+from src.data.records import DataError, load_records, save_records
+from src.data.validate import validate_file
+from src.evaluate.report import read_jsonl
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GOOD = FIXTURES / "good.jsonl"
+
+# Line and paragraph separators and NEL are whitespace to Python and line breaks to str.splitlines, but plain
+# characters inside a JSON string (json.dumps(ensure_ascii=False) writes them raw).
+SEPARATED = "Kim met Putin.\u2028Trade grew.\u2029Talks\x85ended."
+
+
+def separated_record() -> dict:
+    return {
+        "id": "sep",
+        "text": SEPARATED,
+        "entities": [{"start": 0, "end": 3, "label": "PERSON"}, {"start": 8, "end": 13, "label": "PERSON"}],
+        "sentences": [
+            {"start": 0, "end": 14, "stance": "neutral"},
+            {"start": 15, "end": 26, "stance": None},
+            {"start": 27, "end": 39, "stance": None},
+        ],
+    }
+
+
+def good_record() -> dict:
+    return json.loads(GOOD.read_text(encoding="utf-8"))
+
+
+def write_export(path: Path, export: object) -> Path:
+    path.write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --- JSON lines ---------------------------------------------------------------------------------------------------
+
+
+def test_unicode_line_separators_inside_strings_are_read_everywhere(tmp_path: Path) -> None:
+    record = separated_record()
+    path = tmp_path / "sep.jsonl"
+    save_records([record], path)
+    assert "\u2028" in path.read_text(encoding="utf-8")  # raw, as the project's own writer leaves it
+    assert validate_file(path) == []
+    assert load_records(path) == [record]
+    assert read_jsonl(path) == [record]
+    # CRLF line ends and a bare CR used as JSON whitespace inside a line are read too.
+    crlf = tmp_path / "crlf.jsonl"
+    crlf.write_bytes(json.dumps(record, ensure_ascii=False).replace(', "text"', ',\r"text"').encode() + b"\r\n\r\n")
+    assert load_records(crlf) == [record]
+    assert read_jsonl(crlf) == [record]
+
+
+def test_from_labelstudio_accepts_its_own_output_with_line_separators(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export.json", records_to_labelstudio([separated_record()]))
+    out = tmp_path / "out.jsonl"
+    assert main(["from-labelstudio", str(export), "-o", str(out)]) == 0
+    assert load_records(out) == [separated_record()]
+
+
+def test_read_jsonl_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "pred.jsonl"
+    path.write_text('{"id": "a"}\n{oops\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{path.name}:2: malformed JSON"):
+        read_jsonl(path)
+
+
+# --- empty files and every problem of every record ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n", "[]"])
+def test_file_without_records_is_refused(tmp_path: Path, content: str, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / ("empty.json" if content == "[]" else "empty.jsonl")
+    path.write_text(content, encoding="utf-8")
+    assert validate_file(path) == [f"{path}: no records in {path}"]
+    with pytest.raises(DataError, match="no records in"):
+        load_records(path)
+    assert main(["validate", str(path)]) == 1
+    assert "no records in" in capsys.readouterr().out
+
+
+def shutil_copy(src: Path, dst: Path) -> None:
+    dst.write_bytes(src.read_bytes())
