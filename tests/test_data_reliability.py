@@ -94,5 +94,34 @@ def test_file_without_records_is_refused(tmp_path: Path, content: str, capsys: p
     assert "no records in" in capsys.readouterr().out
 
 
+def test_every_problem_of_a_record_is_reported(tmp_path: Path) -> None:
+    record = good_record()
+    del record["sentences"]
+    record["entities"][0]["label"] = "NOPE"
+    record["entities"][1]["end"] = 500
+    record["entities"].append({"start": "1", "end": 3, "label": "PERSON"})
+    path = tmp_path / "many.jsonl"
+    save_records([record], path)
+    shutil_copy(FIXTURES / "mini.txt", tmp_path / "mini.txt")
+    problems = validate_file(path)
+    for part in (
+        "missing field 'sentences'",
+        "entities[6] field 'start' must be int",
+        "unknown entity label 'NOPE' at 0-11",
+        "entity PERSON 16-500 is out of bounds",
+    ):
+        assert any(part in p for p in problems), (part, problems)
+    # Spans in bounds are still checked against each other when another span is broken.
+    record = good_record()
+    record["entities"][0]["end"] = 500
+    record["entities"][1:3] = [{"start": 16, "end": 24, "label": "PERSON"}, {"start": 16, "end": 30, "label": "X"}]
+    record["sentences"][1]["stance"] = "bogus"
+    save_records([record], path)
+    problems = validate_file(path)
+    for part in ("0-500 is out of bounds", "16-30 overlaps entity PERSON 16-24", "unknown entity label 'X'",
+                 "unknown stance 'bogus'"):  # fmt: skip
+        assert any(part in p for p in problems), (part, problems)
+
+
 def shutil_copy(src: Path, dst: Path) -> None:
     dst.write_bytes(src.read_bytes())

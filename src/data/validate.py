@@ -76,15 +76,33 @@ def _check_fields(record: dict, where: str) -> list[str]:
     return problems
 
 
-def _check_span(text: str, kind: str, span: dict, where: str) -> list[str]:
-    """Bounds, emptiness and outer whitespace of one span."""
+def _check_span(text: str, kind: str, span: dict, where: str) -> tuple[list[str], bool]:
+    """Problems of one span's bounds, emptiness and outer whitespace, and whether it lies inside the text (so
+    the checks between spans can still use it)."""
     start, end = span["start"], span["end"]
     if not 0 <= start < end <= len(text):
         what = "empty" if start >= end else "out of bounds"
-        return [f"{where}: {kind} {start}-{end} is {what} (text length {len(text)}) near {around(text, start, end)}"]
+        inside = 0 <= start <= end <= len(text)
+        msg = f"{where}: {kind} {start}-{end} is {what} (text length {len(text)}) near {around(text, start, end)}"
+        return [msg], inside
     if text[start].isspace() or text[end - 1].isspace():
-        return [f"{where}: {kind} {start}-{end} has outer whitespace: {around(text, start, end)}"]
-    return []
+        return [f"{where}: {kind} {start}-{end} has outer whitespace: {around(text, start, end)}"], True
+    return [], True
+
+
+def _positioned(record: dict, key: str) -> list[dict]:
+    """The spans of ``record[key]`` that have integer offsets: enough for every check that does not need what
+    else is wrong with them, so one broken span does not hide the problems of the others."""
+    spans = record.get(key)
+    if not isinstance(spans, list):
+        return []
+    return [s for s in spans if isinstance(s, dict) and _is_int(s.get("start")) and _is_int(s.get("end"))]
+
+
+def _label(span: dict, key: str) -> str:
+    """A span's label for messages, whatever its type."""
+    value = span.get(key)
+    return value if isinstance(value, str) else repr(value)
 
 
 def _check_source(record: dict, where: str, base: Path | None, root: Path | None) -> list[str]:
@@ -119,6 +137,10 @@ def validate_record(
 ) -> list[str]:
     """All format problems of one record, one message each; ``[]`` when it is valid.
 
+    Every problem is reported, not the first: each check runs on the parts of the record it needs that are
+    well-formed (a missing field skips only the checks that need that field, an out-of-bounds span only the
+    checks between spans that involve it).
+
     ``where`` prefixes messages (e.g. ``"seeds.jsonl:3"``); ``base`` is the annotation file's folder and ``root`` an
     extra folder for resolving ``source``.
 
@@ -130,47 +152,61 @@ def validate_record(
     rid = record.get("id")
     where = f"{where}: record {rid}" if where else f"record {rid}"
     problems = _check_fields(record, where)
-    if problems:
-        return problems
-    text, entities, sentences = record["text"], record["entities"], record["sentences"]
-    source_problems = _check_source(record, where, base, root) if "source" in record else []
+    entities, sentences = _positioned(record, "entities"), _positioned(record, "sentences")
+    text = record.get("text")
+    if isinstance(text, str) and isinstance(record.get("source"), str):
+        problems = _check_source(record, where, base, root) + problems
 
+    placed: list[dict] = []  # entities inside the text
     for ent in entities:
-        problems += _check_span(text, f"entity {ent['label']}", ent, where)
-        if ent["label"] not in entity_labels:
+        if isinstance(text, str):
+            span_problems, inside = _check_span(text, f"entity {_label(ent, 'label')}", ent, where)
+            problems += span_problems
+            if inside and ent["start"] < ent["end"]:
+                placed.append(ent | {"clean": not span_problems})
+        if isinstance(ent.get("label"), str) and ent["label"] not in entity_labels:
+            context = f": {around(text, ent['start'], ent['end'])}" if isinstance(text, str) else ""
             problems.append(
                 f"{where}: unknown entity label {ent['label']!r} at {ent['start']}-{ent['end']} "
-                f"(known: {', '.join(entity_labels)}): {around(text, ent['start'], ent['end'])}"
+                f"(known: {', '.join(entity_labels)}){context}"
             )
+    all_sentences_placed = isinstance(record.get("sentences"), list) and len(sentences) == len(record["sentences"])
     for sent in sentences:
-        problems += _check_span(text, "sentence", sent, where)
-        if sent["stance"] is not None and sent["stance"] not in stance_labels:
+        if isinstance(text, str):
+            span_problems, inside = _check_span(text, "sentence", sent, where)
+            problems += span_problems
+            all_sentences_placed &= inside and sent["start"] < sent["end"]
+        stance = sent.get("stance")
+        if isinstance(stance, str) and stance not in stance_labels:
+            context = f": {around(text, sent['start'], sent['end'])}" if isinstance(text, str) else ""
             problems.append(
-                f"{where}: unknown stance {sent['stance']!r} of sentence {sent['start']}-{sent['end']} "
-                f"(known: {', '.join(stance_labels)} or null): {around(text, sent['start'], sent['end'])}"
+                f"{where}: unknown stance {stance!r} of sentence {sent['start']}-{sent['end']} "
+                f"(known: {', '.join(stance_labels)} or null){context}"
             )
-    if problems:  # the relational checks below assume spans are in bounds
-        return source_problems + problems
-    problems = source_problems
+    if not isinstance(text, str):
+        return problems
 
     reach: dict | None = None  # the entity seen so far that ends last, so nested overlaps are caught too
-    for ent in sorted(entities, key=lambda e: (e["start"], e["end"])):
+    for ent in sorted(placed, key=lambda e: (e["start"], e["end"])):
         if reach is not None and ent["start"] < reach["end"]:
             problems.append(
-                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} overlaps entity {reach['label']} "
-                f"{reach['start']}-{reach['end']}: {around(text, reach['start'], max(reach['end'], ent['end']))}"
+                f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} overlaps entity "
+                f"{_label(reach, 'label')} {reach['start']}-{reach['end']}: "
+                f"{around(text, reach['start'], max(reach['end'], ent['end']))}"
             )
         if reach is None or ent["end"] > reach["end"]:
             reach = ent
     words = word_spans(text)
     word_starts, word_ends = {s for s, _ in words}, {e for _, e in words}
-    for ent in entities:
-        if ent["start"] not in word_starts or ent["end"] not in word_ends:
+    for ent in placed:  # outer whitespace is already reported; it would also be off the word boundaries
+        if ent["clean"] and (ent["start"] not in word_starts or ent["end"] not in word_ends):
             problems.append(
-                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} does not start and end on word "
+                f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} does not start and end on word "
                 f"boundaries: {around(text, ent['start'], ent['end'])}"
             )
 
+    if not all_sentences_placed:  # a missing or misplaced sentence would show up as gaps and stray entities
+        return problems
     covered_to = 0
     for sent in sentences:
         start, end = sent["start"], sent["end"]
@@ -184,11 +220,11 @@ def validate_record(
         covered_to = max(covered_to, end)
     problems += _uncovered(text, covered_to, len(text), where)
 
-    for ent in entities:
+    for ent in placed:
         if not any(s["start"] <= ent["start"] and ent["end"] <= s["end"] for s in sentences):
             problems.append(
-                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} is not inside one sentence (crosses a "
-                f"sentence boundary or lies outside all sentences): {around(text, ent['start'], ent['end'])}"
+                f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} is not inside one sentence "
+                f"(crosses a sentence boundary or lies outside all sentences): {around(text, ent['start'], ent['end'])}"
             )
     return problems
 
