@@ -125,3 +125,57 @@ def test_every_problem_of_a_record_is_reported(tmp_path: Path) -> None:
 
 def shutil_copy(src: Path, dst: Path) -> None:
     dst.write_bytes(src.read_bytes())
+
+
+# --- source paths -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> tuple[Path, Path]:
+    """A project folder with an annotation file, and a secret file next to (outside) it."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET line\n", encoding="utf-8")
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    shutil_copy(FIXTURES / "mini.txt", project / "data" / "mini.txt")
+    return project / "data" / "x.jsonl", secret
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_source_outside_the_project_is_refused_unread(
+    outside: tuple[Path, Path], how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    path, secret = outside
+    if how == "absolute":
+        source = str(secret)
+    elif how == "dotdot":
+        source = "../../secret.txt"
+    else:
+        (path.parent / "link.txt").symlink_to(secret)
+        source = "link.txt"
+    record = good_record() | {"source": source}
+    save_records([record], path)
+    read = []
+    original = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read.append(self) or original(self))
+    problems = validate_file(path)
+    assert len(problems) == 1 and f"record mini: source {source!r}" in problems[0], problems
+    assert "refused" in problems[0] and "outside the project folder" in problems[0] and "TOPSECRET" not in problems[0]
+    assert secret.resolve() not in [p.resolve() for p in read]
+    assert main(["validate", str(path)]) == 1
+    assert "TOPSECRET" not in capsys.readouterr().out
+    # The same text, so the old code's read went unnoticed: still refused.
+    save_records([record | {"text": secret.read_text(encoding="utf-8"), "entities": [], "sentences": []}], path)
+    assert any("refused" in p for p in validate_file(path))
+
+
+def test_source_inside_the_project_still_resolves(outside: tuple[Path, Path]) -> None:
+    path, _ = outside
+    save_records([good_record()], path)  # "mini.txt", next to the annotation file
+    assert validate_file(path) == []
+    (path.parent.parent / "seeds").mkdir()
+    shutil_copy(FIXTURES / "mini.txt", path.parent.parent / "seeds" / "a.txt")
+    save_records([good_record() | {"source": "seeds/a.txt"}], path)  # from the project folder (where seeds/ is)
+    assert validate_file(path) == []
+    save_records([good_record() | {"source": "seeds/../seeds/a.txt"}], path)
+    assert validate_file(path) == []

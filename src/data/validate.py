@@ -7,6 +7,7 @@ so the annotator can find it without a debugger. ``load_records`` raises with th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -29,19 +30,55 @@ def around(text: str, start: int, end: int | None = None) -> str:
     return json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
 
 
+class SourceRefused(ValueError):
+    """A record's ``source`` names a file outside the folders a corpus may refer to; the file is never read."""
+
+
+def source_folders(base: Path | None = None, root: Path | None = None) -> list[Path]:
+    """The folders ``source`` paths are resolved in, in this order: ``root`` (``--root``), the repository root, the
+    annotation file's project folder (its nearest ancestor with a ``seeds/`` folder) and the file's own folder.
+    Nowhere else: a corpus must not make the validator read, and quote, files elsewhere on the machine.
+
+    EXAMPLE: ``source_folders(Path("data/annotations")) -> [Path("/…/newsframe"), Path("data/annotations")]``
+    """
+    folders = [root, REPO_ROOT]
+    if base is not None:
+        folders.append(next((p for p in (base.resolve(), *base.resolve().parents) if (p / "seeds").is_dir()), None))
+        folders.append(base)
+    unique: dict[Path, Path] = {}
+    for folder in folders:
+        if folder is not None:
+            unique.setdefault(folder.resolve(), folder)
+    return list(unique.values())
+
+
 def resolve_source(source: str, base: Path | None = None, root: Path | None = None) -> Path | None:
-    """The existing file that ``source`` names: tried under ``root``, the repo root, ``base`` (the annotation file's
-    folder) and its parents, then the working directory. ``None`` when none exists.
+    """The existing file that ``source`` names inside one of ``source_folders``; ``None`` when there is none.
+
+    Raises ``SourceRefused``, before touching the file, for an absolute path, a path whose ``..`` climbs out of
+    the folder it is resolved in, or a link that leads out of it.
 
     EXAMPLE: ``resolve_source("seeds/000_056989c0f52db9f1.txt") -> Path("/…/newsframe/seeds/000_….txt")``
     """
-    candidates = [root, REPO_ROOT]
-    if base is not None:
-        candidates += [base, *base.resolve().parents]
-    candidates.append(Path.cwd())
-    for folder in candidates:
-        if folder is not None and (folder / source).is_file():
-            return folder / source
+    folders = source_folders(base, root)
+    inside = f"write it relative to a project folder ({', '.join(str(f) for f in folders)}); the file was not read"
+    if not source or "\0" in source:
+        raise SourceRefused(f"is not a file path; {inside}")
+    if Path(source).is_absolute():
+        raise SourceRefused(f"is an absolute path, which may lead outside the project folder; {inside}")
+    relative = Path(os.path.normpath(source))
+    if relative.parts[:1] == ("..",):
+        raise SourceRefused(f"climbs outside the project folder with '..'; {inside}")
+    linked_out = False
+    for folder in folders:
+        candidate = folder / relative
+        if not candidate.resolve().is_relative_to(folder.resolve()):
+            linked_out = True  # a symbolic link on the way leads outside the folder
+            continue
+        if candidate.is_file():
+            return candidate
+    if linked_out:
+        raise SourceRefused(f"is a link to a place outside the project folder; {inside}")
     return None
 
 
@@ -106,9 +143,13 @@ def _label(span: dict, key: str) -> str:
 
 
 def _check_source(record: dict, where: str, base: Path | None, root: Path | None) -> list[str]:
-    path = resolve_source(record["source"], base, root)
+    try:
+        path = resolve_source(record["source"], base, root)
+    except SourceRefused as refused:
+        return [f"{where}: source {record['source']!r} refused: it {refused}"]
     if path is None:
-        return [f"{where}: source file {record['source']!r} not found (relative to the repo root or the file)"]
+        folders = ", ".join(str(f) for f in source_folders(base, root))
+        return [f"{where}: source file {record['source']!r} not found (relative to {folders})"]
     try:
         expected = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
