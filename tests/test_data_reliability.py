@@ -4,6 +4,7 @@ task, region or field, and no corpus overwritten or left invalid by ``from-label
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,10 @@ def test_unicode_line_separators_inside_strings_are_read_everywhere(tmp_path: Pa
     crlf.write_bytes(json.dumps(record, ensure_ascii=False).replace(', "text"', ',\r"text"').encode() + b"\r\n\r\n")
     assert load_records(crlf) == [record]
     assert read_jsonl(crlf) == [record]
+    # Messages quote them escaped, so each message stays one line in a terminal or an editor.
+    save_records([record | {"entities": [{"start": 13, "end": 16, "label": "PERSON"}]}], path)
+    problems = validate_file(path)
+    assert problems and all("⟦.\\u2028T⟧" in p and "\u2028" not in p for p in problems)
 
 
 def test_from_labelstudio_accepts_its_own_output_with_line_separators(tmp_path: Path) -> None:
@@ -179,3 +184,117 @@ def test_source_inside_the_project_still_resolves(outside: tuple[Path, Path]) ->
     assert validate_file(path) == []
     save_records([good_record() | {"source": "seeds/../seeds/a.txt"}], path)
     assert validate_file(path) == []
+
+
+# --- from-labelstudio ---------------------------------------------------------------------------------------------
+
+
+def test_from_labelstudio_refuses_to_overwrite_without_flag(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    shutil_copy(FIXTURES / "mini.txt", tmp_path / "mini.txt")
+    export = write_export(tmp_path / "export.json", records_to_labelstudio([separated_record()]))
+    out = tmp_path / "corpus.jsonl"
+    shutil_copy(GOOD, out)
+    before = out.read_bytes()
+    assert main(["from-labelstudio", str(export), "-o", str(out)]) == 1
+    assert out.read_bytes() == before
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["from-labelstudio", str(export), "-o", str(out), "--overwrite"]) == 0
+    assert load_records(out) == [separated_record()]
+    assert listing(tmp_path) == ["corpus.jsonl", "export.json", "mini.txt"]
+
+
+def test_from_labelstudio_never_writes_an_invalid_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bad = separated_record()
+    bad["entities"][0]["label"] = "NOT_A_LABEL"
+    export = write_export(tmp_path / "export.json", records_to_labelstudio([separated_record(), bad | {"id": "b"}]))
+    out = tmp_path / "corpus.jsonl"
+    shutil_copy(GOOD, out)
+    shutil_copy(FIXTURES / "mini.txt", tmp_path / "mini.txt")
+    before = out.read_bytes()
+    assert main(["from-labelstudio", str(export), "-o", str(out), "--overwrite"]) == 1
+    captured = capsys.readouterr()
+    assert f"{out}:2: record b: unknown entity label 'NOT_A_LABEL'" in captured.out
+    assert "nothing written" in captured.err
+    assert out.read_bytes() == before
+    assert listing(tmp_path) == ["corpus.jsonl", "export.json", "mini.txt"]  # no temporary file left
+    new = tmp_path / "new.jsonl"
+    assert main(["from-labelstudio", str(export), "-o", str(new)]) == 1
+    assert not new.exists()
+    # An export with no tasks makes no corpus.
+    assert main(["from-labelstudio", str(write_export(tmp_path / "none.json", [])), "-o", str(new)]) == 1
+    assert not new.exists()
+
+
+def ls_task(**changes: object) -> dict:
+    """A Label Studio export task of the separated record, with a region changed by ``changes``."""
+    (task,) = records_to_labelstudio([separated_record()])
+    task["id"] = 41
+    for key, value in changes.items():
+        index, field = key.split("__")
+        target = task["annotations"][0]["result"][int(index[1:])]
+        if field == "drop":
+            del target[value]
+        elif field in ("start", "end", "text"):
+            target["value"][field] = value
+        else:
+            target[field] = value
+    return task
+
+
+MALFORMED = {
+    "past_end": ([ls_task(r0__end=99)], "task 0 (id 41): result[0] (id 'e0'): offsets 0-99 are past the end"),
+    "text_mismatch": ([ls_task(r1__text="Pooh")], "task 0 (id 41): result[1] (id 'e1'): region text 'Pooh' does not "),
+    "not_a_list": ({"data": {"text": "x"}}, "top level must be a list of tasks, got object"),
+    "no_data": ([{"id": 5}], "task 0 (id 5): missing 'data'"),
+    "no_text": ([{"id": 5, "data": {"doc_id": "a"}}], "task 0 (id 5): missing 'data.text'"),
+    "text_not_str": ([{"id": 5, "data": {"text": 3}}], "task 0 (id 5): 'data.text' must be a string, got int"),
+    "no_result_id": ([ls_task(r2__drop="id")], "task 0 (id 41): result[2]: missing 'id'"),
+    "string_offsets": ([ls_task(r0__start="0")], "task 0 (id 41): result[0] (id 'e0'): value.start must be an integer"),
+    "task_not_object": ([ls_task(), "oops"], "task 1: must be a JSON object, got string"),
+    "result_not_list": ([ls_task(), {"id": 9, "data": {"text": "a"}, "annotations": [{"result": 3}]}],
+                        "task 1 (id 9): annotations[0].result must be a list, got int"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(MALFORMED))
+def test_malformed_export_gets_a_located_message(name: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    export, message = MALFORMED[name]
+    path = write_export(tmp_path / "export.json", export)
+    out = tmp_path / "out.jsonl"
+    assert main(["from-labelstudio", str(path), "-o", str(out)]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{path}: ") and message in line for line in printed), printed
+    assert not out.exists()
+
+
+def test_truncated_export_and_unreadable_export(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(records_to_labelstudio([separated_record()]), indent=1)[:200], encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert main(["from-labelstudio", str(path), "-o", str(out)]) == 1
+    assert capsys.readouterr().out.startswith(f"{path}:")  # line and column of the truncation
+    assert main(["from-labelstudio", str(tmp_path / "missing.json"), "-o", str(out)]) == 1
+    assert "cannot read" in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_all_export_problems_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    export = [ls_task(r0__end=99, r2__drop="id"), {"id": 8}, ls_task(r1__start="x")]
+    path = write_export(tmp_path / "export.json", export)
+    assert main(["from-labelstudio", str(path), "-o", str(tmp_path / "out.jsonl")]) == 1
+    printed = capsys.readouterr().out
+    for part in ("task 0 (id 41): result[0]", "task 0 (id 41): result[2]: missing 'id'", "task 1 (id 8): missing",
+                 "task 2 (id 41): result[1] (id 'e1'): value.start"):  # fmt: skip
+        assert part in printed, (part, printed)
+
+
+def test_no_temporary_file_is_left_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    export = write_export(tmp_path / "export.json", records_to_labelstudio([separated_record()]))
+    out = tmp_path / "out.jsonl"
+
+    def fail(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    assert main(["from-labelstudio", str(export), "-o", str(out)]) == 1
+    assert listing(tmp_path) == ["export.json"]

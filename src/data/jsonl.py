@@ -35,10 +35,9 @@ def parse_json_text(raw: str, name: str, *, whole: bool = False) -> tuple[list[t
     -> ``([(1, {"id": "a"})], ["f.jsonl:2: malformed JSON at column 2: Expecting property name ...: '{oops'"])``
     """
     if whole:
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as err:
-            return [], [f"{name}:{err.lineno}: malformed JSON at column {err.colno}: {err.msg}"]
+        data, problems = parse_json_document(raw, name)
+        if problems:
+            return [], problems
         return [(1, value) for value in (data if isinstance(data, list) else [data])], []
     items: list[tuple[int, object]] = []
     problems = []
@@ -52,18 +51,43 @@ def parse_json_text(raw: str, name: str, *, whole: bool = False) -> tuple[list[t
     return items, problems
 
 
+def parse_json_document(raw: str, name: str) -> tuple[object, list[str]]:
+    """The value of a JSON document, or ``None`` and its syntax problem located as ``NAME:LINE: ... column C``.
+
+    EXAMPLE: ``parse_json_document('[{"id": 1}', "export.json")``
+    -> ``(None, ["export.json:1: malformed JSON at column 11: Expecting ',' delimiter"])``
+    """
+    try:
+        return json.loads(raw), []
+    except json.JSONDecodeError as err:
+        return None, [f"{name}:{err.lineno}: malformed JSON at column {err.colno}: {err.msg}"]
+
+
+def read_text(path: str | Path) -> tuple[str | None, list[str]]:
+    """A UTF-8 file's text exactly as stored (no newline translation, which would turn a bare "\r" into a line
+    end), or ``None`` and why it cannot be read."""
+    try:
+        return Path(path).read_bytes().decode("utf-8"), []
+    except (OSError, UnicodeDecodeError) as err:
+        return None, [f"{path}: cannot read: {err}"]
+
+
 def read_json_file(path: str | Path, *, whole: bool | None = None) -> tuple[list[tuple[int, object]], list[str]]:
     """``parse_json_text`` of a file (``whole`` by default for ``.json``, else JSON Lines); a file that cannot be
     read or decoded is one problem, not an exception, so callers report it like any other.
 
     EXAMPLE: ``read_json_file("data/annotations/seeds.jsonl")[0][0] -> (1, {"id": "000_056989c0f52db9f1", ...})``
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        return [], [f"{path}: cannot read: {err}"]
-    return parse_json_text(raw, str(path), whole=path.suffix == ".json" if whole is None else whole)
+    raw, problems = read_text(path)
+    if raw is None:
+        return [], problems
+    return parse_json_text(raw, str(path), whole=Path(path).suffix == ".json" if whole is None else whole)
+
+
+def read_json_document(path: str | Path) -> tuple[object, list[str]]:
+    """The value of a JSON file (e.g. a Label Studio export), or ``None`` and the located problems."""
+    raw, problems = read_text(path)
+    return (None, problems) if raw is None else parse_json_document(raw, str(path))
 
 
 def objects_only(items: Iterable[tuple[int, object]], name: str) -> tuple[list[dict], list[str]]:

@@ -11,12 +11,13 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from src.data.jsonl import read_json_file
+from src.data.jsonl import parse_json_text, read_json_file
 from src.data.words import word_spans
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = 20  # characters of text quoted on each side of a problem
+UNICODE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 def around(text: str, start: int, end: int | None = None) -> str:
@@ -27,7 +28,8 @@ def around(text: str, start: int, end: int | None = None) -> str:
     end = start if end is None else end
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     left, mid, right = text[max(0, start - CONTEXT) : start], text[start:end], text[end : end + CONTEXT]
-    return json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
+    quoted = json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
+    return quoted.translate(UNICODE_BREAKS)  # kept raw by json.dumps, but they break lines in editors and logs
 
 
 class SourceRefused(ValueError):
@@ -331,6 +333,36 @@ def parse_and_validate(
     """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
     path = Path(path)
     items, problems = read_json_file(path)
+    return _validated(items, problems, path, entity_labels, stance_labels, root)
+
+
+def validate_text(
+    text: str,
+    path: str | Path,
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    root: str | Path | None = None,
+) -> list[str]:
+    """All problems of JSON Lines ``text`` as if it were the file ``path`` (messages and ``source`` paths are
+    located there): a file is checked before it is written, so a bad one never replaces a good one.
+
+    EXAMPLE: ``validate_text("", "out.jsonl") -> ["out.jsonl: no records in out.jsonl"]``
+    """
+    path = Path(path)
+    items, problems = parse_json_text(text, str(path))
+    return _validated(items, problems, path, entity_labels, stance_labels, root)[1]
+
+
+def _validated(
+    items: list[tuple[int, object]],
+    problems: list[str],
+    path: Path,
+    entity_labels: Sequence[str],
+    stance_labels: Sequence[str],
+    root: str | Path | None,
+) -> tuple[list[dict], list[str]]:
+    """Records and problems of parsed ``(line, value)`` items of ``path`` (whose syntax ``problems`` are given)."""
     if not items and not problems:  # training would fail later, in the tokenizer, with no hint of the cause
         problems.append(f"{path}: no records in {path}")
     problems += validate_records(
