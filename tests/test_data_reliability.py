@@ -298,3 +298,24 @@ def test_no_temporary_file_is_left_when_writing_fails(tmp_path: Path, monkeypatc
     monkeypatch.setattr(os, "replace", fail)
     assert main(["from-labelstudio", str(export), "-o", str(out)]) == 1
     assert listing(tmp_path) == ["export.json"]
+
+
+def test_from_labelstudio_writes_only_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # A .json OUT would hold JSON lines that the validator then reads as one (broken) JSON document.
+    export = write_export(tmp_path / "export.json", records_to_labelstudio([separated_record(), separated_record()]))
+    for out in (tmp_path / "out.json", tmp_path):
+        assert main(["from-labelstudio", str(export), "-o", str(out)]) == 1
+        assert "not a .jsonl file" in capsys.readouterr().out
+    assert listing(tmp_path) == ["export.json"]
+
+
+def test_stats_of_a_bad_file_is_a_located_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    conll = tmp_path / "bad.txt"
+    conll.write_text("EU B-ORG\nlonely\n", encoding="utf-8")
+    assert main(["stats", str(conll)]) == 1
+    assert capsys.readouterr().out.startswith(f"{conll}:2: expected 'WORD ... TAG' columns")
+    conll.write_bytes(b"EU \xff B-ORG\n")
+    assert main(["stats", str(conll)]) == 1
+    assert capsys.readouterr().out.startswith(f"{conll}: ")
+    assert main(["stats", str(tmp_path / "missing.txt")]) == 1
+    assert "missing.txt" in capsys.readouterr().out

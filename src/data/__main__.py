@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except DataError as err:
         print("\n".join(err.problems))
         return 1
+    except (OSError, ValueError) as err:  # read_conll: unreadable file, not UTF-8, a line without columns
+        print(err if isinstance(err, ValueError) and str(err).startswith(str(args.path)) else f"{args.path}: {err}")
+        return 1
     print(markdown_table(corpus_stats(records)))
     return 0
 
@@ -75,8 +78,8 @@ def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int
         print(f"{out}: {why}; nothing written", file=sys.stderr)
         return 1
 
-    if out.is_dir():
-        return refuse([f"{out}: is a folder; give the .jsonl file to write"], "not a file")
+    if out.suffix != ".jsonl" or out.is_dir():  # records are written one per line, and read back by the suffix
+        return refuse([f"{out}: not a .jsonl file name; give the .jsonl file to write"], "not a .jsonl file")
     if out.exists() and not overwrite:
         return refuse([], "exists; pass --overwrite to replace it with the converted records")
     data, problems = read_json_document(export)

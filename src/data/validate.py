@@ -344,13 +344,14 @@ def validate_text(
     stance_labels: Sequence[str] = STANCE_LABELS,
     root: str | Path | None = None,
 ) -> list[str]:
-    """All problems of JSON Lines ``text`` as if it were the file ``path`` (messages and ``source`` paths are
-    located there): a file is checked before it is written, so a bad one never replaces a good one.
+    """All problems of ``text`` read as the file ``path`` would be (JSON Lines, or one document for ``.json``;
+    messages and ``source`` paths located there): a file is checked before it is written, so a bad one never
+    replaces a good one.
 
     EXAMPLE: ``validate_text("", "out.jsonl") -> ["out.jsonl: no records in out.jsonl"]``
     """
     path = Path(path)
-    items, problems = parse_json_text(text, str(path))
+    items, problems = parse_json_text(text, str(path), whole=path.suffix == ".json")
     return _validated(items, problems, path, entity_labels, stance_labels, root)[1]
 
 
