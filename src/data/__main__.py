@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(err.problems))
         return 1
     except (OSError, ValueError) as err:  # read_conll: unreadable file, not UTF-8, a line without columns
-        print(err if isinstance(err, ValueError) and str(err).startswith(str(args.path)) else f"{args.path}: {err}")
+        message = str(err)
+        print(message if message.startswith(f"{args.path}:") else f"{args.path}: {message}")
         return 1
     print(markdown_table(corpus_stats(records)))
     return 0

@@ -45,7 +45,7 @@ def load_records(
 def records_text(records: Iterable[Record]) -> str:
     """The JSON Lines text of records, as every corpus file is written (UTF-8 characters kept, one line each).
 
-    EXAMPLE: ``records_text([{"id": "a"}]) -> '{"id": "a"}\n'``
+    EXAMPLE: ``records_text([{"id": "a"}]) -> '{"id": "a"}\\n'``
     """
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src.data.jsonl import objects_only, read_json_file
+
 from .metrics import ner_errors, stance_errors
 
 MAX_ERRORS = 50
@@ -46,8 +48,6 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
 def read_jsonl(path: str | Path) -> list[dict]:
     """Records of a JSONL file, read by the data package's reader so evaluation splits lines as validation and
     training do; raises ``ValueError`` naming the file and line of every malformed line or non-object value."""
-    from src.data.jsonl import objects_only, read_json_file
-
     items, problems = read_json_file(path, whole=False)
     records, not_objects = objects_only(items, str(path))
     if problems or not_objects:
