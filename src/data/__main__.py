@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from src.data.convert import labelstudio_to_records, read_conll
-from src.data.records import DataError, load_records, save_records
+from src.data.jsonl import read_json_document
+from src.data.records import DataError, load_records, records_text, write_atomic_text
 from src.data.stats import corpus_stats, markdown_table
-from src.data.validate import validate_file
+from src.data.validate import validate_file, validate_text
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 CONLL_SUFFIXES = {".txt", ".conll"}
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     from_ls = sub.add_parser("from-labelstudio", help="records (.jsonl) from a Label Studio JSON export, validated")
     from_ls.add_argument("export", type=Path, metavar="EXPORT")
     from_ls.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
+    from_ls.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only by a valid file)")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -49,20 +50,55 @@ def main(argv: list[str] | None = None) -> int:
         return int(failed)
 
     if args.command == "from-labelstudio":
-        with args.export.open(encoding="utf-8") as f:
-            save_records(labelstudio_to_records(json.load(f)), args.output)
-        problems = validate_file(args.output)
-        for problem in problems:
-            print(problem)
-        print(f"{args.output}: {f'{len(problems)} problem(s)' if problems else 'OK'}", file=sys.stderr)
-        return int(bool(problems))
+        return from_labelstudio(args.export, args.output, overwrite=args.overwrite)
 
     try:
         records = read_conll(args.path) if args.path.suffix in CONLL_SUFFIXES else load_records(args.path)
     except DataError as err:
         print("\n".join(err.problems))
         return 1
+    except (OSError, ValueError) as err:  # read_conll: unreadable file, not UTF-8, a line without columns
+        message = str(err)
+        print(message if message.startswith(f"{args.path}:") else f"{args.path}: {message}")
+        return 1
     print(markdown_table(corpus_stats(records)))
+    return 0
+
+
+def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int:
+    """Convert a Label Studio export into a validated corpus file; exit status 0, or 1 with every problem printed.
+
+    A corpus is never lost or left invalid: an existing OUT is kept unless ``overwrite``; the records are
+    validated as the exact text that will be written (so the file passes ``validate`` and loads for training),
+    and only then written through a temporary file renamed over OUT. On any problem OUT is untouched.
+    """
+
+    def refuse(problems: list[str], why: str) -> int:
+        for problem in problems:
+            print(problem)
+        print(f"{out}: {why}; nothing written", file=sys.stderr)
+        return 1
+
+    if out.suffix != ".jsonl" or out.is_dir():  # records are written one per line, and read back by the suffix
+        return refuse([f"{out}: not a .jsonl file name; give the .jsonl file to write"], "not a .jsonl file")
+    if out.exists() and not overwrite:
+        return refuse([], "exists; pass --overwrite to replace it with the converted records")
+    data, problems = read_json_document(export)
+    if problems:
+        return refuse(problems, f"cannot read the export {export}")
+    try:
+        records = labelstudio_to_records(data, name=str(export))
+    except DataError as err:
+        return refuse(err.problems, f"{len(err.problems)} problem(s) in the export {export}")
+    text = records_text(records)
+    problems = validate_text(text, out)
+    if problems:
+        return refuse(problems, f"{len(problems)} problem(s) in the converted records")
+    try:
+        write_atomic_text(out, text)
+    except OSError as err:
+        return refuse([f"{out}: cannot write: {err}"], "write failed")
+    print(f"{out}: OK, {len(records)} record(s) from {export}", file=sys.stderr)
     return 0
 
 

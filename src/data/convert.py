@@ -10,8 +10,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from src.data.records import Record
+from src.data.records import DataError, Record
 from src.data.segment import split_sentences
+from src.data.validate import around
 from src.data.words import spans_to_word_tags, word_spans, word_tags_to_spans
 
 # Names in data/labelstudio/config.xml: entity spans, sentence regions, and the per-sentence stance choice.
@@ -208,60 +209,165 @@ def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _python_offsets(text: str, value: dict) -> tuple[int, int]:
-    """Python ``str`` offsets of a region; Label Studio counts UTF-16 units, which differ after astral characters."""
-    start, end = value["start"], value["end"]
-    if "text" not in value or text[start:end] == value["text"]:
-        return start, end
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _region_offsets(text: str, value: dict) -> tuple[int, int] | str:
+    """Python ``str`` offsets of a region, or what is wrong with them. Label Studio counts UTF-16 units, which
+    differ from Python's after astral characters; the region's own ``text`` (when given) decides which is meant.
+
+    EXAMPLE: ``_region_offsets("😀 Kim", {"start": 3, "end": 6, "text": "Kim"}) -> (2, 5)``
+    """
+    start, end, quoted = value.get("start"), value.get("end"), value.get("text")
+    wrong = [f"value.{k} must be an integer, got {v!r}" for k, v in (("start", start), ("end", end)) if not _is_int(v)]
+    if quoted is not None and not isinstance(quoted, str):
+        wrong.append(f"value.text must be a string, got {type(quoted).__name__}")
+    if wrong:
+        return "; ".join(wrong)
     utf16 = [0]
     for ch in text:
         utf16.append(utf16[-1] + (2 if ord(ch) > 0xFFFF else 1))
+    if not 0 <= start <= end:
+        return f"offsets {start}-{end} are not a region (start must be >= 0 and <= end)"
+    if end > utf16[-1]:
+        units = f", {utf16[-1]} in UTF-16" if utf16[-1] != len(text) else ""
+        return f"offsets {start}-{end} are past the end of the text (length {len(text)}{units})"
+    if end <= len(text) and (quoted is None or text[start:end] == quoted):
+        return start, end
     to_py = {u: i for i, u in enumerate(utf16)}
-    if start in to_py and end in to_py and text[to_py[start] : to_py[end]] == value["text"]:
+    if start in to_py and end in to_py and (quoted is None or text[to_py[start] : to_py[end]] == quoted):
         return to_py[start], to_py[end]
-    raise ValueError(f"region {start}-{end} text {value['text']!r} does not match the task text there")
+    if quoted is None:
+        return f"offsets {start}-{end} split a character outside the Basic Multilingual Plane"
+    here = around(text, start, min(end, len(text)))
+    return f"region text {quoted!r} does not match the task text at {start}-{end}: {here}"
 
 
-def labelstudio_to_records(export: Sequence[dict]) -> list[Record]:
+def _labels(value: dict, key: str) -> list[str] | str:
+    """``value[key]`` (the region's labels or choices) or what is wrong with it; absent counts as empty."""
+    names = value.get(key, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"value.{key} must be a list of strings, got {names!r}"
+    return names
+
+
+def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | None, list[str]]:
+    """The record of one export task, or ``None`` and every problem found in it (each prefixed with ``where``)."""
+    if not isinstance(task, dict):
+        return None, [f"{where}: must be a JSON object, got {_json_type(task)}"]
+    data = task.get("data")
+    if data is None:
+        return None, [f"{where}: missing 'data' (the task's imported fields)"]
+    if not isinstance(data, dict):
+        return None, [f"{where}: 'data' must be an object, got {_json_type(data)}"]
+    text = data.get("text")
+    if text is None:
+        return None, [f"{where}: missing 'data.text' (the article text)"]
+    if not isinstance(text, str):
+        return None, [f"{where}: 'data.text' must be a string, got {_json_type(text)}"]
+    problems: list[str] = []
+    annotations = task.get("annotations", [])
+    if not isinstance(annotations, list):
+        return None, [f"{where}: 'annotations' must be a list, got {_json_type(annotations)}"]
+    kept = []
+    for k, annotation in enumerate(annotations):
+        if not isinstance(annotation, dict):
+            problems.append(f"{where}: annotations[{k}] must be an object, got {_json_type(annotation)}")
+        elif not annotation.get("was_cancelled"):
+            kept.append((k, annotation))
+    result: object = []
+    if kept:
+        k, annotation = kept[-1]
+        result = annotation.get("result", [])
+        if not isinstance(result, list):
+            return None, [*problems, f"{where}: annotations[{k}].result must be a list, got {_json_type(result)}"]
+
+    entities, sentences, stances = [], {}, {}
+    for j, item in enumerate(result):
+        at = f"{where}: result[{j}]"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: must be an object, got {_json_type(item)}")
+            continue
+        from_name = item.get("from_name")
+        if from_name not in (LS_ENTITY, LS_SENTENCE, LS_STANCE):
+            continue  # a control this project does not use
+        rid = item.get("id")
+        if rid is None or rid == "":
+            problems.append(f"{at}: missing 'id' ({from_name} region)")
+            continue
+        at += f" (id {rid!r})"
+        value = item.get("value")
+        if not isinstance(value, dict):
+            problems.append(f"{at}: 'value' must be an object, got {_json_type(value)}")
+            continue
+        names = _labels(value, "choices" if from_name == LS_STANCE else "labels")
+        if isinstance(names, str):
+            problems.append(f"{at}: {names}")
+            continue
+        if not names:
+            continue  # an emptied region: nothing chosen
+        if from_name == LS_STANCE and "start" not in value and "end" not in value:
+            stances[rid] = names[0]
+            continue
+        offsets = _region_offsets(text, value)
+        if isinstance(offsets, str):
+            problems.append(f"{at}: {offsets}")
+            continue
+        start, end = _trimmed(text, *offsets)
+        if from_name == LS_STANCE:
+            stances[rid] = stances[(start, end)] = names[0]
+        elif from_name == LS_SENTENCE:
+            sentences[rid] = (start, end)
+        else:
+            entities.append({"start": start, "end": end, "label": names[0]})
+    if problems:
+        return None, problems
+
+    if not sentences:
+        sentences = {(s, e): (s, e) for s, e in split_sentences(text)}
+    spans = [
+        {"start": s, "end": e, "stance": stances.get(key, stances.get((s, e)))} for key, (s, e) in sentences.items()
+    ]
+    record = {"id": str(data.get("doc_id") or fallback_id)}
+    if data.get("source"):
+        record["source"] = data["source"]
+    record |= {
+        "text": text,
+        "entities": sorted(entities, key=lambda e: (e["start"], e["end"])),
+        "sentences": sorted(spans, key=lambda s: (s["start"], s["end"])),
+    }
+    return record, []
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a value's type, as the person who wrote the file knows it."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "int", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def labelstudio_to_records(export: object, *, name: str = "export") -> list[Record]:
     """Records from a Label Studio JSON export made with ``data/labelstudio/config.xml``.
 
     Per task, the last non-cancelled annotation is used; entity regions and sentence regions are trimmed of outer
     whitespace; a stance choice attaches to its sentence by region id. A task with no sentence regions is segmented
     with ``split_sentences`` (stance ``None``). Run the validator on the result before training.
 
+    Raises ``DataError`` listing every problem of every task (an export edited by hand or cut short), each located
+    as ``NAME: task INDEX (id ID): result[J] (id RID): what is wrong``.
+
     EXAMPLE: ``labelstudio_to_records(records_to_labelstudio(records)) == records`` (for valid records)
     """
-    records = []
-    for task in export:
-        data, text = task["data"], task["data"]["text"]
-        rid = str(data.get("doc_id") or f"labelstudio-{task.get('id', len(records))}")
-        annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
-        result = annotations[-1]["result"] if annotations else []
-        entities, sentences, stances = [], {}, {}
-        for item in result:
-            value = item.get("value", {})
-            if item.get("from_name") == LS_STANCE and value.get("choices"):
-                stances[item["id"]] = value["choices"][0]
-                if "start" in value:
-                    stances[_trimmed(text, *_python_offsets(text, value))] = value["choices"][0]
-            elif item.get("from_name") in (LS_ENTITY, LS_SENTENCE) and value.get("labels"):
-                start, end = _trimmed(text, *_python_offsets(text, value))
-                if item["from_name"] == LS_SENTENCE:
-                    sentences[item["id"]] = (start, end)
-                else:
-                    entities.append({"start": start, "end": end, "label": value["labels"][0]})
-        if not sentences:
-            sentences = {(s, e): (s, e) for s, e in split_sentences(text)}
-        spans = [
-            {"start": s, "end": e, "stance": stances.get(key, stances.get((s, e)))} for key, (s, e) in sentences.items()
-        ]
-        record = {"id": rid}
-        if data.get("source"):
-            record["source"] = data["source"]
-        record |= {
-            "text": text,
-            "entities": sorted(entities, key=lambda e: (e["start"], e["end"])),
-            "sentences": sorted(spans, key=lambda s: (s["start"], s["end"])),
-        }
-        records.append(record)
+    if not isinstance(export, list):
+        raise DataError([f"{name}: top level must be a list of tasks, got {_json_type(export)} (use the JSON export)"])
+    records, problems = [], []
+    for index, task in enumerate(export):
+        tid = task.get("id") if isinstance(task, dict) else None
+        where = f"{name}: task {index}" + ("" if tid is None else f" (id {tid})")
+        record, task_problems = _task_record(task, where, f"labelstudio-{index if tid is None else tid}")
+        problems += task_problems
+        if record is not None:
+            records.append(record)
+    if problems:
+        raise DataError(problems)
     return records

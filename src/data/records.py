@@ -42,20 +42,32 @@ def load_records(
     return records
 
 
-def save_records(records: Iterable[Record], path: str | Path) -> None:
-    """Write records as JSON lines, atomically (a temporary file in the same folder, then ``os.replace``), so a
-    crash never leaves half a corpus.
+def records_text(records: Iterable[Record]) -> str:
+    """The JSON Lines text of records, as every corpus file is written (UTF-8 characters kept, one line each).
 
-    EXAMPLE: ``save_records([{"id": "a", "text": "Hi", "entities": [], "sentences": []}], "out.jsonl")``
+    EXAMPLE: ``records_text([{"id": "a"}]) -> '{"id": "a"}\\n'``
     """
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+
+
+def write_atomic_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) through a temporary file in the same folder, then ``os.replace``: readers never see
+    half a file, and a failed write leaves the old file as it was and no temporary file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_records(records: Iterable[Record], path: str | Path) -> None:
+    """Write records as JSON lines, atomically (``write_atomic_text``), so a crash never leaves half a corpus.
+
+    EXAMPLE: ``save_records([{"id": "a", "text": "Hi", "entities": [], "sentences": []}], "out.jsonl")``
+    """
+    write_atomic_text(path, records_text(records))

@@ -7,14 +7,17 @@ so the annotator can find it without a debugger. ``load_records`` raises with th
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from src.data.jsonl import parse_json_text, read_json_file
 from src.data.words import word_spans
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = 20  # characters of text quoted on each side of a problem
+UNICODE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
 
 
 def around(text: str, start: int, end: int | None = None) -> str:
@@ -25,52 +28,59 @@ def around(text: str, start: int, end: int | None = None) -> str:
     end = start if end is None else end
     start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
     left, mid, right = text[max(0, start - CONTEXT) : start], text[start:end], text[end : end + CONTEXT]
-    return json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
+    quoted = json.dumps(f"{left}⟦{mid}⟧{right}", ensure_ascii=False)
+    return quoted.translate(UNICODE_BREAKS)  # kept raw by json.dumps, but they break lines in editors and logs
 
 
-def parse_json_records(path: str | Path) -> tuple[list[tuple[int, object]], list[str]]:
-    """Parse ``path`` into ``(line number, object)`` pairs and a list of syntax problems.
+class SourceRefused(ValueError):
+    """A record's ``source`` names a file outside the folders a corpus may refer to; the file is never read."""
 
-    ``.jsonl``: one object per line (blank lines skipped). ``.json``: one object or a list of objects (line numbers
-    are then the line where the file starts, 1).
 
-    EXAMPLE: a .jsonl file with ``{"id": "a"}`` then ``{oops`` -> ``([(1, {"id": "a"})], ["f.jsonl:2: malformed ..."])``
+def source_folders(base: Path | None = None, root: Path | None = None) -> list[Path]:
+    """The folders ``source`` paths are resolved in, in this order: ``root`` (``--root``), the repository root, the
+    annotation file's project folder (its nearest ancestor with a ``seeds/`` folder) and the file's own folder.
+    Nowhere else: a corpus must not make the validator read, and quote, files elsewhere on the machine.
+
+    EXAMPLE: ``source_folders(Path("data/annotations")) -> [Path("/…/newsframe"), Path("data/annotations")]``
     """
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        return [], [f"{path}: cannot read: {err}"]
-    if path.suffix == ".json":
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as err:
-            return [], [f"{path}:{err.lineno}: malformed JSON at column {err.colno}: {err.msg}"]
-        return [(1, obj) for obj in (data if isinstance(data, list) else [data])], []
-    items, problems = [], []
-    for lineno, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append((lineno, json.loads(line)))
-        except json.JSONDecodeError as err:
-            problems.append(f"{path}:{lineno}: malformed JSON at column {err.colno}: {err.msg}: {line[:60]!r}")
-    return items, problems
+    folders = [root, REPO_ROOT]
+    if base is not None:
+        folders.append(next((p for p in (base.resolve(), *base.resolve().parents) if (p / "seeds").is_dir()), None))
+        folders.append(base)
+    unique: dict[Path, Path] = {}
+    for folder in folders:
+        if folder is not None:
+            unique.setdefault(folder.resolve(), folder)
+    return list(unique.values())
 
 
 def resolve_source(source: str, base: Path | None = None, root: Path | None = None) -> Path | None:
-    """The existing file that ``source`` names: tried under ``root``, the repo root, ``base`` (the annotation file's
-    folder) and its parents, then the working directory. ``None`` when none exists.
+    """The existing file that ``source`` names inside one of ``source_folders``; ``None`` when there is none.
+
+    Raises ``SourceRefused``, before touching the file, for an absolute path, a path whose ``..`` climbs out of
+    the folder it is resolved in, or a link that leads out of it.
 
     EXAMPLE: ``resolve_source("seeds/000_056989c0f52db9f1.txt") -> Path("/…/newsframe/seeds/000_….txt")``
     """
-    candidates = [root, REPO_ROOT]
-    if base is not None:
-        candidates += [base, *base.resolve().parents]
-    candidates.append(Path.cwd())
-    for folder in candidates:
-        if folder is not None and (folder / source).is_file():
-            return folder / source
+    folders = source_folders(base, root)
+    inside = f"write it relative to a project folder ({', '.join(str(f) for f in folders)}); the file was not read"
+    if not source or "\0" in source:
+        raise SourceRefused(f"is not a file path; {inside}")
+    if Path(source).is_absolute():
+        raise SourceRefused(f"is an absolute path, which may lead outside the project folder; {inside}")
+    relative = Path(os.path.normpath(source))
+    if relative.parts[:1] == ("..",):
+        raise SourceRefused(f"climbs outside the project folder with '..'; {inside}")
+    linked_out = False
+    for folder in folders:
+        candidate = folder / relative
+        if not candidate.resolve().is_relative_to(folder.resolve()):
+            linked_out = True  # a symbolic link on the way leads outside the folder
+            continue
+        if candidate.is_file():
+            return candidate
+    if linked_out:
+        raise SourceRefused(f"is a link to a place outside the project folder; {inside}")
     return None
 
 
@@ -105,21 +115,43 @@ def _check_fields(record: dict, where: str) -> list[str]:
     return problems
 
 
-def _check_span(text: str, kind: str, span: dict, where: str) -> list[str]:
-    """Bounds, emptiness and outer whitespace of one span."""
+def _check_span(text: str, kind: str, span: dict, where: str) -> tuple[list[str], bool]:
+    """Problems of one span's bounds, emptiness and outer whitespace, and whether it lies inside the text (so
+    the checks between spans can still use it)."""
     start, end = span["start"], span["end"]
     if not 0 <= start < end <= len(text):
         what = "empty" if start >= end else "out of bounds"
-        return [f"{where}: {kind} {start}-{end} is {what} (text length {len(text)}) near {around(text, start, end)}"]
+        inside = 0 <= start <= end <= len(text)
+        msg = f"{where}: {kind} {start}-{end} is {what} (text length {len(text)}) near {around(text, start, end)}"
+        return [msg], inside
     if text[start].isspace() or text[end - 1].isspace():
-        return [f"{where}: {kind} {start}-{end} has outer whitespace: {around(text, start, end)}"]
-    return []
+        return [f"{where}: {kind} {start}-{end} has outer whitespace: {around(text, start, end)}"], True
+    return [], True
+
+
+def _positioned(record: dict, key: str) -> list[dict]:
+    """The spans of ``record[key]`` that have integer offsets: enough for every check that does not need what
+    else is wrong with them, so one broken span does not hide the problems of the others."""
+    spans = record.get(key)
+    if not isinstance(spans, list):
+        return []
+    return [s for s in spans if isinstance(s, dict) and _is_int(s.get("start")) and _is_int(s.get("end"))]
+
+
+def _label(span: dict, key: str) -> str:
+    """A span's label for messages, whatever its type."""
+    value = span.get(key)
+    return value if isinstance(value, str) else repr(value)
 
 
 def _check_source(record: dict, where: str, base: Path | None, root: Path | None) -> list[str]:
-    path = resolve_source(record["source"], base, root)
+    try:
+        path = resolve_source(record["source"], base, root)
+    except SourceRefused as refused:
+        return [f"{where}: source {record['source']!r} refused: it {refused}"]
     if path is None:
-        return [f"{where}: source file {record['source']!r} not found (relative to the repo root or the file)"]
+        folders = ", ".join(str(f) for f in source_folders(base, root))
+        return [f"{where}: source file {record['source']!r} not found (relative to {folders})"]
     try:
         expected = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
@@ -148,6 +180,10 @@ def validate_record(
 ) -> list[str]:
     """All format problems of one record, one message each; ``[]`` when it is valid.
 
+    Every problem is reported, not the first: each check runs on the parts of the record it needs that are
+    well-formed (a missing field skips only the checks that need that field, an out-of-bounds span only the
+    checks between spans that involve it).
+
     ``where`` prefixes messages (e.g. ``"seeds.jsonl:3"``); ``base`` is the annotation file's folder and ``root`` an
     extra folder for resolving ``source``.
 
@@ -159,47 +195,61 @@ def validate_record(
     rid = record.get("id")
     where = f"{where}: record {rid}" if where else f"record {rid}"
     problems = _check_fields(record, where)
-    if problems:
-        return problems
-    text, entities, sentences = record["text"], record["entities"], record["sentences"]
-    source_problems = _check_source(record, where, base, root) if "source" in record else []
+    entities, sentences = _positioned(record, "entities"), _positioned(record, "sentences")
+    text = record.get("text")
+    if isinstance(text, str) and isinstance(record.get("source"), str):
+        problems = _check_source(record, where, base, root) + problems
 
+    placed: list[dict] = []  # entities inside the text
     for ent in entities:
-        problems += _check_span(text, f"entity {ent['label']}", ent, where)
-        if ent["label"] not in entity_labels:
+        if isinstance(text, str):
+            span_problems, inside = _check_span(text, f"entity {_label(ent, 'label')}", ent, where)
+            problems += span_problems
+            if inside and ent["start"] < ent["end"]:
+                placed.append(ent | {"clean": not span_problems})
+        if isinstance(ent.get("label"), str) and ent["label"] not in entity_labels:
+            context = f": {around(text, ent['start'], ent['end'])}" if isinstance(text, str) else ""
             problems.append(
                 f"{where}: unknown entity label {ent['label']!r} at {ent['start']}-{ent['end']} "
-                f"(known: {', '.join(entity_labels)}): {around(text, ent['start'], ent['end'])}"
+                f"(known: {', '.join(entity_labels)}){context}"
             )
+    all_sentences_placed = isinstance(record.get("sentences"), list) and len(sentences) == len(record["sentences"])
     for sent in sentences:
-        problems += _check_span(text, "sentence", sent, where)
-        if sent["stance"] is not None and sent["stance"] not in stance_labels:
+        if isinstance(text, str):
+            span_problems, inside = _check_span(text, "sentence", sent, where)
+            problems += span_problems
+            all_sentences_placed &= inside and sent["start"] < sent["end"]
+        stance = sent.get("stance")
+        if isinstance(stance, str) and stance not in stance_labels:
+            context = f": {around(text, sent['start'], sent['end'])}" if isinstance(text, str) else ""
             problems.append(
-                f"{where}: unknown stance {sent['stance']!r} of sentence {sent['start']}-{sent['end']} "
-                f"(known: {', '.join(stance_labels)} or null): {around(text, sent['start'], sent['end'])}"
+                f"{where}: unknown stance {stance!r} of sentence {sent['start']}-{sent['end']} "
+                f"(known: {', '.join(stance_labels)} or null){context}"
             )
-    if problems:  # the relational checks below assume spans are in bounds
-        return source_problems + problems
-    problems = source_problems
+    if not isinstance(text, str):
+        return problems
 
     reach: dict | None = None  # the entity seen so far that ends last, so nested overlaps are caught too
-    for ent in sorted(entities, key=lambda e: (e["start"], e["end"])):
+    for ent in sorted(placed, key=lambda e: (e["start"], e["end"])):
         if reach is not None and ent["start"] < reach["end"]:
             problems.append(
-                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} overlaps entity {reach['label']} "
-                f"{reach['start']}-{reach['end']}: {around(text, reach['start'], max(reach['end'], ent['end']))}"
+                f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} overlaps entity "
+                f"{_label(reach, 'label')} {reach['start']}-{reach['end']}: "
+                f"{around(text, reach['start'], max(reach['end'], ent['end']))}"
             )
         if reach is None or ent["end"] > reach["end"]:
             reach = ent
     words = word_spans(text)
     word_starts, word_ends = {s for s, _ in words}, {e for _, e in words}
-    for ent in entities:
-        if ent["start"] not in word_starts or ent["end"] not in word_ends:
+    for ent in placed:  # outer whitespace is already reported; it would also be off the word boundaries
+        if ent["clean"] and (ent["start"] not in word_starts or ent["end"] not in word_ends):
             problems.append(
-                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} does not start and end on word "
+                f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} does not start and end on word "
                 f"boundaries: {around(text, ent['start'], ent['end'])}"
             )
 
+    if not all_sentences_placed:  # a missing or misplaced sentence would show up as gaps and stray entities
+        return problems
     covered_to = 0
     for sent in sentences:
         start, end = sent["start"], sent["end"]
@@ -213,11 +263,11 @@ def validate_record(
         covered_to = max(covered_to, end)
     problems += _uncovered(text, covered_to, len(text), where)
 
-    for ent in entities:
+    for ent in placed:
         if not any(s["start"] <= ent["start"] and ent["end"] <= s["end"] for s in sentences):
             problems.append(
-                f"{where}: entity {ent['label']} {ent['start']}-{ent['end']} is not inside one sentence (crosses a "
-                f"sentence boundary or lies outside all sentences): {around(text, ent['start'], ent['end'])}"
+                f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} is not inside one sentence "
+                f"(crosses a sentence boundary or lies outside all sentences): {around(text, ent['start'], ent['end'])}"
             )
     return problems
 
@@ -282,7 +332,40 @@ def parse_and_validate(
 ) -> tuple[list[dict], list[str]]:
     """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
     path = Path(path)
-    items, problems = parse_json_records(path)
+    items, problems = read_json_file(path)
+    return _validated(items, problems, path, entity_labels, stance_labels, root)
+
+
+def validate_text(
+    text: str,
+    path: str | Path,
+    *,
+    entity_labels: Sequence[str] = ENTITY_LABELS,
+    stance_labels: Sequence[str] = STANCE_LABELS,
+    root: str | Path | None = None,
+) -> list[str]:
+    """All problems of ``text`` read as the file ``path`` would be (JSON Lines, or one document for ``.json``;
+    messages and ``source`` paths located there): a file is checked before it is written, so a bad one never
+    replaces a good one.
+
+    EXAMPLE: ``validate_text("", "out.jsonl") -> ["out.jsonl: no records in out.jsonl"]``
+    """
+    path = Path(path)
+    items, problems = parse_json_text(text, str(path), whole=path.suffix == ".json")
+    return _validated(items, problems, path, entity_labels, stance_labels, root)[1]
+
+
+def _validated(
+    items: list[tuple[int, object]],
+    problems: list[str],
+    path: Path,
+    entity_labels: Sequence[str],
+    stance_labels: Sequence[str],
+    root: str | Path | None,
+) -> tuple[list[dict], list[str]]:
+    """Records and problems of parsed ``(line, value)`` items of ``path`` (whose syntax ``problems`` are given)."""
+    if not items and not problems:  # training would fail later, in the tokenizer, with no hint of the cause
+        problems.append(f"{path}: no records in {path}")
     problems += validate_records(
         ((f"{path}:{lineno}", obj) for lineno, obj in items),
         entity_labels=entity_labels,

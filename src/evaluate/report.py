@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src.data.jsonl import objects_only, read_json_file
+
 from .metrics import ner_errors, stance_errors
 
 MAX_ERRORS = 50
@@ -62,15 +64,12 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Records of a JSONL file; a malformed line raises ``ValueError`` naming the file and line."""
-    records = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from err
+    """Records of a JSONL file, read by the data package's reader so evaluation splits lines as validation and
+    training do; raises ``ValueError`` naming the file and line of every malformed line or non-object value."""
+    items, problems = read_json_file(path, whole=False)
+    records, not_objects = objects_only(items, str(path))
+    if problems or not_objects:
+        raise ValueError("\n".join(problems + not_objects))
     return records
 
 
