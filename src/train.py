@@ -31,8 +31,8 @@ from src.data import conll
 from src.data.convert import ner_examples, stance_examples
 from src.data.folds import as_dataset, leave_one_article_out
 from src.data.records import DataError, load_records
-from src.evaluate.report import make_readable, write_atomic, write_json, write_jsonl
 from src.features import IGNORE_INDEX, encode_ner, encode_stance
+from src.files import make_readable, write_atomic, write_json, write_jsonl
 from src.labels import iob2_tags
 from src.model import ModelNotFound, load_for_training, load_tokenizer, packaged_model_path, resolve_model_dir
 

@@ -313,7 +313,7 @@ def test_stats_of_a_bad_file_is_a_located_message(tmp_path: Path, capsys: pytest
     conll = tmp_path / "bad.txt"
     conll.write_text("EU B-ORG\nlonely\n", encoding="utf-8")
     assert main(["stats", str(conll)]) == 1
-    assert capsys.readouterr().out.startswith(f"{conll}:2: expected 'WORD ... TAG' columns")
+    assert capsys.readouterr().out.startswith(f"{conll}:2: not CoNLL columns")
     conll.write_bytes(b"EU \xff B-ORG\n")
     assert main(["stats", str(conll)]) == 1
     assert capsys.readouterr().out.startswith(f"{conll}: ")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from src.data.convert import labelstudio_to_records, read_conll
 from src.data.jsonl import read_json_document
-from src.data.records import DataError, load_records, records_text, write_atomic_text
+from src.data.records import DataError, load_records, records_text
 from src.data.stats import corpus_stats, markdown_table
 from src.data.validate import validate_file, validate_text
+from src.files import write_atomic
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 CONLL_SUFFIXES = {".txt", ".conll"}
@@ -95,7 +96,7 @@ def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int
     if problems:
         return refuse(problems, f"{len(problems)} problem(s) in the converted records")
     try:
-        write_atomic_text(out, text)
+        write_atomic(out, text)
     except OSError as err:
         return refuse([f"{out}: cannot write: {err}"], "write failed")
     print(f"{out}: OK, {len(records)} record(s) from {export}", file=sys.stderr)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from src.data.validate import parse_and_validate
+from src.files import write_atomic
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 Record = dict
@@ -50,24 +49,9 @@ def records_text(records: Iterable[Record]) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
-def write_atomic_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) through a temporary file in the same folder, then ``os.replace``: readers never see
-    half a file, and a failed write leaves the old file as it was and no temporary file behind."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_records(records: Iterable[Record], path: str | Path) -> None:
-    """Write records as JSON lines, atomically (``write_atomic_text``), so a crash never leaves half a corpus.
+    """Write records as JSON lines, atomically (``src.files.write_atomic``), so a crash never leaves half a corpus.
 
     EXAMPLE: ``save_records([{"id": "a", "text": "Hi", "entities": [], "sentences": []}], "out.jsonl")``
     """
-    write_atomic_text(path, records_text(records))
+    write_atomic(path, records_text(records))

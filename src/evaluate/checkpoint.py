@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from src.files import write_jsonl
+
 from .metrics import evaluate_predictions
-from .report import write_evaluation, write_jsonl
+from .report import write_evaluation
 
 
 def model_folder(path: str | Path) -> Path:

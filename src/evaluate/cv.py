@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.data.folds import leave_one_article_out
+from src.files import write_atomic, write_json
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 from .baselines import BASELINES, BaselineUnavailable
@@ -29,8 +30,6 @@ from .report import (
     per_label_table,
     read_jsonl,
     save_confusion_png,
-    write_atomic,
-    write_json,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -6,61 +6,18 @@ Every file is written atomically (a temporary file in the same folder, then ``os
 from __future__ import annotations
 
 import io
-import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from src.data.jsonl import objects_only, read_json_file
+from src.files import write_atomic, write_json
 
 from .metrics import ner_errors, stance_errors
 
 MAX_ERRORS = 50
 CONFUSION_PNG = "confusion_stance.png"
-
-
-def umask_mode(mode: int = 0o666) -> int:
-    """``mode`` as the process umask lets a plain ``open`` create it, for files made through ``mkstemp`` (0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mode & ~mask
-
-
-def make_readable(folder: str | Path) -> None:
-    """Give every file and folder under ``folder`` the umask's modes: some writers (safetensors) create files 0600,
-    and a model another user trained must load for a service account too."""
-    for path in [Path(folder), *Path(folder).rglob("*")]:
-        os.chmod(path, umask_mode(0o777 if path.is_dir() else 0o666))
-
-
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, so readers never see half a file.
-
-    The file gets the permissions a plain ``open`` would (0644 under the usual umask), so other users can read it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json(path: str | Path, obj: object) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
-    return write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
