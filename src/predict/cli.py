@@ -33,7 +33,9 @@ from src.predict.io import (
 )
 
 RUN_RECORD_VERSION = 1
-COMMIT_SECONDS = 0.5  # how often the run record's committed count catches up (a kill redoes at most this much)
+# The run record's committed count catches up after a group once this many seconds or lines have passed: a kill
+# redoes at most that much, and a stream of tiny groups (empty or unreadable documents) does not rewrite it per line.
+COMMIT_SECONDS, COMMIT_LINES = 0.5, 64
 # The options that change predictions: a journal is resumed only under the same ones.
 RUN_OPTIONS = ("format", "batch_size", "device", "precision", "quantize", "backend", "max_length", "stride")
 
@@ -274,7 +276,8 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             lines += len(group)
             if journal is not None:
                 complete.update(lines=lines, bytes=os.fstat(stream.fileno()).st_size)
-                if time.monotonic() - last_commit >= COMMIT_SECONDS:
+                behind = lines - run["committed"].get("lines", 0)
+                if behind >= COMMIT_LINES or time.monotonic() - last_commit >= COMMIT_SECONDS:
                     commit()
                     last_commit = time.monotonic()
         writer.close()

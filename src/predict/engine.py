@@ -43,10 +43,16 @@ class OptionError(ValueError):
         self.detail = message
 
 
-def check_windows(max_length: int | None, stride: int | None, batch_size: int, position_limit: int | None) -> None:
+def check_windows(
+    max_length: int | None,
+    stride: int | None,
+    batch_size: int,
+    position_limit: int | None,
+    tokenizer: PreTrainedTokenizerFast,
+) -> tuple[int, int]:
     """The window length and stride to use, checked against the model (``position_limit``: its
-    ``max_position_embeddings``) before any weights are loaded: a window longer than the position table fails
-    only deep inside the first batch otherwise."""
+    ``max_position_embeddings``) and tokenizer before any weights are loaded: a window longer than the position
+    table fails only deep inside the first batch otherwise."""
     if batch_size < 1:
         raise OptionError("batch_size", f"{batch_size}: must be at least 1")
     if max_length is not None and max_length < 1:
@@ -57,6 +63,15 @@ def check_windows(max_length: int | None, stride: int | None, batch_size: int, p
         )
     if stride is not None and stride < 0:
         raise OptionError("stride", f"{stride}: must be 0 or more")
+    max_length = max_length or min(tokenizer.model_max_length, position_limit or 512, 512)
+    # Overlap between windows in tokens: a quarter gives every word at least that much context on each side.
+    stride = max_length // 4 if stride is None else stride
+    specials = tokenizer.num_special_tokens_to_add()
+    if not stride < max_length - specials:
+        raise OptionError(
+            "stride", f"{stride}: must be smaller than the window length {max_length} minus {specials} special tokens"
+        )
+    return max_length, stride
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -132,17 +147,7 @@ class TaskModel:
         backend: str = "torch",
     ) -> None:
         positions = getattr(model.config, "max_position_embeddings", None)
-        check_windows(max_length, stride, batch_size, positions)
-        limits = [tokenizer.model_max_length, positions or 512, 512]
-        self.max_length = max_length or min(limits)
-        # Overlap between windows in tokens: a quarter gives every word at least that much context on each side.
-        self.stride = self.max_length // 4 if stride is None else stride
-        if not 0 <= self.stride < self.max_length - tokenizer.num_special_tokens_to_add():
-            raise OptionError(
-                "stride",
-                f"{self.stride}: must be smaller than the window length {self.max_length} minus "
-                f"{tokenizer.num_special_tokens_to_add()} special tokens",
-            )
+        self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
         if backend not in BACKENDS:
@@ -265,7 +270,7 @@ class Predictor:
             tokenizer = load_tokenizer(str(path))
             config = AutoConfig.from_pretrained(resolve_model_dir(str(path)))
             positions = getattr(config, "max_position_embeddings", None)
-            check_windows(max_length, stride, batch_size, positions)
+            check_windows(max_length, stride, batch_size, positions, tokenizer)
             task, model = load_checkpoint(str(path))
             loaded[task] = TaskModel(
                 model, tokenizer, torch_device, dtype, batch_size, max_length, stride, quantize, backend
@@ -302,11 +307,9 @@ class Predictor:
         jobs: list[tuple[_Document, int]] = []
         group: list[dict] = []
         for record in records:
-            if "error" in record:
-                waiting.append(record)
-            else:
-                doc = self._document(record)
-                waiting.append(doc)
+            doc = record if "error" in record else self._document(record)
+            waiting.append(doc)
+            if isinstance(doc, _Document):
                 for i in range(len(doc.spans)):
                     jobs.append((doc, i))
                     if len(jobs) >= self.chunk_sentences:
