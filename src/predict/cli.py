@@ -142,17 +142,19 @@ def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace, run:
                 f"--resume: {journal} was written by a different run: {'; '.join(changes)}. Resume with the same "
                 "inputs, models and options, or pass --overwrite to start over"
             )
-        committed = old.get("committed", {})
+        committed = old.get("committed")
+        if not (isinstance(committed, dict) and all(isinstance(committed.get(k), int) for k in ("lines", "bytes"))):
+            parser.error(f"--resume: {record_path} has no committed line count; pass --overwrite to start over")
         size = journal.stat().st_size
-        if size < committed.get("bytes", 0):
+        if size < committed["bytes"]:
             parser.error(f"--resume: {journal} is shorter ({size} bytes) than its run record says; use --overwrite")
         try:
-            done = read_journal(journal, committed.get("bytes", 0))
+            done = read_journal(journal, committed["bytes"])
         except ValueError as err:
             parser.error(f"--resume: {err}; the partial output is damaged: pass --overwrite to start over")
-        if len(done) != committed.get("lines", 0):
+        if len(done) != committed["lines"]:
             parser.error(f"--resume: {journal} holds {len(done)} committed lines, its run record says otherwise")
-        if size > committed.get("bytes", 0):
+        if size > committed["bytes"]:
             print(
                 f"--resume: redoing the documents written to {journal} after its last commit "
                 f"({size - committed['bytes']} bytes dropped)",

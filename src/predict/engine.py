@@ -388,7 +388,7 @@ class Predictor:
                 return self._failure(record, problem)
             return _Document(record, self._sentence_spans(record))
         except Exception as err:  # one bad document must not stop the batch
-            return self._failure(record, f"cannot segment: {type(err).__name__}: {err}")
+            return self._failure(record, f"cannot prepare the document: {type(err).__name__}: {err}")
 
     def _finished(self, waiting: deque) -> Iterator[dict]:
         while waiting and (isinstance(waiting[0], dict) or waiting[0].pending == 0):

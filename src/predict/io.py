@@ -386,8 +386,11 @@ def describe_model(name: str | None) -> dict | None:
     if not folder.is_dir():
         return {"path": name, "sha256": None}
     digest = hashlib.sha256()
-    for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())
+    try:
+        for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())
+    except OSError:  # unreadable: loading it will say why
+        return {"path": name, "sha256": None}
     return {"path": name, "sha256": digest.hexdigest()}
 
 
