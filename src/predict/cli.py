@@ -149,7 +149,7 @@ def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace, run:
         if size < committed["bytes"]:
             parser.error(f"--resume: {journal} is shorter ({size} bytes) than its run record says; use --overwrite")
         try:
-            done = read_journal(journal, committed["bytes"])
+            done = read_journal(journal, committed["bytes"], fields=("id", "error"))
         except ValueError as err:
             parser.error(f"--resume: {err}; the partial output is damaged: pass --overwrite to start over")
         if len(done) != committed["lines"]:
@@ -250,9 +250,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             texts.append(record.get("text", ""))
             yield record
 
-    keep_text = args.format == "labelstudio"
-    if keep_text and any("text" not in line and "error" not in line for line in done):
-        parser.error(f"{journal} was written without texts (another --format); use --overwrite")
+    keep_text = args.format == "labelstudio"  # (a journal of another --format is refused by its run record)
     stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
     writer = PredictionWriter("jsonl" if journal else args.format, stream)
     failed = sum("error" in line for line in done)

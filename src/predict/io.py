@@ -233,28 +233,30 @@ def journal_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-def read_journal(path: Path, committed: int | None = None) -> list[dict]:
+def read_journal(path: Path, committed: int | None = None, fields: Sequence[str] | None = None) -> list[dict]:
     """The complete lines of an interrupted run's journal; a trailing partial line (a kill mid-write), and with
     ``committed`` anything past that byte offset, is cut off the file itself, so appending continues there.
 
-    Lines are split at ``\\n`` only: JSON may hold U+2028, U+2029 and U+0085 raw inside strings. A line that is
-    not a prediction record raises ``ValueError`` naming the file and line (nothing is cut then).
+    Read line by line, split at ``\\n`` only (JSON may hold U+2028, U+2029 and U+0085 raw inside strings). With
+    ``fields``, each record keeps only those keys (``id`` and flags, for a resume of millions of documents). A
+    line that is not a prediction record raises ``ValueError`` naming the file and line (nothing is cut then).
     """
     with path.open("r+b") as handle:
-        data = handle.read()
-        keep = data.rfind(b"\n") + 1
-        if committed is not None:
-            keep = min(keep, committed)
-        done = []
-        for number, raw in enumerate(data[:keep].split(b"\n")[:-1], start=1):
+        size = os.fstat(handle.fileno()).st_size
+        limit = size if committed is None else min(size, committed)
+        done, keep = [], 0
+        for number, raw in enumerate(handle, start=1):  # binary lines end at b"\n" only
+            if not raw.endswith(b"\n") or keep + len(raw) > limit:
+                break
             try:
                 record = json.loads(raw)
             except ValueError as err:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
                 raise ValueError(f"{path}:{number}: not a JSON line ({err}); cannot resume from it") from err
             if not isinstance(record, dict) or "id" not in record or not ({"entities", "error"} & set(record)):
                 raise ValueError(f"{path}:{number}: not a prediction record; cannot resume from it")
-            done.append(record)
-        if keep < len(data):
+            done.append(record if fields is None else {k: record[k] for k in fields if k in record})
+            keep += len(raw)
+        if keep < size:
             handle.truncate(keep)
     return done
 
