@@ -15,8 +15,8 @@ from src.data.segment import split_sentences
 from src.data.words import word_spans
 from src.labels import STANCE_LABELS, doc_stance
 from src.predict import Predictor, repair_iob2
-from src.predict.cli import main
-from src.predict.io import iter_inputs, journal_path, read_journal
+from src.predict.cli import build_parser, describe_run, main
+from src.predict.io import iter_inputs, journal_path, read_journal, run_record_path, write_json_atomic
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "predict.py"
@@ -215,9 +215,9 @@ def test_inputs_ids_texts_and_errors(tmp_path: Path) -> None:
 
 def test_read_journal_drops_a_trailing_partial_line(tmp_path: Path) -> None:
     journal = tmp_path / "out.jsonl.partial"
-    journal.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "ent', encoding="utf-8")
-    assert read_journal(journal) == [{"id": "a"}, {"id": "b"}]
-    assert journal.read_text(encoding="utf-8") == '{"id": "a"}\n{"id": "b"}\n'
+    journal.write_text('{"id": "a", "entities": []}\n{"id": "b", "entities": []}\n{"id": "c", "ent', encoding="utf-8")
+    assert read_journal(journal) == [{"id": "a", "entities": []}, {"id": "b", "entities": []}]
+    assert journal.read_text(encoding="utf-8") == '{"id": "a", "entities": []}\n{"id": "b", "entities": []}\n'
 
 
 # -- the command line -----------------------------------------------------------------------------------------------
@@ -270,13 +270,17 @@ def test_resume_after_a_killed_run_equals_an_uninterrupted_run(runs: dict[str, P
     expected = full.read_bytes()
 
     out = tmp_path / "out.jsonl"
-    lines = expected.splitlines(keepends=True)
+    lines = expected.split(b"\n")
+    lines = [line + b"\n" for line in lines[:-1]]
     journal_path(out).write_bytes(b"".join(lines[:6]) + lines[6][: len(lines[6]) // 2])  # killed mid-line
+    run = describe_run(build_parser().parse_args([*models, "--output", str(out), str(docs)]))
+    run["committed"] = {"lines": 4, "bytes": len(b"".join(lines[:4]))}  # lines 5-6 came after the last commit
+    write_json_atomic(run_record_path(out), run)
     with pytest.raises(SystemExit) as usage:
         main([*models, "--output", str(out), str(docs)])
     assert usage.value.code == 2  # an interrupted run is neither overwritten nor appended to without --resume
     assert main([*models, "--output", str(out), "--resume", str(docs)]) == 0
-    assert out.read_bytes() == expected and not journal_path(out).exists()
+    assert out.read_bytes() == expected and not journal_path(out).exists() and not run_record_path(out).exists()
     assert main([*models, "--output", str(out), "--resume", str(docs)]) == 0  # complete: nothing to do
 
 

@@ -45,3 +45,33 @@ def test_round_trip_property(pieces: list[tuple[str, str]]) -> None:
             ents.append({"start": start, "end": start + len(piece), "label": label})
     words = word_spans(text)
     assert word_tags_to_spans(words, spans_to_word_tags(words, ents)) == ents
+
+
+def test_decomposed_accents_and_joiners_stay_inside_words() -> None:
+    text = "Jose\u0301 flew to Montre\u0301al; Pu\u200dtin and Mi\u200cha stayed."
+    words = word_spans(text)
+    assert [text[s:e] for s, e in words] == [
+        "Jose\u0301",
+        "flew",
+        "to",
+        "Montre\u0301al",
+        ";",
+        "Pu\u200dtin",
+        "and",
+        "Mi\u200cha",
+        "stayed",
+        ".",
+    ]
+    assert words[0] == (0, 5) and words[3] == (14, 23)  # offsets index the original (decomposed) string
+    ents = [{"start": 0, "end": 5, "label": "PERSON"}, {"start": 14, "end": 23, "label": "GPE"}]
+    assert word_tags_to_spans(words, spans_to_word_tags(words, ents)) == ents
+
+
+@given(st.text(alphabet="aeouAEÅéüñçàôİ -.’\u200d", max_size=30))
+def test_decomposed_text_has_the_words_of_the_composed_text(text: str) -> None:
+    import unicodedata
+
+    nfc, nfd = unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)
+    composed = [nfc[s:e] for s, e in word_spans(nfc)]
+    decomposed = [unicodedata.normalize("NFC", nfd[s:e]) for s, e in word_spans(nfd)]
+    assert decomposed == composed

@@ -3,15 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
-from src.predict.io import FORMATS, STDIN, PredictionWriter, finalize, iter_inputs, journal_path, read_journal
+from src.predict.io import (
+    FORMATS,
+    STDIN,
+    OutputBusy,
+    PredictionWriter,
+    describe_input,
+    describe_model,
+    finalize,
+    iter_inputs,
+    journal_path,
+    lock_output,
+    read_journal,
+    run_differences,
+    run_record_path,
+    unlock_output,
+    write_json_atomic,
+)
+
+RUN_RECORD_VERSION = 1
+# The run record's committed count catches up after a group once this many seconds or lines have passed: a kill
+# redoes at most that much, and a stream of tiny groups (empty or unreadable documents) does not rewrite it per line.
+COMMIT_SECONDS, COMMIT_LINES = 0.5, 64
+# The options that change predictions: a journal is resumed only under the same ones.
+RUN_OPTIONS = ("format", "batch_size", "device", "precision", "quantize", "backend", "max_length", "stride")
+
+
+def whole_number(minimum: int):
+    """An argparse type: an integer of at least ``minimum`` (usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,14 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="predict.py",
         description="Label entities and sentence stances in news articles with trained newsframe checkpoints.",
         epilog="With --output OUT the run writes OUT.partial as it goes and renames it to OUT when complete; "
-        "an interrupted run leaves OUT.partial, which --resume continues.",
+        "an interrupted run leaves OUT.partial, which --resume continues if the inputs, models and options are "
+        "the same (OUT.partial.run.json records them). OUT.lock keeps a second run off the same output.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, .jsonl, or - (stdin)")
     parser.add_argument("--ner", help="NER run folder or model folder")
     parser.add_argument("--stance", help="stance run folder or model folder")
     parser.add_argument("--output", "-o", type=Path, help="output file (default: standard output)")
     parser.add_argument("--format", choices=FORMATS, default="jsonl")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=whole_number(1), default=32)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     parser.add_argument(
@@ -38,37 +80,106 @@ def build_parser() -> argparse.ArgumentParser:
         default="torch",
         help="onnx: ONNX Runtime on CPU (needs the onnx extra; with --quantize int8 the fastest CPU path)",
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: one per core)")
-    parser.add_argument("--max-length", type=int, help="window length in tokens (default: the model's, <= 512)")
-    parser.add_argument("--stride", type=int, help="overlap of windows in tokens (default: max-length / 4)")
+    parser.add_argument(
+        "--threads", type=whole_number(1), help="CPU threads for torch and ONNX Runtime (default: one per core)"
+    )
+    parser.add_argument(
+        "--max-length", type=whole_number(1), help="window length in tokens (default: the model's, <= 512)"
+    )
+    parser.add_argument("--stride", type=whole_number(0), help="overlap of windows in tokens (default: max-length / 4)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.partial")
     group.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
     return parser
 
 
-def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[dict]:
-    """Refuse to clobber results; on ``--resume`` return the journal's finished lines."""
-    if args.output is None:
-        if args.resume:
-            parser.error("--resume needs --output")
-        return []
-    journal = journal_path(args.output)
+def prepare_output(parser: argparse.ArgumentParser, output: Path) -> int:
+    """Before any model is loaded: the output's folder exists (created if missing) and is writable, ``OUT`` is not a
+    folder, and no other run writes ``OUT``; returns the held lock."""
+    if output.is_dir():
+        parser.error(f"--output {output}: is a folder; give a file name")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        parser.error(f"--output {output}: cannot create its folder {output.parent}: {err.strerror or err}")
+    try:
+        return lock_output(output)
+    except OutputBusy as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"--output {output}: cannot write in {output.parent}: {err.strerror or err}")
+    raise AssertionError  # parser.error exits
+
+
+def describe_run(args: argparse.Namespace) -> dict:
+    """The run record: what must be the same for ``--resume`` to continue a journal."""
+    return {
+        "newsframe_predict_run": RUN_RECORD_VERSION,
+        "inputs": [describe_input(name) for name in args.inputs],
+        "models": {"ner": describe_model(args.ner), "stance": describe_model(args.stance)},
+        "options": {key: getattr(args, key) for key in RUN_OPTIONS},
+        "committed": {"lines": 0, "bytes": 0},
+    }
+
+
+def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -> list[dict]:
+    """Refuse to clobber results or to mix runs; on ``--resume`` return the journal's committed lines (cutting off
+    what was written after the last commit, which is redone) and keep its run record."""
+    journal, record_path = journal_path(args.output), run_record_path(args.output)
     if args.overwrite:
         journal.unlink(missing_ok=True)
-        return []
-    if args.resume:
-        return read_journal(journal) if journal.exists() else []
-    if args.output.exists():
-        parser.error(f"{args.output} exists; pass --overwrite to replace it")
-    if journal.exists():
-        parser.error(f"{journal} is an interrupted run; pass --resume to continue it or --overwrite to start over")
+    elif args.resume and journal.exists():
+        try:
+            old = json.loads(record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            parser.error(
+                f"--resume: {journal} has no readable run record {record_path.name} ({err}), so it cannot be "
+                "checked against this run; pass --overwrite to start over"
+            )
+        changes = run_differences(old, run)
+        if changes:
+            parser.error(
+                f"--resume: {journal} was written by a different run: {'; '.join(changes)}. Resume with the same "
+                "inputs, models and options, or pass --overwrite to start over"
+            )
+        committed = old.get("committed")
+        if not (isinstance(committed, dict) and all(isinstance(committed.get(k), int) for k in ("lines", "bytes"))):
+            parser.error(f"--resume: {record_path} has no committed line count; pass --overwrite to start over")
+        size = journal.stat().st_size
+        if size < committed["bytes"]:
+            parser.error(f"--resume: {journal} is shorter ({size} bytes) than its run record says; use --overwrite")
+        try:
+            done = read_journal(journal, committed["bytes"], fields=("id", "error"))
+        except ValueError as err:
+            parser.error(f"--resume: {err}; the partial output is damaged: pass --overwrite to start over")
+        if len(done) != committed["lines"]:
+            parser.error(f"--resume: {journal} holds {len(done)} committed lines, its run record says otherwise")
+        if size > committed["bytes"]:
+            print(
+                f"--resume: redoing the documents written to {journal} after its last commit "
+                f"({size - committed['bytes']} bytes dropped)",
+                file=sys.stderr,
+            )
+        run["committed"] = committed
+        return done
+    elif not args.resume:
+        if args.output.exists():
+            parser.error(f"{args.output} exists; pass --overwrite to replace it")
+        if journal.exists():
+            parser.error(f"{journal} is an interrupted run; pass --resume to continue it or --overwrite to start over")
+    write_json_atomic(record_path, run)
     return []
 
 
 def check_resume(parser: argparse.ArgumentParser, done: list[dict], inputs: Iterator[dict]) -> None:
     """Skip the inputs the interrupted run finished, making sure they are the same documents in the same order."""
-    for position, (line, record) in enumerate(zip(done, inputs, strict=False), start=1):
+    for position, line in enumerate(done, start=1):
+        record = next(inputs, None)
+        if record is None:
+            parser.error(
+                f"--resume: the partial output has {len(done)} lines but the inputs now hold {position - 1} "
+                "documents; the inputs changed since the interrupted run"
+            )
         if line["id"] != record["id"]:
             parser.error(
                 f"--resume: line {position} of the partial output is {line['id']!r} but input {position} is "
@@ -86,15 +197,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("predict.py: %(message)s"))
         logging.getLogger("src").addHandler(handler)
         logging.getLogger("src").setLevel(logging.INFO)
-    if args.resume and args.output and args.output.exists() and not journal_path(args.output).exists():
+    if args.output is None:
+        if args.resume:
+            parser.error("--resume needs --output")
+        return predict(parser, args)
+    lock = prepare_output(parser, args.output)
+    try:
+        return predict(parser, args)
+    finally:
+        unlock_output(args.output, lock)
+
+
+def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The run itself, with the output (if any) checked and locked."""
+    journal = journal_path(args.output) if args.output else None
+    if args.resume and args.output.exists() and not journal.exists():
+        run_record_path(args.output).unlink(missing_ok=True)
         print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
         return 0
-    try:
-        done = check_output(parser, args)
-    except ValueError as err:
-        parser.error(str(err))
+    run = describe_run(args) if journal else {}
+    done = check_output(parser, args, run) if journal else []
 
-    from src.predict.engine import Predictor  # after the argument checks: importing torch takes seconds
+    from src.predict.engine import OptionError, Predictor  # after the argument checks: importing torch takes seconds
 
     if args.threads is not None:
         import torch
@@ -112,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             quantize=args.quantize,
             backend=args.backend,
         )
+    except OptionError as err:
+        parser.error(f"--{err.option.replace('_', '-')} {err.detail}")
     except (OSError, ValueError, ImportError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
 
@@ -124,26 +250,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             texts.append(record.get("text", ""))
             yield record
 
-    keep_text = args.format == "labelstudio"
-    if keep_text and any("text" not in line and "error" not in line for line in done):
-        parser.error(f"{journal_path(args.output)} was written without texts (another --format); use --overwrite")
-    journal = journal_path(args.output) if args.output else None
+    keep_text = args.format == "labelstudio"  # (a journal of another --format is refused by its run record)
     stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
     writer = PredictionWriter("jsonl" if journal else args.format, stream)
     failed = sum("error" in line for line in done)
+    lines, last_commit = len(done), time.monotonic()
+    complete = dict(run.get("committed", {}))  # the journal's extent at the end of the last whole group
+
+    def commit() -> None:
+        """Record how far the journal holds whole groups: a resume cuts off anything after it and redoes it."""
+        if journal is not None and complete != run["committed"]:
+            run["committed"] = dict(complete)
+            write_json_atomic(run_record_path(args.output), run)
+
     progress = tqdm(desc="documents", unit="doc", initial=len(done), file=sys.stderr, disable=None)
     try:
-        for prediction in predictor.iter_predict(remember_texts(inputs)):
-            text = texts.popleft()
-            if "error" in prediction:
-                failed += 1
-                tqdm.write(f"error: {prediction['id']}: {prediction['error']['reason']}", file=sys.stderr)
-            writer.write({**prediction, "text": text} if keep_text else prediction)
-            progress.update()
+        for group in predictor.iter_predict_groups(remember_texts(inputs)):
+            for prediction in group:
+                text = texts.popleft()
+                if "error" in prediction:
+                    failed += 1
+                    tqdm.write(f"error: {prediction['id']}: {prediction['error']['reason']}", file=sys.stderr)
+                writer.write({**prediction, "text": text} if keep_text else prediction)
+                progress.update()
+            lines += len(group)
+            if journal is not None:
+                complete.update(lines=lines, bytes=os.fstat(stream.fileno()).st_size)
+                behind = lines - run["committed"].get("lines", 0)
+                if behind >= COMMIT_LINES or time.monotonic() - last_commit >= COMMIT_SECONDS:
+                    commit()
+                    last_commit = time.monotonic()
         writer.close()
     except KeyboardInterrupt:
         if journal is None:
             raise
+        commit()
         print(f"\ninterrupted; finished documents are in {journal}: rerun with --resume", file=sys.stderr)
         return 130
     finally:
@@ -151,7 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if journal is not None:
             stream.close()
     if journal is not None:
+        commit()
         finalize(journal, args.output, args.format)
+        run_record_path(args.output).unlink(missing_ok=True)
     if failed:
         print(f'{failed} document(s) failed; see their "error" fields', file=sys.stderr)
     return 1 if failed else 0

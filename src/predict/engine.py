@@ -4,6 +4,9 @@ NER is decided per word from its first sub-token (the same windows and word alig
 ``src.features``), and the word tags are merged into whole-word character spans. Stance is the mean of the
 window probabilities of a sentence. Documents stream through in chunks of sentences, so memory stays bounded
 for a million documents as for one 1 MB document.
+
+A document that cannot be predicted (a text that is not valid Unicode, a tokenizer error, any exception) becomes
+that document's error record; the documents batched with it are redone one by one, so they are not lost with it.
 """
 
 from __future__ import annotations
@@ -15,18 +18,60 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerFast
 
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
 from src.labels import doc_stance
-from src.model import load_checkpoint, load_tokenizer
+from src.model import load_checkpoint, load_tokenizer, resolve_model_dir, task_of_checkpoint
+from src.predict.io import error_record, text_problem
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANTIZATIONS = ("none", "int8")
 BACKENDS = ("torch", "onnx")
+
+
+class OptionError(ValueError):
+    """A prediction option out of range for the model (``option`` names it, e.g. ``max_length``), so the command
+    line can name its flag."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(f"{option} {message}")
+        self.option = option
+        self.detail = message
+
+
+def check_windows(
+    max_length: int | None,
+    stride: int | None,
+    batch_size: int,
+    position_limit: int | None,
+    tokenizer: PreTrainedTokenizerFast,
+) -> tuple[int, int]:
+    """The window length and stride to use, checked against the model (``position_limit``: its
+    ``max_position_embeddings``) and tokenizer before any weights are loaded: a window longer than the position
+    table fails only deep inside the first batch otherwise."""
+    if batch_size < 1:
+        raise OptionError("batch_size", f"{batch_size}: must be at least 1")
+    if max_length is not None and max_length < 1:
+        raise OptionError("max_length", f"{max_length}: must be at least 1")
+    if max_length is not None and position_limit is not None and max_length > position_limit:
+        raise OptionError(
+            "max_length", f"{max_length}: longer than the model's {position_limit} positions (max_position_embeddings)"
+        )
+    if stride is not None and stride < 0:
+        raise OptionError("stride", f"{stride}: must be 0 or more")
+    max_length = max_length or min(tokenizer.model_max_length, position_limit or 512, 512)
+    # Overlap between windows in tokens: a quarter gives every word at least that much context on each side.
+    stride = max_length // 4 if stride is None else stride
+    specials = tokenizer.num_special_tokens_to_add()
+    if not stride < max_length - specials:
+        raise OptionError(
+            "stride", f"{stride}: must be smaller than the window length {max_length} minus {specials} special tokens"
+        )
+    return max_length, stride
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -101,12 +146,8 @@ class TaskModel:
         quantize: str = "none",
         backend: str = "torch",
     ) -> None:
-        limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512), 512]
-        self.max_length = max_length or min(limits)
-        # Overlap between windows in tokens: a quarter gives every word at least that much context on each side.
-        self.stride = self.max_length // 4 if stride is None else stride
-        if not 0 <= self.stride < self.max_length - tokenizer.num_special_tokens_to_add():
-            raise ValueError(f"stride {self.stride} must be smaller than max_length {self.max_length} minus specials")
+        positions = getattr(model.config, "max_position_embeddings", None)
+        self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
         if backend not in BACKENDS:
@@ -161,6 +202,7 @@ class _Document:
         self.entities: list[list[dict]] = [[] for _ in spans]
         self.stances: list[tuple[str | None, dict]] = [(None, {}) for _ in spans]
         self.pending = len(spans)
+        self.error: dict | None = None  # the error record once any part of it failed
 
     def prediction(self, with_stance: bool) -> dict:
         """The prediction record; without a stance model ``stance`` and ``doc_stance`` are None, ``scores`` {}."""
@@ -222,10 +264,14 @@ class Predictor:
         for expected, path in (("ner", ner), ("stance", stance)):
             if path is None:
                 continue
-            task, model = load_checkpoint(str(path))
+            task = task_of_checkpoint(str(path))
             if task != expected:
                 raise ValueError(f"{path}: is a {task} checkpoint, given as the {expected} model")
             tokenizer = load_tokenizer(str(path))
+            config = AutoConfig.from_pretrained(resolve_model_dir(str(path)))
+            positions = getattr(config, "max_position_embeddings", None)
+            check_windows(max_length, stride, batch_size, positions, tokenizer)
+            task, model = load_checkpoint(str(path))
             loaded[task] = TaskModel(
                 model, tokenizer, torch_device, dtype, batch_size, max_length, stride, quantize, backend
             )
@@ -248,15 +294,22 @@ class Predictor:
 
         A record with ``sentences`` is predicted on those spans, otherwise on ``split_sentences(text)``. A record
         that already carries an ``"error"`` (unreadable input) passes through in place, so outputs keep input order.
+        A document that fails becomes an error record (``error.reason`` says what failed); the others go on.
         """
+        for group in self.iter_predict_groups(records):
+            yield from group
+
+    def iter_predict_groups(self, records: Iterable[dict]) -> Iterator[list[dict]]:
+        """``iter_predict``'s records in groups that end where the engine holds no document: what follows a group
+        is predicted exactly as if it were the whole input (same chunks, same batches, so the same bytes), which
+        is what lets an interrupted run resume from the end of a group and equal an uninterrupted one."""
         waiting: deque[_Document | dict] = deque()
         jobs: list[tuple[_Document, int]] = []
+        group: list[dict] = []
         for record in records:
-            if "error" in record:
-                waiting.append(record)
-            else:
-                doc = _Document(record, self._sentence_spans(record))
-                waiting.append(doc)
+            doc = record if "error" in record else self._document(record)
+            waiting.append(doc)
+            if isinstance(doc, _Document):
                 for i in range(len(doc.spans)):
                     jobs.append((doc, i))
                     if len(jobs) >= self.chunk_sentences:
@@ -265,9 +318,14 @@ class Predictor:
             if len(waiting) >= self.chunk_docs:  # short documents: predict and emit them in groups
                 self._run(jobs)
                 jobs = []
-            yield from self._finished(waiting)
+            group.extend(self._finished(waiting))
+            if group and not waiting:
+                yield group
+                group = []
         self._run(jobs)
-        yield from self._finished(waiting)
+        group.extend(self._finished(waiting))
+        if group:
+            yield group
 
     def classify_sentences(self, sentences: Sequence[str]) -> list[dict]:
         """Stance of each given sentence as is (no segmentation): ``[{"stance", "scores": {label: prob}}]``."""
@@ -304,18 +362,69 @@ class Predictor:
     @staticmethod
     def _sentence_spans(record: dict) -> list[tuple[int, int]]:
         if record.get("sentences") is not None:
-            return [(int(s["start"]), int(s["end"])) for s in record["sentences"]]
+            spans = [(int(s["start"]), int(s["end"])) for s in record["sentences"]]
+            bad = next((span for span in spans if not 0 <= span[0] <= span[1] <= len(record["text"])), None)
+            if bad is not None:
+                raise ValueError(f"sentence span {bad[0]}-{bad[1]} is outside the text ({len(record['text'])} chars)")
+            return spans
         from src.data.segment import split_sentences
 
         return [tuple(span) for span in split_sentences(record["text"])]
 
+    @staticmethod
+    def _failure(record: dict, reason: str) -> dict:
+        """The error record of a document that failed here (``file``/``line`` from the record when it has them)."""
+        log.debug("document %s failed: %s", record.get("id"), reason, exc_info=True)
+        return error_record(record.get("id"), record.get("file") or "<input>", record.get("line"), reason)
+
+    def _document(self, record: dict) -> _Document | dict:
+        """The document on its way, or its error record when its text or sentences cannot be used."""
+        try:
+            text = record["text"]
+            if not isinstance(text, str):
+                raise TypeError(f'"text" is {type(text).__name__}, not a string')
+            problem = text_problem(text)
+            if problem is not None:
+                return self._failure(record, problem)
+            return _Document(record, self._sentence_spans(record))
+        except Exception as err:  # one bad document must not stop the batch
+            return self._failure(record, f"cannot prepare the document: {type(err).__name__}: {err}")
+
     def _finished(self, waiting: deque) -> Iterator[dict]:
         while waiting and (isinstance(waiting[0], dict) or waiting[0].pending == 0):
             item = waiting.popleft()
-            yield item if isinstance(item, dict) else item.prediction(with_stance=self.stance is not None)
+            if isinstance(item, dict):
+                yield item
+            elif item.error is not None:
+                yield item.error
+            else:
+                try:
+                    yield item.prediction(with_stance=self.stance is not None)
+                except Exception as err:
+                    yield self._failure(item.record, f"prediction failed: {type(err).__name__}: {err}")
 
     def _run(self, jobs: list[tuple[_Document, int]]) -> None:
-        """Fill in entities and stances of a chunk of sentences from many documents."""
+        """Fill in entities and stances of a chunk of sentences from many documents.
+
+        When the chunk fails, each of its documents is redone alone: the one that fails again gets its error record
+        (and its remaining sentences are skipped), the others their predictions."""
+        live = [(doc, i) for doc, i in jobs if doc.error is None]
+        try:
+            self._run_batch(live)
+        except Exception:
+            by_doc: dict[int, list[tuple[_Document, int]]] = {}
+            for job in live:
+                by_doc.setdefault(id(job[0]), []).append(job)
+            for doc_jobs in by_doc.values():
+                doc = doc_jobs[0][0]
+                try:
+                    self._run_batch(doc_jobs)
+                except Exception as err:
+                    doc.error = self._failure(doc.record, f"prediction failed: {type(err).__name__}: {err}")
+        for doc, _ in jobs:
+            doc.pending -= 1
+
+    def _run_batch(self, jobs: list[tuple[_Document, int]]) -> None:
         if not jobs:
             return
         if self.ner is not None:
@@ -327,8 +436,6 @@ class Predictor:
             sentences = [doc.record["text"][slice(*doc.spans[i])] for doc, i in jobs]
             for (doc, i), result in zip(jobs, self._classify(sentences), strict=True):
                 doc.stances[i] = (result["stance"], result["scores"])
-        for doc, _ in jobs:
-            doc.pending -= 1
 
     @staticmethod
     def _entities(text: str, words: list[tuple[int, int]], tagged: list[tuple[str, float]]) -> list[dict]:

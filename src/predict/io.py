@@ -3,24 +3,32 @@ they come, and resuming an interrupted run.
 
 While a run writes to ``OUT``, its lines go to ``OUT.partial`` (one JSON line per input document, in input order,
 flushed as each chunk completes); only a complete run renames it to ``OUT``. So a file named ``OUT`` is always
-complete, and ``OUT.partial`` is an interrupted run that ``--resume`` continues.
+complete, and ``OUT.partial`` is an interrupted run that ``--resume`` continues. Next to it,
+``OUT.partial.run.json`` records what the run is (inputs, models, options) and how much of the journal is
+committed, so ``--resume`` continues only the same run; ``OUT.lock`` keeps two runs off the same output.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import json
+import logging
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "labelstudio")
 CSV_COLUMNS = ("id", "kind", "start", "end", "text", "label", "score")
 STDIN = "-"
 
 
-def error_record(doc_id: str, file: str, line: int | None, reason: str) -> dict:
+def error_record(doc_id: str | None, file: str, line: int | None, reason: str) -> dict:
     """A prediction record for an input that could not be read: empty results plus where and why."""
     return {
         "id": doc_id,
@@ -29,6 +37,21 @@ def error_record(doc_id: str, file: str, line: int | None, reason: str) -> dict:
         "doc_stance": None,
         "error": {"file": file, "line": line, "reason": reason},
     }
+
+
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be predicted nor written as UTF-8, or None: valid JSON can hold a lone surrogate
+    (``"\\udc80"``), which the tokenizer and the UTF-8 writer both refuse."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"not valid Unicode: lone surrogate U+{ord(text[err.start]):04X} at offset {err.start}"
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with anything UTF-8 cannot hold (lone surrogates, e.g. from an undecodable file name) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _decode(data: bytes, file: str, line: int | None) -> str | dict:
@@ -49,7 +72,7 @@ def read_text_file(path: Path, doc_id: str) -> dict:
     text = _decode(data, str(path), None)
     if isinstance(text, dict):
         return error_record(doc_id, text["file"], text["line"], text["reason"])
-    return {"id": doc_id, "text": text}
+    return {"id": doc_id, "text": text, "file": str(path), "line": None}
 
 
 def read_jsonl_lines(lines: Iterable[bytes], file: str) -> Iterator[dict]:
@@ -72,10 +95,34 @@ def read_jsonl_lines(lines: Iterable[bytes], file: str) -> Iterator[dict]:
             yield error_record(fallback_id, file, number, f"expected a JSON object, got {type(record).__name__}")
             continue
         doc_id = fallback_id if record.get("id") is None else str(record["id"])
+        if text_problem(doc_id) is not None:
+            yield error_record(fallback_id, file, number, f'"id" is {text_problem(doc_id)}')
+            continue
         if not isinstance(record.get("text"), str):
             yield error_record(doc_id, file, number, 'record has no "text" string')
             continue
-        yield {"id": doc_id, "text": record["text"]}
+        problem = text_problem(record["text"])
+        if problem is not None:
+            yield error_record(doc_id, file, number, f'"text" is {problem}')
+            continue
+        yield {"id": doc_id, "text": record["text"], "file": file, "line": number}
+
+
+def folder_files(folder: Path, warn: bool = True) -> list[Path]:
+    """The ``.txt`` entries under ``folder``, sorted: regular files, and also symlinks that cannot be followed (a
+    loop, a missing target), so that they become error records instead of vanishing from the output. Symlinked
+    folders are not followed (``rglob``'s rule); any other symlink loop is reported as a warning."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.name.endswith(".txt") and (path.is_file() or (path.is_symlink() and not path.is_dir())):
+            found.append(path)
+        elif path.is_symlink():
+            try:
+                path.stat()
+            except OSError as err:
+                if warn and err.errno == errno.ELOOP:
+                    log.warning("%s: symlink loop, skipped", printable(str(path)))
+    return sorted(found)
 
 
 def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterator[dict]:
@@ -90,8 +137,12 @@ def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterato
             continue
         path = Path(name)
         if path.is_dir():
-            for file in sorted(p for p in path.rglob("*.txt") if p.is_file()):
-                yield read_text_file(file, file.relative_to(path).as_posix())
+            for file in folder_files(path):
+                doc_id = file.relative_to(path).as_posix()
+                if text_problem(doc_id) is not None:  # an undecodable file name: the id could not be written
+                    yield error_record(printable(doc_id), printable(str(file)), None, "file name is not UTF-8")
+                    continue
+                yield read_text_file(file, doc_id)
         elif path.suffix == ".jsonl":
             try:
                 with path.open("rb") as handle:
@@ -146,8 +197,21 @@ class PredictionWriter:
             self.csv.writerow(CSV_COLUMNS)
 
     def write(self, line: dict) -> None:
+        """Write one prediction line; one that UTF-8 cannot hold is written as an error record instead, so a bad
+        document never stops the batch at the writer."""
+        text = json_line(line)
+        problem = text_problem(text)
+        if problem is not None:
+            err = line.get("error") or {}
+            line = error_record(
+                printable(str(line.get("id"))),
+                printable(str(err.get("file") or "<input>")),
+                err.get("line"),
+                f"cannot be written as UTF-8: {problem} of the record",
+            )
+            text = json_line(line)
         if self.fmt == "jsonl":
-            self.stream.write(json_line(line))
+            self.stream.write(text)
         elif self.csv is not None:
             self.csv.writerows(csv_rows(line))
         elif "error" not in line:
@@ -169,25 +233,36 @@ def journal_path(output: Path) -> Path:
     return output.with_name(output.name + ".partial")
 
 
-def read_journal(path: Path) -> list[dict]:
-    """The complete lines of an interrupted run's journal; a trailing partial line (a kill mid-write) is cut off
-    the file itself, so appending continues on a line boundary."""
+def read_journal(path: Path, committed: int | None = None, fields: Sequence[str] | None = None) -> list[dict]:
+    """The complete lines of an interrupted run's journal; a trailing partial line (a kill mid-write), and with
+    ``committed`` anything past that byte offset, is cut off the file itself, so appending continues there.
+
+    Read line by line, split at ``\\n`` only (JSON may hold U+2028, U+2029 and U+0085 raw inside strings). With
+    ``fields``, each record keeps only those keys (``id`` and flags, for a resume of millions of documents). A
+    line that is not a prediction record raises ``ValueError`` naming the file and line (nothing is cut then).
+    """
     with path.open("r+b") as handle:
-        data = handle.read()
-        keep = data.rfind(b"\n") + 1
-        if keep < len(data):
+        size = os.fstat(handle.fileno()).st_size
+        limit = size if committed is None else min(size, committed)
+        done, keep = [], 0
+        for number, raw in enumerate(handle, start=1):  # binary lines end at b"\n" only
+            if not raw.endswith(b"\n") or keep + len(raw) > limit:
+                break
+            try:
+                record = json.loads(raw)
+            except ValueError as err:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+                raise ValueError(f"{path}:{number}: not a JSON line ({err}); cannot resume from it") from err
+            if not isinstance(record, dict) or "id" not in record or not ({"entities", "error"} & set(record)):
+                raise ValueError(f"{path}:{number}: not a prediction record; cannot resume from it")
+            done.append(record if fields is None else {k: record[k] for k in fields if k in record})
+            keep += len(raw)
+        if keep < size:
             handle.truncate(keep)
-    done = []
-    for number, raw in enumerate(data[:keep].splitlines(), start=1):
-        try:
-            done.append(json.loads(raw))
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not a JSON line ({err.msg}); cannot resume from it") from err
     return done
 
 
 def iter_journal(path: Path) -> Iterator[dict]:
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8", newline="\n") as handle:  # "\n" only, as read_journal
         for raw in handle:
             yield json.loads(raw)
 
@@ -206,3 +281,155 @@ def finalize(journal: Path, output: Path, fmt: str) -> None:
         writer.close()
     os.replace(tmp, output)
     journal.unlink()
+
+
+# -- one run per output, and what a run is ------------------------------------------------------------------------
+
+
+class OutputBusy(RuntimeError):
+    """Another run holds the output's lock."""
+
+
+def lock_path(output: Path) -> Path:
+    return output.with_name(output.name + ".lock")
+
+
+def run_record_path(output: Path) -> Path:
+    """``OUT.partial.run.json``: what the run writing ``OUT.partial`` is, and how much of it is committed."""
+    return output.with_name(output.name + ".partial.run.json")
+
+
+def lock_output(output: Path) -> int:
+    """An exclusive ``flock`` on ``OUT.lock`` for the run's lifetime (the file descriptor); a second run on the same
+    output fails at once with ``OutputBusy`` instead of interleaving lines with the first. ``OSError`` when the
+    lock file cannot be created (a read-only or missing folder), before any work is done."""
+    import fcntl
+
+    path = lock_path(output)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputBusy(
+                f"{output}: another run is writing it (it holds {path}); wait for it to end or choose another --output"
+            ) from None
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            locked_the_file_there = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            locked_the_file_there = False
+        if locked_the_file_there:
+            return fd
+        os.close(fd)  # a finishing run removed the file we opened; lock the one now in place
+
+
+def unlock_output(output: Path, fd: int) -> None:
+    """Remove the lock file while still holding it (``lock_output`` re-checks, so no run locks a removed file)."""
+    lock_path(output).unlink(missing_ok=True)
+    os.close(fd)
+
+
+def write_json_atomic(path: Path, obj: object) -> None:
+    """``path`` replaced in one step, so a kill never leaves half a run record. (``src.evaluate.report`` has the
+    same writer, but importing ``src.evaluate`` loads scikit-learn and seqeval: seconds per prediction run.)"""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, ensure_ascii=False, indent=1)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_input(name: str) -> dict:
+    """What an input is now, cheaply: a file's size and modification time, a folder's count and a hash of its
+    ``.txt`` files' names, sizes and times. Standard input cannot be described (resume checks its ids only)."""
+    if name == STDIN:
+        return {"input": name, "kind": "stdin"}
+    path = Path(name)
+    if path.is_dir():
+        digest, files = hashlib.sha256(), folder_files(path, warn=False)
+        for file in files:
+            try:
+                stat = file.stat()
+                entry = f"{file.relative_to(path).as_posix()}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+            except OSError as err:
+                entry = f"{file.relative_to(path).as_posix()}\0error {err.errno}\n"
+            digest.update(printable(entry).encode("utf-8"))
+        return {"input": name, "kind": "folder", "files": len(files), "sha256": digest.hexdigest()}
+    try:
+        stat = path.stat()
+    except OSError as err:
+        return {"input": name, "kind": "unreadable", "reason": err.strerror or str(err)}
+    return {"input": name, "kind": "file", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def describe_model(name: str | None) -> dict | None:
+    """A checkpoint folder by the sha256 of its files (weights, config, tokenizer), wherever it lies."""
+    if name is None:
+        return None
+    from src.model import resolve_model_dir
+
+    folder = Path(resolve_model_dir(name))
+    if not folder.is_dir():
+        return {"path": name, "sha256": None}
+    digest = hashlib.sha256()
+    try:
+        for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())
+    except OSError:  # unreadable: loading it will say why
+        return {"path": name, "sha256": None}
+    return {"path": name, "sha256": digest.hexdigest()}
+
+
+def _input_change(old: dict, new: dict) -> str:
+    name = new["input"]
+    if new["kind"] == "unreadable":
+        return f"input {name} cannot be read now ({new['reason']})"
+    if old["kind"] != new["kind"]:
+        return f"input {name} was a {old['kind']}, now a {new['kind']}"
+    if new["kind"] == "folder":
+        count = "" if old["files"] == new["files"] else f": {old['files']} .txt files then, {new['files']} now"
+        return f"folder {name} changed since the interrupted run (files added, removed or edited{count})"
+    details = [f"size {old['size']} -> {new['size']} bytes"] if old["size"] != new["size"] else []
+    if old["mtime_ns"] != new["mtime_ns"]:
+        details.append("modified since")
+    return f"input {name} changed since the interrupted run ({', '.join(details)})"
+
+
+def run_differences(old: dict, new: dict) -> list[str]:
+    """What differs between the run that wrote a journal (``old`` run record) and this one: inputs, models, options
+    (each named), so ``--resume`` never mixes two runs' predictions in one output."""
+    changes = []
+    old_inputs, new_inputs = old.get("inputs", []), new["inputs"]
+    if [i["input"] for i in old_inputs] != [i["input"] for i in new_inputs]:
+        was, now = " ".join(i["input"] for i in old_inputs), " ".join(i["input"] for i in new_inputs)
+        changes.append(f"the inputs were {was}, now {now}")
+    else:
+        changes.extend(_input_change(a, b) for a, b in zip(old_inputs, new_inputs, strict=True) if a != b)
+    for task in ("ner", "stance"):
+        a, b = old.get("models", {}).get(task), new["models"].get(task)
+        if (a is None) != (b is None) or (a and b and a["sha256"] != b["sha256"]):
+            was = "none" if a is None else f"{a['path']} (sha256 {str(a['sha256'])[:12]})"
+            now = "none" if b is None else f"{b['path']} (sha256 {str(b['sha256'])[:12]})"
+            changes.append(f"the --{task} model was {was}, now {now}")
+    old_options, new_options = old.get("options", {}), new["options"]
+    for key in sorted(set(old_options) | set(new_options)):
+        if old_options.get(key) != new_options.get(key):
+            flag = "--" + key.replace("_", "-")
+            changes.append(f"{flag} was {old_options.get(key)!r}, now {new_options.get(key)!r}")
+    return changes

@@ -5,11 +5,16 @@ On CPU, ONNX Runtime runs the fp32 MiniLM about 1.9x faster than eager torch, an
 -0.0085 on the CoNLL-2003 test set). The export is cached under ``NEWSFRAME_CACHE`` (default
 ``~/.cache/newsframe``), keyed by the hash of the weights, so the checkpoint folder is never written to and a
 retrained checkpoint never reuses a stale export. Needs the ``onnx`` extra: ``pip install -e ".[onnx]"``.
+
+The cache is not trusted as found: each exported file has its sha256 in ``FILE.sha256.json`` next to it, checked
+every time it is loaded (the checked bytes are the ones given to ONNX Runtime); a file that does not match, or has
+no record, is exported again with a warning. Exports and checks hold a lock on the cache entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -20,6 +25,8 @@ from types import SimpleNamespace
 
 import torch
 from transformers import PreTrainedModel
+
+from src.predict.io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +66,61 @@ class _LogitsOnly(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 
-def export(model: PreTrainedModel, quantize: str) -> Path:
-    """The ONNX file of ``model`` (``quantize``: ``none`` or ``int8``), exported on first use and cached.
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256.json")
 
-    Written into a temporary folder that is renamed into place, so an interrupted export leaves nothing behind and
-    concurrent processes never read a half-written file.
-    """
-    target = cache_dir() / weights_key(model)
-    path = target / ("model.int8.onnx" if quantize == "int8" else "model.onnx")
-    if path.exists():
-        return path
+
+def _verified(path: Path) -> bytes | None:
+    """The cached file's bytes if their sha256 is the one recorded at export, else None (with a warning when the
+    file is there: someone or something changed it, and every prediction would silently change with it)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        recorded = json.loads(checksum_path(path).read_text(encoding="utf-8"))["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != recorded:
+        log.warning(
+            "%s does not match its recorded sha256 (%s, found %s); exporting the model again",
+            path,
+            "none recorded" if recorded is None else recorded[:16],
+            actual[:16],
+        )
+        return None
+    return data
+
+
+def load_export(model: PreTrainedModel, quantize: str) -> tuple[Path, bytes]:
+    """The path and verified bytes of ``model``'s ONNX export (``quantize``: ``none`` or ``int8``), exported on
+    first use or when the cached file fails its check. A lock on the cache entry keeps concurrent processes from
+    exporting over each other."""
+    import fcntl
+
+    key = weights_key(model)
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with (cache_dir() / f".{key}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path = cache_dir() / key / ("model.int8.onnx" if quantize == "int8" else "model.onnx")
+        data = _verified(path)
+        if data is None:
+            _export(model, quantize, path.parent)
+            data = _verified(path)
+            if data is None:
+                raise RuntimeError(f"{path}: the fresh ONNX export does not match its own sha256")
+    return path, data
+
+
+def export(model: PreTrainedModel, quantize: str) -> Path:
+    """The ONNX file of ``model``, exported on first use and cached (see ``load_export``)."""
+    return load_export(model, quantize)[0]
+
+
+def _export(model: PreTrainedModel, quantize: str, target: Path) -> None:
+    """Export into a temporary folder, then move each file into ``target`` and record its sha256, so an
+    interrupted export leaves no file that passes the check."""
     _require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -99,11 +151,11 @@ def export(model: PreTrainedModel, quantize: str) -> Path:
                 logging.disable(logging.NOTSET)
         target.mkdir(exist_ok=True)
         for file in scratch.iterdir():
-            if not (target / file.name).exists():
-                os.replace(file, target / file.name)
+            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            os.replace(file, target / file.name)
+            write_json_atomic(checksum_path(target / file.name), {"file": file.name, "sha256": digest})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return path
 
 
 class OrtModel:
@@ -113,11 +165,12 @@ class OrtModel:
     def __init__(self, model: PreTrainedModel, quantize: str, threads: int | None = None) -> None:
         ort = _require_onnxruntime()
         self.config = model.config
-        self.path = export(model, quantize)
+        self.path, data = load_export(model, quantize)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        # The checked bytes, not the path: the file could change between the check and a second read.
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> SimpleNamespace:
         feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
