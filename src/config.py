@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
+from transformers import TrainingArguments
 
-from src.model import packaged_model_path
+from src.model import packaged_model_path, resolve_device
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +69,28 @@ def check_train_config(cfg) -> None:
         )
     if cfg.trainer.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")
+
+
+# trainer.* keys that are newsframe's own, not TrainingArguments fields.
+OWN_TRAINER_KEYS = {"device", "resume_from_checkpoint", "keep_checkpoints"}
+
+
+def training_arguments(cfg: DictConfig) -> TrainingArguments:
+    """TrainingArguments from ``trainer.*``, with the device decided here: CUDA (bf16 where supported) or CPU."""
+    args: dict[str, Any] = {k: v for k, v in OmegaConf.to_container(cfg.trainer).items() if k not in OWN_TRAINER_KEYS}
+    try:
+        cuda = resolve_device(cfg.trainer.device).type == "cuda"
+    except ValueError as err:
+        raise ConfigError(f"trainer.device={cfg.trainer.device}: {err}") from None
+    if args.get("bf16") is None:
+        import torch
+
+        args["bf16"] = cuda and torch.cuda.is_bf16_supported()
+    if not cuda:
+        args["use_cpu"] = True
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            args.setdefault("ddp_backend", "gloo")
+    try:
+        return TrainingArguments(output_dir=str(Path(cfg.paths.output_dir) / "checkpoints"), seed=cfg.seed, **args)
+    except (TypeError, ValueError) as err:  # e.g. an unknown +trainer.FIELD or a value transformers rejects
+        raise ConfigError(f"trainer: {err}") from None

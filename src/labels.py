@@ -1,12 +1,20 @@
-"""Label sets of the newsframe scheme (data/GUIDELINES.md) and the labels derived from them."""
+"""Label sets of the newsframe scheme (data/GUIDELINES.md) and the labels derived from them.
+
+The label sets have one source, the seed data config (``configs/data/seeds.yaml``); the defaults of tools that run
+without a config (the validator, the baselines) are read from it here.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
-ENTITY_LABELS: tuple[str, ...] = ("PERSON", "NORP", "ORG", "GPE", "LOC", "DATE", "EVENT")
-STANCE_LABELS: tuple[str, ...] = ("leverage", "economic_cooperation", "neutral")
+from omegaconf import OmegaConf
+
+_SEEDS_CONFIG = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "data" / "seeds.yaml")
+ENTITY_LABELS: tuple[str, ...] = tuple(_SEEDS_CONFIG.entity_labels)
+STANCE_LABELS: tuple[str, ...] = tuple(_SEEDS_CONFIG.stance_labels)
 NEUTRAL = "neutral"
 MIXED = "mixed"
 
@@ -17,6 +25,23 @@ def iob2_tags(entity_labels: Sequence[str]) -> list[str]:
     EXAMPLE: ``iob2_tags(["PER"]) -> ["O", "B-PER", "I-PER"]``
     """
     return ["O"] + [f"{prefix}-{label}" for label in entity_labels for prefix in ("B", "I")]
+
+
+def repair_iob2(tags: Sequence[str]) -> list[str]:
+    """Read tags leniently as IOB2: an ``I-X`` that does not continue an ``X`` entity starts one (``B-X``).
+
+    For predictions (a model often gets the first word of a name wrong and the rest right) and for IOB1 files
+    such as some CoNLL copies; gold records are read strictly (``word_tags_to_spans``).
+
+    EXAMPLE: ``repair_iob2(["O", "I-PER", "I-PER", "I-ORG"]) -> ["O", "B-PER", "I-PER", "B-ORG"]``
+    """
+    repaired, previous = [], "O"
+    for tag in tags:
+        if tag.startswith("I-") and previous[2:] != tag[2:]:
+            tag = "B-" + tag[2:]
+        repaired.append(tag)
+        previous = tag
+    return repaired
 
 
 def doc_stance(sentence_stances: Iterable[str]) -> str:

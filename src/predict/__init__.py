@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from src.predict.engine import Predictor, repair_iob2
+    from src.predict.engine import Predictor
 
-__all__ = ["Predictor", "repair_iob2"]
+__all__ = ["Predictor"]
 
 
 def __getattr__(name: str) -> object:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from src.files import write_json
 from src.predict.io import (
     FORMATS,
     STDIN,
@@ -29,7 +30,6 @@ from src.predict.io import (
     run_differences,
     run_record_path,
     unlock_output,
-    write_json_atomic,
 )
 
 RUN_RECORD_VERSION = 1
@@ -167,7 +167,7 @@ def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace, run:
             parser.error(f"{args.output} exists; pass --overwrite to replace it")
         if journal.exists():
             parser.error(f"{journal} is an interrupted run; pass --resume to continue it or --overwrite to start over")
-    write_json_atomic(record_path, run)
+    write_json(record_path, run)
     return []
 
 
@@ -261,7 +261,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         """Record how far the journal holds whole groups: a resume cuts off anything after it and redoes it."""
         if journal is not None and complete != run["committed"]:
             run["committed"] = dict(complete)
-            write_json_atomic(run_record_path(args.output), run)
+            write_json(run_record_path(args.output), run)
 
     progress = tqdm(desc="documents", unit="doc", initial=len(done), file=sys.stderr, disable=None)
     try:

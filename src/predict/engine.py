@@ -22,9 +22,11 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, P
 
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
-from src.labels import doc_stance
-from src.model import load_checkpoint, load_tokenizer, resolve_model_dir, task_of_checkpoint
+from src.labels import doc_stance, repair_iob2
+from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
+from src.model_folder import read_metadata
 from src.predict.io import error_record, text_problem
+from src.tasks import get_task
 
 log = logging.getLogger(__name__)
 
@@ -77,31 +79,6 @@ def check_windows(
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
-def repair_iob2(tags: Sequence[str]) -> list[str]:
-    """Make predicted tags valid IOB2: an ``I-X`` that does not continue an ``X`` entity starts one (``B-X``).
-
-    A model often gets the first word of a name wrong and the rest right; keeping the rest as an entity is what
-    inference pipelines usually do, whereas gold data is read strictly (``word_tags_to_spans``).
-
-    EXAMPLE: ``repair_iob2(["O", "I-PER", "I-PER", "I-ORG"]) -> ["O", "B-PER", "I-PER", "B-ORG"]``
-    """
-    repaired, previous = [], "O"
-    for tag in tags:
-        if tag.startswith("I-") and previous[2:] != tag[2:]:
-            tag = "B-" + tag[2:]
-        repaired.append(tag)
-        previous = tag
-    return repaired
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available")
-    return torch.device(device)
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
@@ -251,7 +228,9 @@ class Predictor:
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
     ) -> Predictor:
-        """Load checkpoints (a run folder uses its ``model/``); ``max_length`` defaults to the model's limit (<= 512).
+        """Load model folders (a run folder uses its ``model/``), each run as its ``newsframe.json`` says: its task
+        and windows (``max_length`` / ``stride``; an explicit value overrides them, a ``max_length`` alone gets a
+        quarter of it as stride).
 
         ``precision``: ``auto`` (half precision on CUDA, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16`` (also the fast
         choice on CPUs with native bf16, e.g. AVX-512 BF16 or AMX). ``quantize``: ``none`` or ``int8`` (dynamic int8
@@ -264,16 +243,19 @@ class Predictor:
         for expected, path in (("ner", ner), ("stance", stance)):
             if path is None:
                 continue
-            task = task_of_checkpoint(str(path))
-            if task != expected:
-                raise ValueError(f"{path}: is a {task} checkpoint, given as the {expected} model")
-            tokenizer = load_tokenizer(str(path))
-            config = AutoConfig.from_pretrained(resolve_model_dir(str(path)))
+            folder = resolve_model_dir(str(path))
+            meta = read_metadata(folder)  # how the folder must be run: its task and windows
+            if meta["task"] != expected:
+                raise ValueError(f"{path}: is a {meta['task']} model, given as the {expected} model")
+            tokenizer = load_tokenizer(folder)
+            config = AutoConfig.from_pretrained(folder)
             positions = getattr(config, "max_position_embeddings", None)
-            check_windows(max_length, stride, batch_size, positions, tokenizer)
-            task, model = load_checkpoint(str(path))
-            loaded[task] = TaskModel(
-                model, tokenizer, torch_device, dtype, batch_size, max_length, stride, quantize, backend
+            length = meta["max_length"] if max_length is None else max_length
+            step = meta["stride"] if stride is None and max_length is None else stride
+            check_windows(length, step, batch_size, positions, tokenizer)
+            model = load_checkpoint(folder, get_task(expected))
+            loaded[expected] = TaskModel(
+                model, tokenizer, torch_device, dtype, batch_size, length, step, quantize, backend
             )
         return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
 

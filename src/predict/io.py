@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -76,8 +75,9 @@ def read_text_file(path: Path, doc_id: str) -> dict:
 
 
 def read_jsonl_lines(lines: Iterable[bytes], file: str) -> Iterator[dict]:
-    """``{"id", "text"}`` per non-blank line; a line that is not a JSON object with a ``text`` string becomes an
-    error record (id ``FILE:LINE`` unless the line names one) and reading goes on."""
+    """``{"id", "text"}`` (and ``sentences`` spans when the record has them) per non-blank line; a line that is
+    not a JSON object with a ``text`` string becomes an error record (id ``FILE:LINE`` unless the line names one)
+    and reading goes on."""
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -105,7 +105,10 @@ def read_jsonl_lines(lines: Iterable[bytes], file: str) -> Iterator[dict]:
         if problem is not None:
             yield error_record(doc_id, file, number, f'"text" is {problem}')
             continue
-        yield {"id": doc_id, "text": record["text"], "file": file, "line": number}
+        document = {"id": doc_id, "text": record["text"], "file": file, "line": number}
+        if record.get("sentences") is not None:  # given spans (e.g. gold sentences) are predicted as they are
+            document["sentences"] = record["sentences"]
+        yield document
 
 
 def folder_files(folder: Path, warn: bool = True) -> list[Path]:
@@ -331,20 +334,6 @@ def unlock_output(output: Path, fd: int) -> None:
     """Remove the lock file while still holding it (``lock_output`` re-checks, so no run locks a removed file)."""
     lock_path(output).unlink(missing_ok=True)
     os.close(fd)
-
-
-def write_json_atomic(path: Path, obj: object) -> None:
-    """``path`` replaced in one step, so a kill never leaves half a run record. (``src.evaluate.report`` has the
-    same writer, but importing ``src.evaluate`` loads scikit-learn and seqeval: seconds per prediction run.)"""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, ensure_ascii=False, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path: Path) -> str:

