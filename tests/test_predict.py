@@ -13,10 +13,11 @@ import pytest
 
 from src.data.segment import split_sentences
 from src.data.words import word_spans
+from src.files import write_json
 from src.labels import STANCE_LABELS, doc_stance
 from src.predict import Predictor, repair_iob2
 from src.predict.cli import build_parser, describe_run, main
-from src.predict.io import iter_inputs, journal_path, read_journal, run_record_path, write_json_atomic
+from src.predict.io import iter_inputs, journal_path, read_journal, run_record_path
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "predict.py"
@@ -275,7 +276,7 @@ def test_resume_after_a_killed_run_equals_an_uninterrupted_run(runs: dict[str, P
     journal_path(out).write_bytes(b"".join(lines[:6]) + lines[6][: len(lines[6]) // 2])  # killed mid-line
     run = describe_run(build_parser().parse_args([*models, "--output", str(out), str(docs)]))
     run["committed"] = {"lines": 4, "bytes": len(b"".join(lines[:4]))}  # lines 5-6 came after the last commit
-    write_json_atomic(run_record_path(out), run)
+    write_json(run_record_path(out), run)
     with pytest.raises(SystemExit) as usage:
         main([*models, "--output", str(out), str(docs)])
     assert usage.value.code == 2  # an interrupted run is neither overwritten nor appended to without --resume

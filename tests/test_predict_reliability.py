@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from src.files import write_json
 from src.predict import Predictor
 from src.predict.cli import build_parser, describe_run, main
 from src.predict.io import (
@@ -25,7 +26,6 @@ from src.predict.io import (
     read_journal,
     run_record_path,
     unlock_output,
-    write_json_atomic,
 )
 from tests.conftest import ROOT
 from tests.test_predict import TEXTS, assert_same
@@ -61,7 +61,7 @@ def make_partial(out: Path, argv: list[str], lines: list[bytes], committed: int)
     journal_path(out).write_bytes(b"".join(lines))
     run = describe_run(build_parser().parse_args(argv))
     run["committed"] = {"lines": committed, "bytes": len(b"".join(lines[:committed]))}
-    write_json_atomic(run_record_path(out), run)
+    write_json(run_record_path(out), run)
 
 
 def jsonl_lines(data: bytes) -> list[bytes]:
