@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -346,14 +347,17 @@ def corpus() -> list[dict]:
     ]
 
 
-def make_multirun(root: Path, gold_path: Path, tasks=("ner", "stance"), folds=(0, 1, 2)) -> Path:
+def make_multirun(
+    root: Path, gold_path: Path, tasks=("ner", "stance"), folds=(0, 1, 2), trainer: dict | None = None, name: str = ""
+) -> Path:
+    """Fake finished runs ``<task>-fold<k><name>``; ``trainer`` adds ``trainer.*`` keys to their configs."""
     gold = sorted((json.loads(line) for line in gold_path.read_text().splitlines()), key=lambda r: r["id"])
     for task in tasks:
         for k in folds:
-            run = root / f"{task}-fold{k}"
+            run = root / f"{task}-fold{k}{name}"
             (run / ".hydra").mkdir(parents=True)
-            cfg = f"task:\n  name: {task}\ndata:\n  path: {gold_path}\n  fold: {k}\n"
-            (run / ".hydra" / "config.yaml").write_text(cfg)
+            cfg = {"task": {"name": task}, "data": {"path": str(gold_path), "fold": k}, "trainer": trainer or {}}
+            (run / ".hydra" / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
             held_out = gold[k]
             pred = prediction(held_out, held_out["entities"] if k else [])  # fold 0: no entities found
             (run / "predictions.jsonl").write_text(json.dumps(pred) + "\n")
@@ -403,6 +407,90 @@ def test_cv_errors(tmp_path, gold_file):
     (multirun / "ner-fold2" / "predictions.jsonl").unlink()
     with pytest.raises(CVError, match=r"ner-fold2: no predictions\.jsonl"):
         write_cv(multirun)
+
+
+def test_cv_reports_each_setting_of_a_sweep_with_the_baselines_once(tmp_path, gold_file, monkeypatch):
+    """Two learning rates on the same folds: two model rows, named by the key that differs; run-only keys (tqdm,
+    saving, logging) and the run folder do not make a setting; each baseline runs once per fold, not per setting."""
+    from src.evaluate import baselines as baselines_module
+    from src.evaluate import cv as cv_module
+
+    calls = []
+
+    def majority(train, test):
+        calls.append(len(test))
+        return baselines_module.majority_stance(train, test)
+
+    monkeypatch.setitem(cv_module.BASELINES, "stance", {"majority": majority})
+    multirun = tmp_path / "m"
+    for i, (lr, tqdm) in enumerate([(1e-4, True), (3e-5, False)]):
+        run_only = {"disable_tqdm": tqdm, "save_strategy": "no" if i else "epoch", "logging_steps": 10 + i}
+        make_multirun(multirun, gold_file, ("stance",), trainer={"learning_rate": lr, **run_only}, name=f"-{i}")
+    cv = write_cv(multirun)
+    stance = cv["tasks"]["stance"]
+    models = ["model[trainer.learning_rate=3e-05]", "model[trainer.learning_rate=0.0001]"]  # ascending
+    assert list(stance["systems"]) == [*models, "majority"] and len(calls) == 3
+    assert list(stance["settings"]) == models and "runs" not in stance
+    assert stance["settings"][models[0]]["overrides"] == {"trainer.learning_rate": 3e-5}
+    assert stance["settings"][models[0]]["name"] == "trainer.learning_rate=3e-05"
+    assert stance["settings"][models[1]]["runs"]["2"].endswith("stance-fold2-0")
+    assert all(stance["systems"][m]["per_fold"] == {"0": 1.0, "1": 1.0, "2": 1.0} for m in models)
+    assert stance["best_model"] == models[0] and stance["n_folds"] == 3
+    report = (multirun / "cv_report.md").read_text()
+    assert "2 settings, differing in `trainer.learning_rate`" in report
+    assert "### `model[trainer.learning_rate=0.0001]`, pooled per label" in report
+    assert "![confusion](cv_confusion_stance-2.png)" in report and (multirun / "cv_confusion_stance-2.png").is_file()
+
+
+def test_cv_checks_the_folds_of_every_setting(tmp_path, gold_file):
+    multirun = make_multirun(tmp_path / "m", gold_file, ("ner",), trainer={"learning_rate": 1e-4}, name="-a")
+    make_multirun(multirun, gold_file, ("ner",), folds=(0, 2), trainer={"learning_rate": 3e-5}, name="-b")
+    with pytest.raises(CVError, match=r"ner model\[trainer.learning_rate=3e-05\].*missing \[1\]"):
+        write_cv(multirun, baselines=False)
+    make_multirun(multirun, gold_file, ("ner",), folds=(1,), trainer={"learning_rate": 3e-5, "disable_tqdm": True})
+    make_multirun(multirun, gold_file, ("ner",), folds=(1,), trainer={"learning_rate": 3e-5}, name="-c")
+    with pytest.raises(CVError, match="ner fold 1 appears twice with the same settings"):
+        write_cv(multirun, baselines=False)
+
+
+def test_a_sweep_of_two_learning_rates_trains_apart_and_pools(tmp_path, tiny_model_dir, capsys):
+    """`-m data.fold=0,1 trainer.learning_rate=3e-5,1e-4`: four jobs, four folders (no job finds another's model/),
+    pooled as two settings of two folds each."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, SEEDS, TINY_TRAIN
+
+    corpus = tmp_path / "two.jsonl"
+    corpus.write_text("".join(SEEDS.read_text(encoding="utf-8").splitlines(keepends=True)[:2]), encoding="utf-8")
+    sweep = tmp_path / "sweep"
+    args = ["task=stance", f"data.path={corpus}", "data.fold=0,1", "trainer.learning_rate=3e-5,1e-4"]
+    args += [f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "src.train", "-m", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert runs == [
+        "0_stance-fold0_task.max_length-64+trainer.device-cpu+trainer.learning_rate-3e-05+trainer.max_steps-4"
+        "+trainer.per_device_train_batch_size-8",
+        "1_stance-fold0_task.max_length-64+trainer.device-cpu+trainer.learning_rate-0.0001+trainer.max_steps-4"
+        "+trainer.per_device_train_batch_size-8",
+        "2_stance-fold1_task.max_length-64+trainer.device-cpu+trainer.learning_rate-3e-05+trainer.max_steps-4"
+        "+trainer.per_device_train_batch_size-8",
+        "3_stance-fold1_task.max_length-64+trainer.device-cpu+trainer.learning_rate-0.0001+trainer.max_steps-4"
+        "+trainer.per_device_train_batch_size-8",
+    ]
+    assert all((sweep / run / "model" / "model.safetensors").is_file() for run in runs)
+    assert main([f"cv={sweep}", "baselines=false"]) == 0
+    printed = capsys.readouterr().out
+    stance = json.loads((sweep / "cv_metrics.json").read_text())["tasks"]["stance"]
+    models = ["model[trainer.learning_rate=3e-05]", "model[trainer.learning_rate=0.0001]"]
+    assert list(stance["systems"]) == models and stance["n_folds"] == 2
+    assert all(list(stance["systems"][m]["per_fold"]) == ["0", "1"] for m in models)
+    assert [Path(p).name[0] for p in stance["settings"][models[1]]["runs"].values()] == ["1", "3"]
+    assert all(m in printed for m in models)
 
 
 def test_cli_cv_and_usage(tmp_path, gold_file, capsys):

@@ -2,18 +2,36 @@
 
 Each run folder (any folder below the multirun folder holding ``.hydra/config.yaml``) must hold
 ``predictions.jsonl`` for its held-out article. Its config gives the task (``task.name``, or ``task`` as a
-string), the fold (``data.fold``) and the gold file (``data.path``, unless one is passed in). Runs are grouped
-by task; within a task every fold ``0..n_articles-1`` must be present exactly once.
+string), the fold (``data.fold``) and the gold file (``data.path``, unless one is passed in).
+
+Runs are grouped by task, then by setting: the run's config without ``data.fold``, ``data.path`` (one gold file per
+task, checked) and the keys that only say where and how a run is saved, logged or resumed (``RUN_ONLY_KEYS``,
+``paths.*``). A sweep such as ``-m data.fold=0,1,2,3,4 trainer.learning_rate=3e-5,1e-4`` thus gives two settings.
+Within a setting every fold ``0..n_articles-1`` must be present exactly once. A setting is named by the keys whose
+values differ between the settings of its task (``trainer.learning_rate=3e-05``); its system is ``model`` when the
+task has one setting, else ``model[<name>]``. Baselines depend on the folds only: they are computed once per task.
 
 Figures: per-label metrics over the pooled predictions of all folds, and mean and sample standard deviation over
-folds of the headline metric (NER micro-F1, stance macro-F1), for the model and each baseline.
+folds of the headline metric (NER micro-F1, stance macro-F1), for each model setting and each baseline.
+
+``cv_metrics.json``: ``{"schema_version", "kind": "cv", "multirun_dir", "tasks": {task: result}}``, result:
+
+- ``n_folds``, ``data_path``, ``skipped_baselines`` (``{baseline: why}``);
+- ``systems``: ``{system: {"pooled": <metrics.json dict>, "per_fold": {fold: headline}, "mean", "std"}}``, the model
+  settings first (``model``, or ``model[<name>]`` for each of several settings), then the baselines;
+- ``settings``: ``{model system: {"name": <name, "" for a single setting>, "overrides": {key: value}, "runs":
+  {fold: run folder}}}``, ``overrides`` holding the keys that differ between the task's settings;
+- ``best_model``: the model system with the highest pooled headline metric;
+- ``runs``: ``{fold: run folder}``, only when the task has a single setting (as before settings were pooled).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -90,27 +108,90 @@ def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
     return load_records(path, entity_labels=list(entity_labels), stance_labels=list(stance_labels))
 
 
+# Keys that say where and how a run is saved, logged or resumed, not which model it trains: runs that differ only in
+# these (and in data.fold) are one setting. data.path is checked separately (one gold file per task).
+RUN_ONLY_KEYS = frozenset(
+    {
+        "data.fold",
+        "data.path",
+        *(f"trainer.{k}" for k in ("disable_tqdm", "save_strategy", "save_steps", "save_total_limit")),
+        *(f"trainer.{k}" for k in ("logging_steps", "report_to", "keep_checkpoints", "resume_from_checkpoint")),
+    }
+)
+RUN_ONLY_PREFIXES = ("paths.",)
+UNSET = "(unset)"
+
+
+def flat(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": value}`` of a nested config, interpolations left as written."""
+    items = cfg.items() if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False).items()
+    out: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, dict) and value:
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def run_setting(cfg: DictConfig) -> dict[str, Any]:
+    """The keys of a run config that make its model: everything but the fold, the gold file and run-only keys."""
+    return {k: v for k, v in flat(cfg).items() if k not in RUN_ONLY_KEYS and not k.startswith(RUN_ONLY_PREFIXES)}
+
+
+def format_value(value: Any) -> str:
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def differing_keys(settings: Sequence[dict[str, Any]]) -> list[str]:
+    """Keys whose value is not the same in every setting (a key missing from some counts as a value)."""
+    keys = sorted({k for s in settings for k in s})
+    return [k for k in keys if len({json.dumps(s.get(k, UNSET), sort_keys=True, default=str) for s in settings}) > 1]
+
+
+def _order(value: Any) -> tuple:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, format_value(value))
+
+
 def group_runs(multirun_dir: str | Path, data_path: str | Path | None = None) -> dict[str, dict]:
-    """``{task: {"data_path", "config", "folds": {fold: run_dir}}}``, checking each fold occurs once."""
+    """``{task: {"data_path", "config", "settings": {system: {"name", "overrides", "folds": {fold: run_dir}}}}}``,
+    checking each fold occurs once per setting. Systems are ``model`` for a task with one setting, else
+    ``model[<name>]`` in the order of the differing values (numbers ascending)."""
     groups: dict[str, dict] = {}
     for run in find_runs(multirun_dir):
         cfg = run_config(run)
         task = run_task(cfg, run)
         fold = OmegaConf.select(cfg, "data.fold", default=None)
-        if not isinstance(fold, int):
+        if not isinstance(fold, int) or isinstance(fold, bool):
             raise CVError(f"{run}/.hydra/config.yaml: data.fold is {fold!r}; a CV run holds out one article (int)")
         if not (run / "predictions.jsonl").is_file():
             raise CVError(f"{run}: no predictions.jsonl (did the run finish?)")
         path = Path(data_path) if data_path is not None else run_data_path(cfg, run)
-        group = groups.setdefault(task, {"data_path": path, "config": cfg, "folds": {}})
+        group = groups.setdefault(task, {"data_path": path, "config": cfg, "by_setting": {}})
         if path.resolve() != group["data_path"].resolve():
             raise CVError(f"{run}: data.path {path} differs from {group['data_path']} of the other {task} runs")
-        if fold in group["folds"]:
+        setting = run_setting(cfg)
+        key = json.dumps(setting, sort_keys=True, default=str)
+        folds = group["by_setting"].setdefault(key, {"setting": setting, "folds": {}})["folds"]
+        if fold in folds:
             raise CVError(
-                f"{task} fold {fold} appears twice ({group['folds'][fold]} and {run}); "
-                "point cv= at a sweep with one run per fold"
+                f"{task} fold {fold} appears twice with the same settings ({folds[fold]} and {run}); "
+                "point cv= at a sweep with one run per fold and setting"
             )
-        group["folds"][fold] = run
+        folds[fold] = run
+    for group in groups.values():
+        found = list(group.pop("by_setting").values())
+        keys = differing_keys([f["setting"] for f in found])
+        found.sort(key=lambda f: tuple(_order(f["setting"].get(k, UNSET)) for k in keys))
+        group["settings"] = {}
+        for f in found:
+            overrides = {k: f["setting"].get(k, UNSET) for k in keys}
+            name = " ".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+            system = f"{MODEL}[{name}]" if len(found) > 1 else MODEL
+            group["settings"][system] = {"name": name, "overrides": overrides, "folds": f["folds"]}
     return groups
 
 
@@ -127,22 +208,33 @@ def cross_validate_task(
     task: str, gold: Sequence[dict], fold_predictions: dict[int, list[dict]], baselines: bool = True
 ) -> dict:
     """Pooled and per-fold metrics of the model's fold predictions and of each baseline on the same folds."""
-    missing = sorted(set(range(len(gold))) - set(fold_predictions))
-    extra = sorted(set(fold_predictions) - set(range(len(gold))))
-    if missing or extra:
-        raise CVError(
-            f"{task}: {len(gold)} articles need folds 0..{len(gold) - 1}; missing {missing}, out of range {extra}"
-        )
-    systems: dict[str, dict[int, list[dict]]] = {MODEL: fold_predictions}
+    return cross_validate_settings(task, gold, {MODEL: fold_predictions}, baselines=baselines)
+
+
+def cross_validate_settings(
+    task: str, gold: Sequence[dict], models: dict[str, dict[int, list[dict]]], baselines: bool = True
+) -> dict:
+    """Pooled and per-fold metrics of each model setting's fold predictions (``{system: {fold: predictions}}``) and
+    of each baseline, computed once, on the same folds."""
+    folds = list(range(len(gold)))
+    for name, fold_predictions in models.items():
+        missing = sorted(set(folds) - set(fold_predictions))
+        extra = sorted(set(fold_predictions) - set(folds))
+        if missing or extra:
+            which = task if name == MODEL else f"{task} {name}"
+            raise CVError(
+                f"{which}: {len(gold)} articles need folds 0..{len(gold) - 1}; missing {missing}, out of range {extra}"
+            )
+    systems: dict[str, dict[int, list[dict]]] = dict(models)
     skipped: dict[str, str] = {}
     for name, baseline in (BASELINES[task] if baselines else {}).items():
         try:
-            systems[name] = {k: baseline(*leave_one_article_out(gold, k)) for k in fold_predictions}
+            systems[name] = {k: baseline(*leave_one_article_out(gold, k)) for k in folds}
         except BaselineUnavailable as err:
             skipped[name] = str(err)
-    test_gold = {k: leave_one_article_out(gold, k)[1] for k in sorted(fold_predictions)}
-    pooled_gold = [r for k in sorted(test_gold) for r in test_gold[k]]
-    result: dict = {"n_folds": len(fold_predictions), "systems": {}, "skipped_baselines": skipped}
+    test_gold = {k: leave_one_article_out(gold, k)[1] for k in folds}
+    pooled_gold = [r for k in folds for r in test_gold[k]]
+    result: dict = {"n_folds": len(folds), "systems": {}, "skipped_baselines": skipped}
     for name, preds in systems.items():
         for k in preds:
             ids, want = sorted(p["id"] for p in preds[k]), sorted(r["id"] for r in test_gold[k])
@@ -151,61 +243,101 @@ def cross_validate_task(
         per_fold = {k: evaluate_predictions(task, test_gold[k], preds[k])["headline"]["value"] for k in preds}
         pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(preds) for p in preds[k]])
         result["systems"][name] = {"pooled": pooled, **fold_summary(per_fold)}
+    result["best_model"] = max(models, key=lambda n: result["systems"][n]["pooled"]["headline"]["value"])
     return result
 
 
 def cross_validate(
     multirun_dir: str | Path, data_path: str | Path | None = None, baselines: bool = True
-) -> tuple[dict, dict[str, tuple[list[dict], list[dict]]]]:
-    """cv_metrics dict for every task of the multirun, and per task the pooled (gold, model predictions)."""
+) -> tuple[dict, dict[str, dict[str, tuple[list[dict], list[dict]]]]]:
+    """cv_metrics dict for every task of the multirun, and per task and model setting the pooled (gold, model
+    predictions)."""
     out: dict = {"schema_version": SCHEMA_VERSION, "kind": "cv", "multirun_dir": str(multirun_dir), "tasks": {}}
-    pooled: dict[str, tuple[list[dict], list[dict]]] = {}
+    pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]] = {}
     for task, group in sorted(group_runs(multirun_dir, data_path).items()):
         gold = load_gold(group["data_path"], group["config"])
-        preds = {k: read_jsonl(run / "predictions.jsonl") for k, run in group["folds"].items()}
-        result = cross_validate_task(task, gold, preds, baselines=baselines)
+        settings = group["settings"]
+        preds = {
+            system: {k: read_jsonl(run / "predictions.jsonl") for k, run in setting["folds"].items()}
+            for system, setting in settings.items()
+        }
+        result = cross_validate_settings(task, gold, preds, baselines=baselines)
         result["data_path"] = str(group["data_path"])
-        result["runs"] = {str(k): str(run) for k, run in sorted(group["folds"].items())}
+        result["settings"] = {
+            system: {
+                "name": setting["name"],
+                "overrides": setting["overrides"],
+                "runs": {str(k): str(run) for k, run in sorted(setting["folds"].items())},
+            }
+            for system, setting in settings.items()
+        }
+        if len(settings) == 1:
+            result["runs"] = result["settings"][MODEL]["runs"]
         out["tasks"][task] = result
-        test_gold = [r for k in sorted(preds) for r in leave_one_article_out(gold, k)[1]]
-        pooled[task] = (test_gold, [p for k in sorted(preds) for p in preds[k]])
+        test_gold = [r for k in range(len(gold)) for r in leave_one_article_out(gold, k)[1]]
+        pooled[task] = {
+            system: (test_gold, [p for k in sorted(fold_preds) for p in fold_preds[k]])
+            for system, fold_preds in preds.items()
+        }
     return out, pooled
 
 
-def render_cv_report(cv_metrics: dict, pooled: dict[str, tuple[list[dict], list[dict]]]) -> str:
+def confusion_png_name(task: str, result: dict, system: str) -> str:
+    """``cv_confusion_<task>.png`` for a single setting, ``cv_confusion_<task>-<i>.png`` (i from 1) for several."""
+    if len(result["settings"]) == 1:
+        return f"cv_confusion_{task}.png"
+    return f"cv_confusion_{task}-{list(result['settings']).index(system) + 1}.png"
+
+
+def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]]) -> str:
     parts = ["# Cross-validation (leave one article out)", f"Runs: `{cv_metrics['multirun_dir']}`"]
     for task, result in cv_metrics["tasks"].items():
         systems = result["systems"]
-        headline = systems[MODEL]["pooled"]["headline"]["name"]
-        folds = sorted(systems[MODEL]["per_fold"], key=int)
+        models = list(result["settings"])
+        single = len(models) == 1
+        headline = systems[models[0]]["pooled"]["headline"]["name"]
+        folds = sorted(systems[models[0]]["per_fold"], key=int)
         parts.append(f"## {task}: {result['n_folds']} folds on `{result['data_path']}`")
+        if not single:
+            keys = list(result["settings"][models[0]]["overrides"])
+            parts.append(
+                f"{len(models)} settings, differing in {', '.join(f'`{k}`' for k in keys)}; best on pooled "
+                f"{headline}: `{result['best_model']}`."
+            )
         rows = [
             [name, s["pooled"]["headline"]["value"], f"{s['mean']:.3f} ± {s['std']:.3f}", *s["per_fold"].values()]
             for name, s in systems.items()
         ]
         header = ["system", f"pooled {headline}", "mean ± std over folds", *(f"fold {k}" for k in folds)]
         parts.append(markdown_table(header, rows))
-        model_value = systems[MODEL]["pooled"]["headline"]["value"]
-        lost = [n for n, s in systems.items() if n != MODEL and s["pooled"]["headline"]["value"] >= model_value]
-        parts.append(
-            f"The model does **not** beat: {', '.join(lost)} (pooled {headline})."
-            if lost
-            else f"The model beats every baseline on pooled {headline}."
-        )
+        for model in models if len(systems) > len(models) else ():  # no baselines (baselines=false): no verdict
+            model_value = systems[model]["pooled"]["headline"]["value"]
+            beaten_by = [n for n, s in systems.items() if s["pooled"]["headline"]["value"] >= model_value]
+            lost = [n for n in beaten_by if n not in models]
+            who = "The model" if single else f"`{model}`"
+            parts.append(
+                f"{who} does **not** beat: {', '.join(lost)} (pooled {headline})."
+                if lost
+                else f"{who} beats every baseline on pooled {headline}."
+            )
         parts += [f"Skipped baseline {n}: {why}" for n, why in result["skipped_baselines"].items()]
-        labels = list(systems[MODEL]["pooled"]["per_label"])
+        labels = list(systems[models[0]]["pooled"]["per_label"])
         labels += sorted({lb for s in systems.values() for lb in s["pooled"]["per_label"]} - set(labels))
         rows = [
             [label, *(s["pooled"]["per_label"].get(label, {}).get("f1", 0.0) for s in systems.values())]
             for label in labels
         ]
         parts += ["### Pooled F1 per label", markdown_table(["label", *systems], rows)]
-        parts += ["### Model, pooled per label", per_label_table(systems[MODEL]["pooled"])]
-        if task == "stance":
-            parts.append(f"![confusion](cv_confusion_{task}.png)")
-        parts.append(
-            error_section(task, *pooled[task]).replace("## Error analysis", "### Model error analysis (pooled)")
-        )
+        for model in models:
+            title = "Model" if single else f"`{model}`"
+            parts += [f"### {title}, pooled per label", per_label_table(systems[model]["pooled"])]
+            if task == "stance":
+                parts.append(f"![confusion]({confusion_png_name(task, result, model)})")
+            parts.append(
+                error_section(task, *pooled[task][model]).replace(
+                    "## Error analysis", f"### {title} error analysis (pooled)"
+                )
+            )
     return "\n\n".join(parts) + "\n"
 
 
@@ -215,15 +347,17 @@ def write_cv(
     data_path: str | Path | None = None,
     baselines: bool = True,
 ) -> dict:
-    """Pool a multirun folder and write cv_metrics.json, cv_report.md (and a stance confusion PNG) into
+    """Pool a multirun folder and write cv_metrics.json, cv_report.md (and a stance confusion PNG per setting) into
     ``out_dir`` (default: the multirun folder); returns the cv metrics."""
     out = Path(out_dir) if out_dir is not None else Path(multirun_dir)
     cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines=baselines)
     write_json(out / "cv_metrics.json", cv_metrics)
     for task, result in cv_metrics["tasks"].items():
         if task == "stance":
-            save_confusion_png(
-                result["systems"][MODEL]["pooled"], out / f"cv_confusion_{task}.png", title="stance, pooled CV"
-            )
+            for model in result["settings"]:
+                title = "stance, pooled CV" + ("" if model == MODEL else f"\n{result['settings'][model]['name']}")
+                save_confusion_png(
+                    result["systems"][model]["pooled"], out / confusion_png_name(task, result, model), title=title
+                )
     write_atomic(out / "cv_report.md", render_cv_report(cv_metrics, pooled))
     return cv_metrics
