@@ -31,13 +31,12 @@ def options(group: str) -> list[str]:
 
 def build(cfg) -> None:
     """What src.train does with a config before loading anything: resolve it, check it, build TrainingArguments."""
-    from src.config import check_train_config
-    from src.train import training_arguments
+    from src.config import ConfigError, check_train_config, training_arguments
 
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
     check_train_config(cfg)
     if cfg.trainer.device == "cuda" and not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="no CUDA device"):
+        with pytest.raises(ConfigError, match="no CUDA device"):
             training_arguments(cfg)
         cfg.trainer.device = "cpu"  # the rest of the trainer group must still be valid TrainingArguments
     args = training_arguments(cfg)
