@@ -94,3 +94,30 @@ def training_arguments(cfg: DictConfig) -> TrainingArguments:
         return TrainingArguments(output_dir=str(Path(cfg.paths.output_dir) / "checkpoints"), seed=cfg.seed, **args)
     except (TypeError, ValueError) as err:  # e.g. an unknown +trainer.FIELD or a value transformers rejects
         raise ConfigError(f"trainer: {err}") from None
+
+
+# Keys that say where and how a run is saved, logged or resumed, not which model it trains.
+RUN_ONLY_KEYS = frozenset(
+    {
+        *(f"trainer.{k}" for k in ("disable_tqdm", "save_strategy", "save_steps", "save_total_limit", "report_to")),
+        *(f"trainer.{k}" for k in ("logging_steps", "keep_checkpoints", "resume_from_checkpoint")),
+    }
+)
+
+
+def setting_of(cfg: DictConfig | dict, also: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """``{"a.b": value}`` of the keys of a run config that make its model (interpolations as written): all but
+    ``paths.*``, ``RUN_ONLY_KEYS`` and ``also``. Two runs with equal settings train the same model."""
+
+    def flat(node: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    node = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False)
+    skip = RUN_ONLY_KEYS | also
+    return {k: v for k, v in flat(node).items() if k not in skip and not k.startswith("paths.")}

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError
+from src.config import ConfigError, setting_of
 from src.files import write_atomic
 
 
@@ -22,25 +21,9 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-# Keys that may differ between a run and its resumption (how long to go on, where and how often to save and log);
+# Besides where and how it saves and logs (``RUN_ONLY_KEYS``), a resumed run may change only how long it goes on;
 # any other difference (data, fold, task, model, learning rate, ...) would mix two experiments in one model.
-RESUME_FREE_KEYS = {
-    "paths.output_dir",
-    *(f"trainer.{k}" for k in ("resume_from_checkpoint", "keep_checkpoints", "disable_tqdm", "max_steps")),
-    *(f"trainer.{k}" for k in ("num_train_epochs", "save_strategy", "save_steps", "save_total_limit", "logging_steps")),
-}
-
-
-def flat(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b": value}`` of a nested config, interpolations left as written."""
-    items = cfg.items() if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False).items()
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if isinstance(value, dict) and value:
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+RESUME_MAY_CHANGE = frozenset({"trainer.max_steps", "trainer.num_train_epochs"})
 
 
 def check_run_folder(cfg: DictConfig, out: Path) -> None:
@@ -60,10 +43,8 @@ def check_run_folder(cfg: DictConfig, out: Path) -> None:
     if resume:
         if not saved.is_file():
             raise ConfigError(f"trainer.resume_from_checkpoint={resume}: no run to resume (no {saved})")
-        before, now = flat(OmegaConf.load(saved)), flat(cfg)
-        changed = sorted(
-            k for k in before.keys() | now.keys() if before.get(k) != now.get(k) and k not in RESUME_FREE_KEYS
-        )
+        before, now = setting_of(OmegaConf.load(saved), RESUME_MAY_CHANGE), setting_of(cfg, RESUME_MAY_CHANGE)
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
             diff = ", ".join(f"{k}={before.get(k)!r} -> {now.get(k)!r}" for k in changed[:5])
             raise ConfigError(

@@ -101,11 +101,11 @@ class NerTask(Task):
         from seqeval.metrics import f1_score
         from seqeval.scheme import IOB2
 
-        lengths = [len(ids) for ids in encoding["input_ids"]]
+        lengths, n_words = [len(ids) for ids in encoding["input_ids"]], [len(t) for t in targets]
 
         def compute(prediction) -> dict[str, float]:
             logits = [np.asarray(row[:n]) for row, n in zip(prediction.predictions, lengths, strict=True)]
-            words = words_from_windows(logits, encoding["word_ids"], encoding["example_index"], map(len, targets))
+            words = words_from_windows(logits, encoding["word_ids"], encoding["example_index"], n_words)
             guess = [repair_iob2([id2label[int(i)] for i in w.argmax(-1)]) for w in words]
             return {"f1": f1_score(list(map(list, targets)), guess, mode="strict", scheme=IOB2)}
 

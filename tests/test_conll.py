@@ -128,3 +128,11 @@ def test_cli_says_which_source_or_how_to_get_one(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 1 and "no such folder" in bad.stderr and "make train CONLL=/path" in bad.stderr
+
+
+def test_a_copy_with_other_counts_is_flagged(caplog: pytest.LogCaptureFixture) -> None:
+    splits = {"train": [{}] * conll.EXPECTED_SENTENCES["train"], "dev": [{}] * 3, "test": []}
+    with caplog.at_level("WARNING"):
+        differences = conll.check_counts(splits, "someone/conll2003")
+    assert differences == ["dev: 3 sentences, CoNLL-2003 has 3250", "test: 0 sentences, CoNLL-2003 has 3453"]
+    assert "someone/conll2003 is not the CoNLL-2003" in caplog.text

@@ -25,7 +25,7 @@ from src.data.convert import (
 from src.data.folds import as_dataset, leave_one_article_out
 from src.data.records import DataError, load_records, save_records
 from src.data.segment import split_sentences
-from src.data.stats import corpus_stats, markdown_table
+from src.data.stats import corpus_stats, datasheet_table
 from src.data.validate import validate_file
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 from tests.conftest import CONLL_SNIPPET
@@ -418,7 +418,7 @@ def test_stats_table(corpus: list[dict], capsys: pytest.CaptureFixture) -> None:
     assert all(total[k] == sum(r[k] for r in rows[:-1]) for k in total if k != "article")
     assert main(["stats", str(CORPUS)]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == markdown_table(rows).splitlines()
+    assert out == datasheet_table(rows).splitlines()
     assert out[0].startswith("| article | articles | sentences | tokens |") and len(out) == len(corpus) + 3
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_TRAIN, compose_train_config
+from tests.conftest import CONLL_SNIPPET, ROOT, TINY_TRAIN, compose_train_config
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -99,6 +99,27 @@ def test_warm_start_reinitialises_head_for_new_labels(tiny_model_dir: Path, tmp_
     assert "re-initialising the head" in caplog.text
     assert "B-PERSON<-B-PER" in caplog.text and "I-GPE<-I-LOC" in caplog.text and "O<-O" in caplog.text
     assert metrics["task"] == "ner"
+
+
+def test_conll_dev_split_selects_by_word_f1(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """With a dev split the Trainer scores it through the task's dev metric (whole words, strict IOB2)."""
+    from src.train import train
+
+    conll = tmp_path / "conll"
+    conll.mkdir()
+    for split in ("train", "dev", "test"):
+        (conll / f"{split}.txt").write_text(CONLL_SNIPPET, encoding="utf-8")
+    steps = ["trainer.eval_strategy=steps", "trainer.eval_steps=2", "trainer.save_strategy=steps"]
+    steps += ["trainer.save_steps=2", "trainer.keep_checkpoints=true", "trainer.load_best_model_at_end=false"]
+    cfg = compose_train_config(
+        ["data=conll2003", f"data.dir={conll}", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, *steps],
+        tmp_path / "run",
+    )
+    train(cfg)
+    [state_file] = sorted((tmp_path / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1:]
+    state = json.loads(state_file.read_text())
+    scores = [entry["eval_f1"] for entry in state["log_history"] if "eval_f1" in entry]
+    assert scores and all(0.0 <= f1 <= 1.0 for f1 in scores)
 
 
 def test_cli_writes_hydra_run_folder(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from src.data.convert import labelstudio_to_records, read_conll
 from src.data.jsonl import read_json_document
 from src.data.records import DataError, load_records, records_text
-from src.data.stats import corpus_stats, markdown_table
+from src.data.stats import corpus_stats, datasheet_table
 from src.data.validate import validate_file, validate_text
 from src.files import write_atomic
 from src.labels import ENTITY_LABELS, STANCE_LABELS
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err)
         print(message if message.startswith(f"{args.path}:") else f"{args.path}: {message}")
         return 1
-    print(markdown_table(corpus_stats(records)))
+    print(datasheet_table(corpus_stats(records)))
     return 0
 
 

@@ -13,6 +13,7 @@ The data's licence keeps it out of the repository, so each machine finds its own
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -21,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from src.data.convert import read_conll, tokens_to_record
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "NEWSFRAME_CONLL"
 SHARED_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "conll2003"
@@ -137,7 +140,22 @@ def load_hub(name_or_folder: str, revision: str | None = HUB_REVISION) -> dict[s
             for i, row in enumerate(part)
             if row["tokens"]
         ]
+    if not local:
+        check_counts(splits, name_or_folder)
     return splits
+
+
+def check_counts(splits: dict[str, list[dict]], name: str) -> list[str]:
+    """Differences between a copy's sentence counts and CoNLL-2003's (14,041 / 3,250 / 3,453), each logged as a
+    warning: a Hub copy should hold the same records as the column files."""
+    differences = [
+        f"{split}: {len(splits[split])} sentences, CoNLL-2003 has {expected}"
+        for split, expected in EXPECTED_SENTENCES.items()
+        if len(splits[split]) != expected
+    ]
+    for difference in differences:
+        log.warning("%s is not the CoNLL-2003 the column files hold: %s", name, difference)
+    return differences
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from src.data.records import Record
 from src.data.words import word_spans
 from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.markdown import markdown_table
 
 NO_STANCE = "no stance"
 
@@ -48,14 +49,10 @@ def _columns(entity_cols: list[str], stance_cols: list[str]) -> list[str]:
     return ["articles", "sentences", "tokens", "entities", *entity_cols, *stance_cols]
 
 
-def markdown_table(rows: Sequence[dict]) -> str:
-    """A Markdown table of dict rows (keys of the first row as header), numbers right-aligned.
+def datasheet_table(rows: Sequence[dict]) -> str:
+    """The datasheet rows (dicts, the keys of the first as header) as a Markdown table, numbers right-aligned.
 
-    EXAMPLE: ``markdown_table([{"article": "a", "tokens": 3}])``
-    -> ``"| article | tokens |\\n| --- | ---: |\\n| a | 3 |"``
+    EXAMPLE: ``datasheet_table([{"article": "a", "tokens": 3}]) -> "| article | tokens |\\n|---|---:|\\n| a | 3 |"``
     """
     header = list(rows[0])
-    align = ["---:" if isinstance(rows[0][h], int) else "---" for h in header]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
-    return "\n".join(lines)
+    return markdown_table(header, [[row[h] for h in header] for row in rows])

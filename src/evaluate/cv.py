@@ -36,15 +36,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.config import setting_of
 from src.data.folds import leave_one_article_out
 from src.files import write_atomic, write_json
 from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.markdown import markdown_table
 
 from .baselines import BASELINES, BaselineUnavailable
 from .metrics import SCHEMA_VERSION, evaluate_predictions
 from .report import (
     error_section,
-    markdown_table,
     per_label_table,
     read_jsonl,
     save_confusion_png,
@@ -108,35 +109,15 @@ def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
     return load_records(path, entity_labels=list(entity_labels), stance_labels=list(stance_labels))
 
 
-# Keys that say where and how a run is saved, logged or resumed, not which model it trains: runs that differ only in
-# these (and in data.fold) are one setting. data.path is checked separately (one gold file per task).
-RUN_ONLY_KEYS = frozenset(
-    {
-        "data.fold",
-        "data.path",
-        *(f"trainer.{k}" for k in ("disable_tqdm", "save_strategy", "save_steps", "save_total_limit")),
-        *(f"trainer.{k}" for k in ("logging_steps", "report_to", "keep_checkpoints", "resume_from_checkpoint")),
-    }
-)
-RUN_ONLY_PREFIXES = ("paths.",)
+# Runs that differ only in these (and in what src.config.RUN_ONLY_KEYS lists) are one setting; data.path is checked
+# separately (one gold file per task).
+SETTING_FREE_KEYS = frozenset({"data.fold", "data.path"})
 UNSET = "(unset)"
-
-
-def flat(cfg: DictConfig | dict, prefix: str = "") -> dict[str, Any]:
-    """``{"a.b": value}`` of a nested config, interpolations left as written."""
-    items = cfg.items() if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False).items()
-    out: dict[str, Any] = {}
-    for key, value in items:
-        if isinstance(value, dict) and value:
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def run_setting(cfg: DictConfig) -> dict[str, Any]:
     """The keys of a run config that make its model: everything but the fold, the gold file and run-only keys."""
-    return {k: v for k, v in flat(cfg).items() if k not in RUN_ONLY_KEYS and not k.startswith(RUN_ONLY_PREFIXES)}
+    return setting_of(cfg, SETTING_FREE_KEYS)
 
 
 def format_value(value: Any) -> str:

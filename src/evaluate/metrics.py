@@ -27,10 +27,9 @@ from sklearn.metrics import classification_report as sklearn_report
 
 from src.data.words import spans_to_word_tags, word_spans
 from src.labels import STANCE_LABELS, doc_stance
+from src.tasks import TASKS
 
 SCHEMA_VERSION = 1
-TASKS = ("ner", "stance")
-HEADLINE = {"ner": "micro_f1", "stance": "macro_f1"}
 
 Span = tuple[str, int, int, str]  # (doc_id, start, end, label)
 
@@ -38,7 +37,7 @@ Span = tuple[str, int, int, str]  # (doc_id, start, end, label)
 def evaluate_predictions(task: str, gold_records: Sequence[dict], pred_records: Sequence[dict]) -> dict:
     """Metrics dict (module schema) for ``task`` ("ner" or "stance"); prediction ids must equal gold ids."""
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     pred_by_id = match_documents(gold_records, pred_records)
     if task == "ner":
         return ner_metrics(gold_records, pred_by_id)
@@ -160,7 +159,7 @@ def ner_metrics(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) -> di
         "n_sentences": len(y_true),
         "n_gold": len(gold_spans),
         "n_predicted": len(pred_spans),
-        "headline": {"name": HEADLINE["ner"], "value": micro["f1"]},
+        "headline": {"name": TASKS["ner"].headline, "value": micro["f1"]},
         "per_label": per_label,
         "micro": micro,
         "macro": macro,
@@ -241,7 +240,7 @@ def stance_metrics(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) ->
         "task": "stance",
         "n_documents": len(gold_records),
         "n_sentences": len(pairs),
-        "headline": {"name": HEADLINE["stance"], "value": macro["f1"]},
+        "headline": {"name": TASKS["stance"].headline, "value": macro["f1"]},
         "per_label": {label: prf_from_report(report[label]) for label in labels},
         "micro": prf(accuracy, accuracy, accuracy, len(pairs)),
         "macro": macro,

@@ -6,13 +6,14 @@ Every file is written atomically (a temporary file in the same folder, then ``os
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from src.data.jsonl import objects_only, read_json_file
 from src.files import write_atomic, write_json
+from src.markdown import markdown_table
 
 from .metrics import ner_errors, stance_errors
 
@@ -31,16 +32,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------- Markdown
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    def cell(v: object) -> str:
-        text = f"{v:.3f}" if isinstance(v, float) else str(v)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def per_label_table(metrics: dict) -> str:
