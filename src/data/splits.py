@@ -10,6 +10,7 @@ from src.config import ConfigError
 from src.data import conll
 from src.data.folds import leave_one_article_out
 from src.data.records import load_records
+from src.files import sha256_of, shown_path
 
 
 def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict], dict]:
@@ -17,8 +18,6 @@ def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict], d
 
     ``provenance`` names the data and fingerprints it (sha256 of the files, or the Hub id and revision).
     """
-    from src.model_folder import sha256_of, shown_path
-
     if data.format == "conll":
         source = conll.find_source(data.dir, data.hub_id)
         print(f"Data: {source.describe()}")

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
+from src.files import sha256_of
+
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "labelstudio")
@@ -336,14 +338,6 @@ def unlock_output(output: Path, fd: int) -> None:
     os.close(fd)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def describe_input(name: str) -> dict:
     """What an input is now, cheaply: a file's size and modification time, a folder's count and a hash of its
     ``.txt`` files' names, sizes and times. Standard input cannot be described (resume checks its ids only)."""
@@ -379,7 +373,7 @@ def describe_model(name: str | None) -> dict | None:
     digest = hashlib.sha256()
     try:
         for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())
+            digest.update(f"{file.name}\0{sha256_of([file])}\n".encode())
     except OSError:  # unreadable: loading it will say why
         return {"path": name, "sha256": None}
     return {"path": name, "sha256": digest.hexdigest()}
