@@ -61,15 +61,36 @@ def encode_stance(
     label2id: dict[str, int],
     max_length: int,
     stride: int,
+    contexts: Sequence[str | None] | None = None,
 ) -> dict[str, list]:
-    """Windows over sentences for classification; every window of a sentence carries the sentence's label."""
-    enc = tokenizer(list(texts), truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True)
-    mapping = list(enc["overflow_to_sample_mapping"])
-    out: dict[str, list] = {
-        "input_ids": enc["input_ids"],
-        "attention_mask": enc["attention_mask"],
-        "example_index": mapping,
-    }
+    """Windows over sentences for classification; every window of a sentence carries the sentence's label.
+
+    With ``contexts`` each sentence is the first segment of a text pair and its context the second; the context is
+    cut first when the pair is too long (``only_second``), and a sentence too long to leave room for any of it is
+    read alone in windows as without context.
+    """
+    if contexts is None or all(c is None for c in contexts):
+        enc = tokenizer(
+            list(texts), truncation=True, max_length=max_length, stride=stride, return_overflowing_tokens=True
+        )
+        mapping = list(enc["overflow_to_sample_mapping"])
+        ids, masks = enc["input_ids"], enc["attention_mask"]
+    else:
+        ids, masks, mapping = [], [], []
+        room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - 8  # at least a few context tokens
+        lengths = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        for i, (text, context) in enumerate(zip(texts, contexts, strict=True)):
+            if context and len(lengths[i]) <= room:
+                enc = tokenizer(text, context, truncation="only_second", max_length=max_length)
+                ids.append(enc["input_ids"])
+                masks.append(enc["attention_mask"])
+                mapping.append(i)
+            else:
+                alone = encode_stance(tokenizer, [text], None, label2id, max_length, stride)
+                ids.extend(alone["input_ids"])
+                masks.extend(alone["attention_mask"])
+                mapping.extend([i] * len(alone["input_ids"]))
+    out: dict[str, list] = {"input_ids": ids, "attention_mask": masks, "example_index": mapping}
     if labels is not None:
         out["labels"] = [label2id[labels[i]] for i in mapping]
     return out

@@ -96,6 +96,7 @@ def build_metadata(task: Task, model, cfg: DictConfig, base: str, data: dict) ->
         "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
         "max_length": cfg.task.max_length,
         "stride": cfg.task.stride,
+        "context": cfg.task.get("context", "none"),  # what a stance model reads beside each sentence
         **base_model_of(base),
         "training_data": data,
         "held_out": None,
@@ -191,3 +192,13 @@ def write_metadata(dest: Path, task: Task, meta: dict, cfg: DictConfig) -> None:
     final = Path(cfg.paths.output_dir) / "model"
     write_atomic(dest / "README.md", str(model_card(task, meta, final, cfg.get("notice"))))
     make_readable(dest)
+
+
+def record_calibration(dest: Path, calibration: dict) -> None:
+    """Store a calibration fitted out of fold (``src.evaluate.calibration``) in the folder's metadata: the Predictor
+    applies its temperature (and a stance decision bias, if any) from then on."""
+    meta = read_metadata(dest)
+    if meta.get("schema_version") != SCHEMA_VERSION or not meta.get("config"):
+        raise ValueError(f"{dest}: no {METADATA} with its training config; retrain it to calibrate it")
+    meta["calibration"] = calibration
+    write_metadata(dest, get_task(meta["task"]), meta, OmegaConf.create(meta["config"]))

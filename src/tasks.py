@@ -49,8 +49,8 @@ class Task:
     def labels(self, data: Mapping) -> list[str]:
         raise NotImplementedError
 
-    def examples(self, records: Sequence[dict]) -> tuple[list, list]:
-        """``(inputs, targets)`` of the records' gold annotations."""
+    def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
+        """``(inputs, targets)`` of the records' gold annotations, as ``task_cfg`` (the ``task`` config) asks."""
         raise NotImplementedError
 
     def encode(
@@ -69,9 +69,17 @@ class Task:
         """A ``compute_metrics`` that scores a dev split the way the reports do, or None."""
         return None
 
-    def dataset(self, tokenizer, records: Sequence[dict], label2id: dict, max_length: int, stride: int):
+    def dataset(
+        self,
+        tokenizer,
+        records: Sequence[dict],
+        label2id: dict,
+        max_length: int,
+        stride: int,
+        task_cfg: Mapping | None = None,
+    ):
         """``(datasets.Dataset of the model's columns, the full encoding, the targets)`` of gold records."""
-        inputs, targets = self.examples(records)
+        inputs, targets = self.examples(records, task_cfg)
         encoding = self.encode(tokenizer, inputs, targets, label2id, max_length, stride)
         rows = zip(*(encoding[k] for k in MODEL_COLUMNS), strict=True)
         return as_dataset([dict(zip(MODEL_COLUMNS, row, strict=True)) for row in rows]), encoding, targets
@@ -85,7 +93,7 @@ class NerTask(Task):
     def labels(self, data: Mapping) -> list[str]:
         return iob2_tags(list(data["entity_labels"]))
 
-    def examples(self, records: Sequence[dict]) -> tuple[list, list]:
+    def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
         examples = ner_examples(records)
         return [e["words"] for e in examples], [e["tags"] for e in examples]
 
@@ -120,12 +128,14 @@ class StanceTask(Task):
     def labels(self, data: Mapping) -> list[str]:
         return list(data["stance_labels"])
 
-    def examples(self, records: Sequence[dict]) -> tuple[list, list]:
-        examples = stance_examples(records)
-        return [e["text"] for e in examples], [e["label"] for e in examples]
+    def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
+        """Inputs are ``(sentence, context or None)`` pairs; ``task.context`` says what context is read."""
+        examples = stance_examples(records, (task_cfg or {}).get("context", "none"))
+        return [(e["text"], e["context"]) for e in examples], [e["label"] for e in examples]
 
     def encode(self, tokenizer, inputs, targets, label2id, max_length, stride):
-        return encode_stance(tokenizer, inputs, targets, label2id, max_length, stride)
+        texts, contexts = zip(*inputs, strict=True) if inputs else ((), ())
+        return encode_stance(tokenizer, texts, targets, label2id, max_length, stride, contexts)
 
     def collator(self, tokenizer):
         return DataCollatorWithPadding(tokenizer)

@@ -65,11 +65,11 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         raise ModelNotFound(f"model.name_or_path={base}: {err}") from None
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
     windows = (label2id, cfg.task.max_length, cfg.task.stride)
-    train_set, _, _ = task.dataset(tokenizer, train_records, *windows)
+    train_set, _, _ = task.dataset(tokenizer, train_records, *windows, cfg.task)
     log.info("%s: %d training windows from %d documents", task.name, len(train_set), len(train_records))
     dev_set, dev_metric = None, None
     if dev_records:
-        dev_set, encoding, targets = task.dataset(tokenizer, dev_records, *windows)
+        dev_set, encoding, targets = task.dataset(tokenizer, dev_records, *windows, cfg.task)
         dev_metric = task.dev_metric(model.config.id2label, encoding, targets)
 
     trainer = Trainer(

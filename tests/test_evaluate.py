@@ -380,6 +380,7 @@ def test_cv_pools_folds_of_both_tasks_with_baselines(tmp_path, gold_file, monkey
     assert list(workdir.iterdir()) == []  # no baseline leaves files (e.g. SetFit checkpoints) where it is run
     ner, stance = cv["tasks"]["ner"], cv["tasks"]["stance"]
     model = ner["systems"]["model"]
+    assert "no model/ folder" in ner["calibration_skipped"]  # NER calibration reruns the fold models
     assert model["per_fold"] == {"0": 0.0, "1": 1.0, "2": 1.0}
     assert model["mean"] == pytest.approx(2 / 3) and model["std"] == pytest.approx(0.57735, abs=1e-4)
     assert model["pooled"]["micro"]["recall"] == pytest.approx(10 / 15) and model["pooled"]["n_documents"] == 3

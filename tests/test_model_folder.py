@@ -94,3 +94,20 @@ def test_a_folder_written_before_newsframe_json_still_loads(runs: dict[str, Path
         meta = read_metadata(runs["ner"] / "model")
     assert meta["task"] == "ner" and (meta["max_length"], meta["stride"]) == (128, 32)
     assert "no newsframe.json" in caplog.text
+
+
+def test_stance_context_is_saved_and_read_back(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A stance model trained with neighbours as context says so, and the Predictor reads the same context."""
+    from src.predict.engine import Predictor
+    from src.train import train
+
+    out = tmp_path / "run"
+    overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, "task.context=neighbours"]
+    train(compose_train_config(overrides, out))
+    assert read_metadata(out / "model")["context"] == "neighbours"
+    predictor = Predictor.from_pretrained(stance=str(out), device="cpu")
+    assert predictor.stance.context == "neighbours"
+    gold = held_out_records(out)
+    mine = predictor.predict_records(gold)
+    scored = {r["id"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines())}
+    assert [s["scores"] for s in mine[0]["sentences"]] == [s["scores"] for s in scored[gold[0]["id"]]["sentences"]]

@@ -58,3 +58,47 @@ def test_dev_metric_scores_words_once_across_overlapping_windows(tiny_model_dir:
     wrong[2] = "B-GPE"  # "Kim" as a place
     expected = f1_score([tags], [wrong], mode="strict", scheme=IOB2)
     assert metric(SimpleNamespace(predictions=logits_for(wrong)))["f1"] == pytest.approx(expected)
+
+
+def test_stance_context_is_the_neighbouring_sentences() -> None:
+    from src.data.convert import sentence_context, stance_examples
+
+    text = "Kim came. He wants leverage. Trade grew."
+    spans = [(0, 9), (10, 28), (29, 40)]
+    assert sentence_context(text, spans, 0, "none") is None
+    assert sentence_context(text, spans, 0, "neighbours") == "He wants leverage."
+    assert sentence_context(text, spans, 1, "neighbours") == "Kim came. Trade grew."
+    assert sentence_context(text, spans, 2, "neighbours") == "He wants leverage."
+    with pytest.raises(ValueError, match="context must be one of"):
+        sentence_context(text, spans, 0, "article")
+    record = {
+        "id": "d",
+        "text": text,
+        "sentences": [
+            {"start": s, "end": e, "stance": st} for (s, e), st in zip(spans, ["neutral", None, "x"], strict=True)
+        ],
+    }
+    examples = stance_examples([record], "neighbours")
+    # a sentence without a stance is no example, but is still the context of its neighbours
+    assert [(e["text"], e["context"]) for e in examples] == [
+        ("Kim came.", "He wants leverage."),
+        ("Trade grew.", "He wants leverage."),
+    ]
+
+
+def test_stance_pairs_cut_the_context_never_the_sentence(tiny_model_dir: Path) -> None:
+    from src.features import encode_stance
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    sentence, context = "Putin met Kim in Moscow .", " ".join(["trade"] * 200)
+    label2id = {"a": 0}
+    enc = encode_stance(tokenizer, [sentence, sentence], ["a", "a"], label2id, 32, 8, [context, None])
+    assert enc["example_index"] == [0, 1]
+    alone = tokenizer(sentence)["input_ids"]
+    paired = enc["input_ids"][0]
+    assert len(paired) == 32 and paired[: len(alone)] == alone  # the sentence whole, then as much context as fits
+    assert enc["input_ids"][1] == alone and enc["labels"] == [0, 0]
+    # a sentence too long to leave room for context is read alone, in windows
+    long = " ".join(["Moscow"] * 80)
+    enc = encode_stance(tokenizer, [long], None, label2id, 32, 8, [context])
+    assert len(enc["input_ids"]) > 1 and set(enc["example_index"]) == {0}

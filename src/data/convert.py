@@ -61,24 +61,45 @@ def example_entities(example: dict, tags: Sequence[str] | None = None) -> list[d
     return word_tags_to_spans(words, example["tags"] if tags is None else tags)
 
 
-def stance_examples(records: Sequence[Record]) -> list[dict]:
-    """One classification example per sentence that has a stance (sentences with ``stance: None`` are skipped).
+CONTEXTS = ("none", "neighbours")
+
+
+def sentence_context(text: str, spans: Sequence[tuple[int, int]], i: int, mode: str) -> str | None:
+    """What a stance model reads beside sentence ``i``: ``none``, or ``neighbours`` (the sentences before and after
+    it in the article, joined by a space). Framing often spans two sentences ("Kim wants leverage. Trade is a
+    pretext."), so the neighbours tell a lone sentence's stance apart."""
+    if mode == "none":
+        return None
+    if mode != "neighbours":
+        raise ValueError(f"stance context must be one of {', '.join(CONTEXTS)}; got {mode!r}")
+    around = [text[s:e] for s, e in spans[max(i - 1, 0) : i]] + [text[s:e] for s, e in spans[i + 1 : i + 2]]
+    return " ".join(part.strip() for part in around if part.strip())
+
+
+def stance_examples(records: Sequence[Record], context: str = "none") -> list[dict]:
+    """One classification example per sentence that has a stance (sentences with ``stance: None`` are skipped),
+    with what the model reads beside it (``src.features.sentence_context``; None without context).
 
     EXAMPLE: text "Trade grew. Hi" with stances economic_cooperation, None ->
-    ``[{"doc_id": ..., "start": 0, "end": 11, "text": "Trade grew.", "label": "economic_cooperation"}]``
+    ``[{"doc_id": ..., "start": 0, "end": 11, "text": "Trade grew.", "label": "economic_cooperation",
+    "context": None}]``
     """
-    return [
-        {
-            "doc_id": r["id"],
-            "start": s["start"],
-            "end": s["end"],
-            "text": r["text"][s["start"] : s["end"]],
-            "label": s["stance"],
-        }
-        for r in records
-        for s in r["sentences"]
-        if s["stance"] is not None
-    ]
+    examples = []
+    for r in records:
+        spans = [(s["start"], s["end"]) for s in r["sentences"]]
+        for i, s in enumerate(r["sentences"]):
+            if s["stance"] is not None:
+                examples.append(
+                    {
+                        "doc_id": r["id"],
+                        "start": s["start"],
+                        "end": s["end"],
+                        "text": r["text"][s["start"] : s["end"]],
+                        "label": s["stance"],
+                        "context": sentence_context(r["text"], spans, i, context),
+                    }
+                )
+    return examples
 
 
 def tokens_to_record(doc_id: str, sentences: list[list[tuple[str, str]]]) -> Record:

@@ -1,4 +1,5 @@
-"""``python -m src.evaluate model=DIR data.path=FILE [out_dir=DIR]`` or ``python -m src.evaluate cv=MULTIRUN_DIR``.
+"""``python -m src.evaluate model=DIR data.path=FILE [out_dir=DIR]`` or ``python -m src.evaluate cv=MULTIRUN_DIR
+[store=[RUN,...]]``.
 
 Overrides are ``key=value`` pairs (OmegaConf dot-list, as in Hydra) on configs/evaluate.yaml; an unknown key is an
 error. Not a Hydra app: ``model`` is also the training config's group name, and evaluating makes no outputs/ folder.
@@ -13,6 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .calibration import store
 from .checkpoint import evaluate_checkpoint
 from .cv import write_cv
 from .report import per_label_table
@@ -59,7 +61,9 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     if cfg.cv is not None:
         data_path = None if cfg.data.path is None else str(cfg.data.path)
-        cv_metrics = write_cv(str(cfg.cv), cfg.out_dir and str(cfg.out_dir), data_path, baselines=cfg.baselines)
+        cv_metrics = write_cv(
+            str(cfg.cv), cfg.out_dir and str(cfg.out_dir), data_path, cfg.baselines, cfg.calibration or bool(cfg.store)
+        )
         for task, result in cv_metrics["tasks"].items():
             for name, system in result["systems"].items():
                 print(
@@ -67,6 +71,8 @@ def run(argv: list[str] | None = None) -> int:
                     f"{system['pooled']['headline']['value']:.3f}  folds {system['mean']:.3f} ± {system['std']:.3f}"
                 )
         print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
+        for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias):
+            print(f"calibrated {line}")
         return 0
     if cfg.data.path is None:
         print("error: model=DIR needs data.path=FILE (annotated records)", file=sys.stderr)

@@ -43,6 +43,14 @@ from src.labels import ENTITY_LABELS, STANCE_LABELS
 from src.markdown import markdown_table
 
 from .baselines import BASELINES, BaselineUnavailable
+from .calibration import (
+    calibrate_ner,
+    calibrate_stance,
+    ner_arrays,
+    reliability_png,
+    stance_arrays,
+    with_decision_bias,
+)
 from .metrics import SCHEMA_VERSION, evaluate_predictions
 from .report import (
     error_section,
@@ -228,11 +236,59 @@ def cross_validate_settings(
     return result
 
 
+def calibrate_setting(
+    task: str, gold: Sequence[dict], folds: dict[int, Path], preds: dict[int, list[dict]], labels: Sequence[str]
+):
+    """Cross-fitted calibration of one setting (``calibration.Calibrated``) and, for stance, the pooled metrics of
+    its predictions re-decided with each fold's cross-fitted decision bias. NER reruns each fold's model on its
+    held-out article (the predictions keep no word logits): ``CVError`` when a fold kept no model folder."""
+    gold_by_fold = {k: leave_one_article_out(gold, k)[1] for k in sorted(folds)}
+    if task == "ner":
+        missing = [str(run) for run in folds.values() if not (Path(run) / "model" / "config.json").is_file()]
+        if missing:
+            raise CVError(f"no model/ folder in {', '.join(missing)}")
+        return calibrate_ner(*ner_arrays(gold_by_fold, folds)), None
+    log_probs, y, fold_of = stance_arrays(gold_by_fold, preds, labels)
+    if set(fold_of) != set(gold_by_fold):
+        raise CVError("the predictions of some fold carry no sentence scores")
+    result = calibrate_stance(log_probs, y, fold_of, labels, with_bias=True)
+    biased = {k: with_decision_bias(preds[k], result.per_fold_bias[k]) for k in gold_by_fold}
+    per_fold = {k: evaluate_predictions(task, gold_by_fold[k], biased[k])["headline"]["value"] for k in biased}
+    pooled_gold = [r for k in sorted(gold_by_fold) for r in gold_by_fold[k]]
+    pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(biased) for p in biased[k]])
+    return result, {"pooled": pooled, **fold_summary(per_fold)}
+
+
+def calibration_summary(calibrated, biased: dict | None, png: str) -> dict:
+    """The ``calibration`` entry of a setting in cv_metrics.json."""
+    before, after = calibrated.ece
+    out = {
+        "temperature": calibrated.temperature,
+        "per_fold_temperature": {str(k): v for k, v in calibrated.per_fold_temperature.items()},
+        "ece_before": before,
+        "ece_after": after,
+        "n_scored": len(calibrated.before[0]),
+        "reliability_png": png,
+    }
+    if biased is not None:
+        out |= {
+            "decision_bias": calibrated.decision_bias,
+            "per_fold_decision_bias": {str(k): v for k, v in calibrated.per_fold_bias.items()},
+            "with_decision_bias": biased,
+        }
+    return out
+
+
 def cross_validate(
-    multirun_dir: str | Path, data_path: str | Path | None = None, baselines: bool = True
+    multirun_dir: str | Path,
+    data_path: str | Path | None = None,
+    baselines: bool = True,
+    calibration: bool = True,
+    out_dir: Path | None = None,
 ) -> tuple[dict, dict[str, dict[str, tuple[list[dict], list[dict]]]]]:
     """cv_metrics dict for every task of the multirun, and per task and model setting the pooled (gold, model
-    predictions)."""
+    predictions). With ``calibration``, each setting also gets its cross-fitted temperature, ECE and (stance) the
+    figures with a cross-fitted decision bias, and its reliability diagram is written into ``out_dir``."""
     out: dict = {"schema_version": SCHEMA_VERSION, "kind": "cv", "multirun_dir": str(multirun_dir), "tasks": {}}
     pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]] = {}
     for task, group in sorted(group_runs(multirun_dir, data_path).items()):
@@ -254,6 +310,18 @@ def cross_validate(
         }
         if len(settings) == 1:
             result["runs"] = result["settings"][MODEL]["runs"]
+        if calibration:
+            result["calibration"] = {}
+            stance_labels = list(OmegaConf.select(group["config"], "data.stance_labels", default=None) or STANCE_LABELS)
+            for i, (system, setting) in enumerate(settings.items(), start=1):
+                try:
+                    calibrated, biased = calibrate_setting(task, gold, setting["folds"], preds[system], stance_labels)
+                except CVError as err:
+                    result["calibration_skipped"] = f"{system}: {err}"
+                    continue
+                png = f"cv_reliability_{task}.png" if len(settings) == 1 else f"cv_reliability_{task}-{i}.png"
+                reliability_png(calibrated, Path(out_dir or multirun_dir) / png, f"{task} {system}, out of fold")
+                result["calibration"][system] = calibration_summary(calibrated, biased, png)
         out["tasks"][task] = result
         test_gold = [r for k in range(len(gold)) for r in leave_one_article_out(gold, k)[1]]
         pooled[task] = {
@@ -268,6 +336,39 @@ def confusion_png_name(task: str, result: dict, system: str) -> str:
     if len(result["settings"]) == 1:
         return f"cv_confusion_{task}.png"
     return f"cv_confusion_{task}-{list(result['settings']).index(system) + 1}.png"
+
+
+def calibration_section(task: str, result: dict, headline: str) -> str:
+    """Temperatures, ECE before and after, and (stance) the figures with a decision bias: all cross-fitted."""
+    rows, bias_rows = [], []
+    for system, c in result["calibration"].items():
+        rows.append([system, c["temperature"], c["ece_before"], c["ece_after"], c["n_scored"]])
+        if "with_decision_bias" in c:
+            raw, biased = result["systems"][system]["pooled"], c["with_decision_bias"]["pooled"]
+            per_label = [
+                f"{raw['per_label'][k]['f1']:.3f} -> {biased['per_label'].get(k, {}).get('f1', 0):.3f}"
+                for k in raw["per_label"]
+            ]
+            bias = ", ".join(f"{k} {v:+.2f}" for k, v in c["decision_bias"].items())
+            bias_rows.append(
+                [system, f"{raw['headline']['value']:.3f} -> {biased['headline']['value']:.3f}", *per_label, bias]
+            )
+    what = "entities (score = mean word probability)" if task == "ner" else "sentences"
+    parts = [
+        f"### Calibration ({task}, on {what})",
+        "Temperature scaling fitted out of fold: each held-out article's ECE uses a temperature fitted on the other "
+        "articles' predictions only; the temperature column is the fit on all folds (what `make calibrate` stores).",
+        markdown_table(["system", "temperature (all folds)", "ECE before", "ECE after (cross-fitted)", "n"], rows),
+        *(f"![reliability]({c['reliability_png']})" for c in result["calibration"].values()),
+    ]
+    if bias_rows:
+        labels = list(result["systems"][next(iter(result["calibration"]))]["pooled"]["per_label"])
+        parts += [
+            "With a decision bias (a per-label log-odds shift maximising macro-F1), cross-fitted the same way "
+            "(pooled; before -> after):",
+            markdown_table(["system", f"pooled {headline}", *labels, "bias (all folds)"], bias_rows),
+        ]
+    return "\n\n".join(parts)
 
 
 def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]]) -> str:
@@ -309,6 +410,10 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
             for label in labels
         ]
         parts += ["### Pooled F1 per label", markdown_table(["label", *systems], rows)]
+        if result.get("calibration"):
+            parts.append(calibration_section(task, result, headline))
+        if result.get("calibration_skipped"):
+            parts.append(f"Calibration skipped for {result['calibration_skipped']}.")
         for model in models:
             title = "Model" if single else f"`{model}`"
             parts += [f"### {title}, pooled per label", per_label_table(systems[model]["pooled"])]
@@ -327,11 +432,12 @@ def write_cv(
     out_dir: str | Path | None = None,
     data_path: str | Path | None = None,
     baselines: bool = True,
+    calibration: bool = True,
 ) -> dict:
-    """Pool a multirun folder and write cv_metrics.json, cv_report.md (and a stance confusion PNG per setting) into
-    ``out_dir`` (default: the multirun folder); returns the cv metrics."""
+    """Pool a multirun folder and write cv_metrics.json, cv_report.md, a stance confusion PNG and (``calibration``)
+    a reliability diagram per setting into ``out_dir`` (default: the multirun folder); returns the cv metrics."""
     out = Path(out_dir) if out_dir is not None else Path(multirun_dir)
-    cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines=baselines)
+    cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines, calibration, out)
     write_json(out / "cv_metrics.json", cv_metrics)
     for task, result in cv_metrics["tasks"].items():
         if task == "stance":

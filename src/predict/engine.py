@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerFast
 
+from src.data.convert import sentence_context
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
 from src.labels import doc_stance, repair_iob2
@@ -122,6 +123,8 @@ class TaskModel:
         stride: int | None,
         quantize: str = "none",
         backend: str = "torch",
+        context: str = "none",
+        calibration: dict | None = None,
     ) -> None:
         positions = getattr(model.config, "max_position_embeddings", None)
         self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
@@ -142,10 +145,16 @@ class TaskModel:
         elif quantize == "int8":
             self.model = quantize_int8(self.model)
         self.tokenizer = tokenizer
+        self.context = context  # what a stance model reads beside each sentence (newsframe.json "context")
         self.device = device
         self.batch_size = batch_size
         self.collator = DataCollatorWithPadding(tokenizer, return_tensors="pt")
         self.id2label = {int(i): label for i, label in model.config.id2label.items()}
+        # scores are softmax(logits / temperature): probabilities fitted out of fold (src/evaluate/calibration.py)
+        calibration = calibration or {}
+        self.temperature = float(calibration.get("temperature", 1.0))
+        bias = calibration.get("decision_bias") or {}
+        self.decision_bias = np.array([bias.get(self.id2label[i], 0.0) for i in range(len(self.id2label))])
 
     @property
     def labels(self) -> list[str]:
@@ -255,7 +264,17 @@ class Predictor:
             check_windows(length, step, batch_size, positions, tokenizer)
             model = load_checkpoint(folder, get_task(expected))
             loaded[expected] = TaskModel(
-                model, tokenizer, torch_device, dtype, batch_size, length, step, quantize, backend
+                model,
+                tokenizer,
+                torch_device,
+                dtype,
+                batch_size,
+                length,
+                step,
+                quantize,
+                backend,
+                meta.get("context", "none"),
+                meta.get("calibration"),
             )
         return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
 
@@ -310,7 +329,8 @@ class Predictor:
             yield group
 
     def classify_sentences(self, sentences: Sequence[str]) -> list[dict]:
-        """Stance of each given sentence as is (no segmentation): ``[{"stance", "scores": {label: prob}}]``."""
+        """Stance of each given sentence as is (no segmentation, no neighbours: a model trained with context reads
+        these alone): ``[{"stance", "scores": {label: prob}}]``."""
         if self.stance is None:
             raise ValueError("classify_sentences needs a stance checkpoint")
         results = []
@@ -318,25 +338,33 @@ class Predictor:
             results.extend(self._classify(sentences[b : b + self.chunk_sentences]))
         return results
 
-    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
-        """IOB2 tag and probability for every word of each word-split sentence, however long the sentence:
-        windows overlap by ``stride`` tokens and each word is decided from its first sub-token."""
+    def word_logits(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Raw logits ``[words, tags]`` of each word-split sentence, however long: windows overlap by ``stride``
+        tokens and each word is decided from its first sub-token (its temperature is not applied)."""
         if self.ner is None:
-            raise ValueError("tag_words needs an NER checkpoint")
+            raise ValueError("tagging words needs an NER checkpoint")
         m = self.ner
         label2id = {label: i for i, label in m.id2label.items()}
-        tagged: list[list[tuple[str, float]]] = [[] for _ in sentences]
+        result = [np.zeros((0, len(label2id)), dtype=np.float32) for _ in sentences]
         nonempty = [i for i, words in enumerate(sentences) if len(words)]
         if not nonempty:
-            return tagged
+            return result
         windows = encode_ner(m.tokenizer, [sentences[i] for i in nonempty], None, label2id, m.max_length, m.stride)
         logits = m.logits(windows, per_token=True)
         n_words = [len(sentences[i]) for i in nonempty]
         per_word = words_from_windows(logits, windows["word_ids"], windows["example_index"], n_words)
         for i, word_logits in zip(nonempty, per_word, strict=True):
-            probs = softmax(word_logits)
+            result[i] = word_logits
+        return result
+
+    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+        """IOB2 tag and probability (with the model's calibrated temperature) for every word of each sentence."""
+        m = self.ner
+        tagged: list[list[tuple[str, float]]] = []
+        for word_logits in self.word_logits(sentences):
+            probs = softmax(word_logits / m.temperature)
             best = probs.argmax(axis=-1)
-            tagged[i] = [(m.id2label[int(k)], float(p[k])) for k, p in zip(best, probs, strict=True)]
+            tagged.append([(m.id2label[int(k)], float(p[k])) for k, p in zip(best, probs, strict=True)])
         return tagged
 
     # -- internals ----------------------------------------------------------------------------------------------
@@ -416,7 +444,9 @@ class Predictor:
                 doc.entities[i] = self._entities(doc.record["text"], spans, tagged)
         if self.stance is not None:
             sentences = [doc.record["text"][slice(*doc.spans[i])] for doc, i in jobs]
-            for (doc, i), result in zip(jobs, self._classify(sentences), strict=True):
+            mode = self.stance.context
+            contexts = [sentence_context(doc.record["text"], doc.spans, i, mode) for doc, i in jobs]
+            for (doc, i), result in zip(jobs, self._classify(sentences, contexts), strict=True):
                 doc.stances[i] = (result["stance"], result["scores"])
 
     @staticmethod
@@ -441,11 +471,12 @@ class Predictor:
             )
         return entities
 
-    def _classify(self, sentences: Sequence[str]) -> list[dict]:
+    def _classify(self, sentences: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[dict]:
         m = self.stance
         label2id = {label: i for i, label in m.id2label.items()}
-        windows = encode_stance(m.tokenizer, list(sentences), None, label2id, m.max_length, m.stride)
-        probs = softmax(np.stack(m.logits(windows, per_token=False))) if windows["input_ids"] else np.empty((0, 0))
+        windows = encode_stance(m.tokenizer, list(sentences), None, label2id, m.max_length, m.stride, contexts)
+        logits = m.logits(windows, per_token=False)
+        probs = softmax(np.stack(logits) / m.temperature) if windows["input_ids"] else np.empty((0, 0))
         sums = np.zeros((len(sentences), len(m.id2label)), dtype=np.float64)
         counts = np.zeros(len(sentences))
         for window, example in enumerate(windows["example_index"]):
@@ -453,10 +484,12 @@ class Predictor:
             counts[example] += 1
         means = sums / np.maximum(counts, 1)[:, None]
         labels = m.labels
+        # the decision may carry a class-prior correction fitted out of fold (newsframe.json calibration)
+        decide = np.log(np.maximum(means, 1e-12)) + m.decision_bias if len(means) else means
         return [
             {
                 "stance": labels[int(row.argmax())],
-                "scores": {label: float(p) for label, p in zip(labels, row, strict=True)},
+                "scores": {label: float(p) for label, p in zip(labels, probs_row, strict=True)},
             }
-            for row in means
+            for row, probs_row in zip(decide, means, strict=True)
         ]

@@ -1,0 +1,135 @@
+"""Calibration (src/evaluate/calibration.py): temperature and decision bias fitted out of fold, applied by the
+Predictor once stored in a model folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.evaluate.calibration import (
+    calibrate_stance,
+    cross_fit,
+    expected_calibration_error,
+    fit_decision_bias,
+    fit_temperature,
+    with_decision_bias,
+)
+from src.model_folder import read_metadata, record_calibration
+from tests.conftest import TINY_TRAIN, compose_train_config
+
+
+def sampled(t_true: float, n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels drawn from softmax(logits / t_true): the fitted temperature should be t_true."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, size=(n, 3))
+    p = np.exp(logits / t_true)
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    return logits, y
+
+
+def test_temperature_recovers_the_true_one() -> None:
+    logits, y = sampled(2.0)
+    assert fit_temperature(logits, y) == pytest.approx(2.0, rel=0.1)
+    logits, y = sampled(0.5, seed=1)
+    assert fit_temperature(logits, y) == pytest.approx(0.5, rel=0.1)
+
+
+def test_an_article_never_fits_its_own_temperature() -> None:
+    logits, y = sampled(2.0, n=600)
+    folds = np.repeat(np.arange(3), 200)
+    seen = {}
+    cross_fit(folds, lambda mask: seen.setdefault(len(seen), set(folds[mask])))
+    assert [seen[i] for i in range(3)] == [{1, 2}, {0, 2}, {0, 1}]
+    result = calibrate_stance(np.log(np.exp(logits) / np.exp(logits).sum(1, keepdims=True)), y, folds, "abc", True)
+    for k in range(3):
+        others = folds != k
+        lp = np.log(np.exp(logits[others]) / np.exp(logits[others]).sum(1, keepdims=True))
+        assert result.per_fold_temperature[k] == pytest.approx(fit_temperature(lp, y[others]))
+    before, after = result.ece
+    assert after < before  # over-confident scores get better
+
+
+def test_ece_of_known_scores() -> None:
+    confidence = np.array([0.9, 0.9, 0.9, 0.9, 0.55, 0.55])
+    correct = np.array([True, True, True, False, True, False])
+    # bin 0.9: accuracy 0.75 (gap 0.15, 4 items); bin 0.5: accuracy 0.5 (gap 0.05, 2 items)
+    assert expected_calibration_error(confidence, correct) == pytest.approx((4 * 0.15 + 2 * 0.05) / 6)
+
+
+def test_decision_bias_is_zero_without_evidence_and_lifts_a_starved_label() -> None:
+    lp = np.log(np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]]))
+    assert fit_decision_bias(lp, np.array([0, 1, 2])).tolist() == [0, 0, 0]
+    # label 2 is always second best: only a positive bias on it recovers it
+    lp = np.log(np.array([[0.6, 0.1, 0.3]] * 4 + [[0.2, 0.7, 0.1]] * 2))
+    bias = fit_decision_bias(lp, np.array([2, 2, 2, 2, 1, 1]))
+    assert bias[2] > 0 and (lp + bias).argmax(1).tolist() == [2, 2, 2, 2, 1, 1]
+    record = {"id": "d", "sentences": [{"stance": "a", "scores": {"a": 0.6, "b": 0.1, "c": 0.3}}]}
+    assert with_decision_bias([record], {"c": 1.0})[0]["sentences"][0]["stance"] == "c"
+    assert record["sentences"][0]["stance"] == "a"  # the input is not changed
+
+
+@pytest.fixture(scope="module")
+def stance_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from src.train import train
+
+    out = tmp_path_factory.mktemp("calibration") / "run"
+    train(compose_train_config(["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN], out))
+    return out
+
+
+def test_predictor_applies_the_stored_temperature_and_bias(stance_run: Path) -> None:
+    from src.predict.engine import Predictor
+
+    sentences = ["Kim wants leverage over Washington.", "Trade and workers matter."]
+    raw = Predictor.from_pretrained(stance=str(stance_run), device="cpu").classify_sentences(sentences)
+    record_calibration(stance_run / "model", {"temperature": 4.0, "fitted_on": "test"})
+    assert read_metadata(stance_run / "model")["calibration"]["temperature"] == 4.0
+    warm = Predictor.from_pretrained(stance=str(stance_run), device="cpu").classify_sentences(sentences)
+    for a, b in zip(raw, warm, strict=True):
+        assert a["stance"] == b["stance"]  # a temperature never changes a decision
+        assert max(b["scores"].values()) < max(a["scores"].values())  # only how sure it says it is
+        expected = np.exp(np.log(list(a["scores"].values())) / 4.0)
+        assert list(b["scores"].values()) == pytest.approx(list(expected / expected.sum()), abs=1e-5)
+    record_calibration(stance_run / "model", {"temperature": 1.0, "decision_bias": {"leverage": 50.0}})
+    biased = Predictor.from_pretrained(stance=str(stance_run), device="cpu").classify_sentences(sentences)
+    assert [b["stance"] for b in biased] == ["leverage", "leverage"]
+    assert [b["scores"] for b in biased] == [a["scores"] for a in raw]  # scores stay the probabilities
+    card = (stance_run / "model" / "README.md").read_text(encoding="utf-8")
+    assert "stance" in card
+
+
+def test_storing_refuses_a_model_of_another_setting(stance_run: Path, tmp_path: Path) -> None:
+    from src.evaluate.calibration import store
+
+    fold_run = tmp_path / "cv" / "0"
+    (fold_run / ".hydra").mkdir(parents=True)
+    config = read_metadata(stance_run / "model")["config"]
+    other = json.loads(json.dumps(config))
+    other["trainer"]["learning_rate"] = 0.123
+    import yaml
+
+    (fold_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(other))
+    cv = {
+        "tasks": {
+            "stance": {
+                "settings": {"model": {"runs": {"0": str(fold_run)}}},
+                "calibration": {
+                    "model": {
+                        "temperature": 2.0,
+                        "per_fold_temperature": {"0": 2.0},
+                        "ece_before": 0.2,
+                        "ece_after": 0.1,
+                    }
+                },
+            }
+        }
+    }
+    with pytest.raises(ValueError, match="trained with a setting that no run"):
+        store(cv, "cv", [str(stance_run)], decision_bias=False)
+    (fold_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert "temperature 2.000" in store(cv, "cv", [str(stance_run)], decision_bias=False)[0]
+    assert read_metadata(stance_run / "model")["calibration"]["temperature"] == 2.0
