@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU wheel unless a GPU is present (an unpinned torch pulls the multi-GB CUDA build).
 TORCH := torch==2.13.0
 
-.PHONY: setup train test lint cv clean labelstudio conll
+.PHONY: setup train test lint cv calibrate clean labelstudio conll
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,26 +24,29 @@ labelstudio:
 # ../shared/benchmarks/conll2003 or the Hugging Face Hub copy (src/data/conll.py). Without any, NER trains from the
 # plain packaged model (experiment=seeds_ner_plain), a weaker model, and the run says so.
 CONLL ?=
-CONLL_MODEL := runs/conll2003/model/model.safetensors
-CONLL_DIR := $(if $(CONLL),data.dir=$(abspath $(CONLL)))
+ONTO := runs/conll2003-onto
+CONLL_MODEL := $(ONTO)/run/model/model.safetensors
 # A previous run folder is kept under a new name, never overwritten.
 keep = if [ -d $(1) ]; then mv $(1) $(1).$$(date +%Y%m%d-%H%M%S); echo "previous $(1) kept as $(1).<time>"; fi
 NER_EXPERIMENT = $$(if [ -f $(CONLL_MODEL) ]; then echo seeds_ner; else echo seeds_ner_plain; fi)
 
-## The CoNLL-2003 model that the seed NER model warm-starts from (one CPU epoch; built once). Fails if no CoNLL-2003.
+## The model that the seed NER model warm-starts from (built once; fails if no CoNLL-2003): CoNLL-2003 retyped to
+## our seven types by spaCy en_core_web_sm (scripts/retype_conll.py, ~3 min), then one CPU epoch on it (~9 min).
 conll: setup
 	$(PY) -m src.data.conll $(if $(CONLL),--dir $(abspath $(CONLL)))
 	$(MAKE) --no-print-directory $(CONLL_MODEL)
-$(CONLL_MODEL): | setup
-	@if [ -d runs/conll2003 ]; then t=$$(date +%Y%m%d-%H%M%S); mv runs/conll2003 runs/conll2003.incomplete-$$t; \
-	  echo "runs/conll2003 was an unfinished build: kept as runs/conll2003.incomplete-$$t"; fi
-	$(PY) -m src.train data=conll2003 experiment=conll2003_warmstart hydra.run.dir=runs/conll2003 $(CONLL_DIR)
+$(ONTO)/retyping.json: | setup
+	$(PY) scripts/retype_conll.py --out $(ONTO) $(if $(CONLL),--dir $(abspath $(CONLL)))
+$(CONLL_MODEL): $(ONTO)/retyping.json | setup
+	@if [ -d $(ONTO)/run ]; then t=$$(date +%Y%m%d-%H%M%S); mv $(ONTO)/run $(ONTO)/run.incomplete-$$t; \
+	  echo "$(ONTO)/run was an unfinished build: kept as $(ONTO)/run.incomplete-$$t"; fi
+	$(PY) -m src.train data=conll2003 experiment=conll2003_onto_warmstart hydra.run.dir=$(ONTO)/run
 
 ## Train the NER and the stance model on the seed corpus (fold 0 held out) and print their per-label reports.
 ## The NER model warm-starts from CoNLL-2003 where one is found (see CONLL above), else from the packaged model.
 train: setup
 	$(PY) -m src.data validate data/annotations/seeds.jsonl
-	@if [ -f $(CONLL_MODEL) ]; then echo "NER warm start: runs/conll2003 (built earlier; remove it to rebuild)"; \
+	@if [ -f $(CONLL_MODEL) ]; then echo "NER warm start: $(ONTO)/run (built earlier; remove it to rebuild)"; \
 	elif [ -n "$(CONLL)" ]; then $(MAKE) --no-print-directory conll; \
 	elif $(PY) -m src.data.conll; then \
 	  $(MAKE) --no-print-directory $(CONLL_MODEL) || echo "The CoNLL-2003 build failed (above): NER trains from the packaged model"; fi
@@ -52,11 +55,19 @@ train: setup
 	$(call keep,runs/stance)
 	$(PY) -m src.train task=stance hydra.run.dir=runs/stance
 
+# Also store the stance decision bias fitted out of fold (it changes decisions; README "Scores you can trust").
+DECISION_BIAS ?= false
+
 ## Leave-one-article-out cross-validation of both tasks, pooled with the baselines into multirun/cv/cv_report.md.
 cv: conll
 	$(call keep,multirun/cv)
 	$(PY) -m src.train -m task=ner,stance data.fold=0,1,2,3,4 hydra.sweep.dir=multirun/cv trainer.disable_tqdm=true trainer.save_strategy=no
 	$(PY) -m src.evaluate cv=multirun/cv
+	@echo "Next: make calibrate (stores the out-of-fold temperature in runs/ner and runs/stance)"
+
+## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.
+calibrate: setup
+	$(PY) -m src.evaluate cv=multirun/cv baselines=false 'store=[runs/ner,runs/stance]' decision_bias=$(DECISION_BIAS)
 
 ## Run the whole test suite (unit, integration and the slow end-to-end tests).
 test: setup labelstudio

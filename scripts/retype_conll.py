@@ -18,7 +18,6 @@ CoNLL-2003's licence allows no redistribution, and neither does a copy of it.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from collections import Counter
@@ -28,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.data import conll  # noqa: E402
-from src.evaluate.baselines import load_spacy  # noqa: E402
+from src.evaluate.baselines import BaselineUnavailable, load_spacy  # noqa: E402
+from src.files import write_atomic, write_json  # noqa: E402
 
 SAMPLE = 100
 
@@ -100,20 +100,24 @@ def main() -> int:
     parser.add_argument("--dir", help="the CoNLL-2003 folder (default: as `make conll` finds it)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample of retyped spans to read")
     args = parser.parse_args()
-    source = conll.find_source(args.dir, hub_id=conll.HUB_ID)
-    print(f"Teacher: spaCy en_core_web_sm; {source.describe()}", file=sys.stderr)
-    splits = conll.load_splits(source)
-    nlp = load_spacy()
+    try:
+        source = conll.find_source(args.dir, hub_id=conll.HUB_ID)
+        print(f"Teacher: spaCy en_core_web_sm; {source.describe()}", file=sys.stderr)
+        splits = conll.load_splits(source)
+        nlp = load_spacy()
+    except (conll.ConllNotFound, BaselineUnavailable) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     counts: Counter = Counter()
     retyped: list[dict] = []
     args.out.mkdir(parents=True, exist_ok=True)
     for split, records in splits.items():
         lines = retype_split(nlp, records, split, counts, retyped)
-        (args.out / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_atomic(args.out / f"{split}.txt", "\n".join(lines) + "\n")
         print(f"{split}: {sum(1 for line in lines if not line)} sentences", file=sys.stderr)
     sample = random.Random(args.seed).sample(retyped, min(SAMPLE, len(retyped)))
     report = {"counts": dict(counts.most_common()), "sample": sample}
-    (args.out / "retyping.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json(args.out / "retyping.json", report)  # written last: the copy is complete once it exists
     for rule, n in counts.most_common():
         print(f"{n:7d}  {rule}")
     return 0

@@ -104,6 +104,23 @@ def build_metadata(task: Task, model, cfg: DictConfig, base: str, data: dict) ->
     }
 
 
+def calibration_line(meta: dict) -> str:
+    """What a score means: raw softmax, or calibrated out of fold (and whether stance decisions carry a bias)."""
+    c = meta.get("calibration")
+    if not c:
+        return "raw softmax probabilities, not calibrated (`make cv && make calibrate` fits a temperature)"
+    line = (
+        f"calibrated, temperature {c['temperature']:.3f} fitted on out-of-fold predictions of `{c['fitted_on']}` "
+        f"(expected calibration error {c['ece_before']:.3f} before, {c['ece_after_cross_fitted']:.3f} after, "
+        "cross-fitted)"
+    )
+    if c.get("decision_bias"):
+        line += "; stance decisions add a decision bias " + ", ".join(
+            f"{k} {v:+.2f}" for k, v in c["decision_bias"].items()
+        )
+    return line
+
+
 def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> ModelCard:
     """A card a hub would accept: metadata (licence, base model, eval results) and what a reader needs to use it."""
     held = meta["held_out"]
@@ -156,6 +173,7 @@ windows of {meta["max_length"]} tokens with a stride of {meta["stride"]}, as the
 
 - Data: `{training["name"]}` (`{training.get("path") or training.get("source")}`), held out: fold {training.get("fold")}
 - Held-out figures: {figures}
+- Scores: {calibration_line(meta)}
 
 ## Intended use and limitations
 
