@@ -76,11 +76,11 @@ def read_text_file(path: Path, doc_id: str) -> dict:
     return {"id": doc_id, "text": text, "file": str(path), "line": None}
 
 
-def read_jsonl_lines(lines: Iterable[bytes], file: str) -> Iterator[dict]:
+def read_jsonl_lines(lines: Iterable[bytes], file: str, first_line: int = 1) -> Iterator[dict]:
     """``{"id", "text"}`` (and ``sentences`` spans when the record has them) per non-blank line; a line that is
     not a JSON object with a ``text`` string becomes an error record (id ``FILE:LINE`` unless the line names one)
-    and reading goes on."""
-    for number, raw in enumerate(lines, start=1):
+    and reading goes on. ``first_line``: the line number of the first line (a piece of a file, read elsewhere)."""
+    for number, raw in enumerate(lines, start=first_line):
         if not raw.strip():
             continue
         fallback_id = f"{file}:{number}"
