@@ -117,7 +117,7 @@ def test_a_killed_ray_run_resumes_to_the_same_records(runs: dict[str, Path], tmp
     """SIGKILL the whole run (driver and its Ray runtime) once some shards are done; --resume keeps them, redoes the
     rest, and the final records equal an uninterrupted run's, each document once."""
     pytest.importorskip("ray")
-    texts = [f"{TEXTS[i % 5]} Report {i}: Putin met Kim in Moscow. " * 3 for i in range(400)]
+    texts = [f"{TEXTS[i % 5]} Report {i}: Putin met Kim in Moscow. " * 3 for i in range(150)]
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
     models = ["--ner", str(runs["ner"]), "--stance", str(runs["stance"])]
@@ -127,14 +127,14 @@ def test_a_killed_ray_run_resumes_to_the_same_records(runs: dict[str, Path], tmp
         [sys.executable, str(SCRIPT), *argv], cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True
     )
     done, deadline = 0, time.monotonic() + 120
-    while done < 3 and proc.poll() is None and time.monotonic() < deadline:
+    while done < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
         with contextlib.suppress(OSError, ValueError, KeyError):
             done = len(json.loads((out / MANIFEST).read_text())["shards"]["done"])
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest["status"] == "running" and 0 < len(manifest["shards"]["done"]) < 40, "not killed halfway"
+    assert manifest["status"] == "running" and 0 < len(manifest["shards"]["done"]) < 15, "not killed halfway"
     kept = {name: (out / name).stat().st_mtime_ns for name in manifest["shards"]["done"]}
     with pytest.raises(SystemExit) as usage:  # an interrupted run is not continued or replaced silently
         main(argv)
@@ -142,10 +142,10 @@ def test_a_killed_ray_run_resumes_to_the_same_records(runs: dict[str, Path], tmp
     assert main([*argv, "--resume"]) == 0
     assert all((out / name).stat().st_mtime_ns == stamp for name, stamp in kept.items())  # finished shards kept
     resumed = shard_union(out)
-    assert [r["id"] for r in resumed] == [f"d{i}" for i in range(400)]
-    full = tmp_path / "full"
-    assert main(ray_argv(models, full, [str(docs)], "--shard-size", "10")) == 0
-    assert_same(resumed, shard_union(full))
+    assert [r["id"] for r in resumed] == [f"d{i}" for i in range(150)]  # each document once, in input order
+    full = tmp_path / "full.jsonl"  # an uninterrupted run (the local engine: the Ray engine equals it, above)
+    assert main([*models, "--device", "cpu", "-o", str(full), str(docs)]) == 0
+    assert_same(resumed, read_jsonl(full))
 
 
 @pytest.mark.slow
