@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from src.files import sha256_of
+from src.files import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def describe_model(name: str | None) -> dict | None:
     digest = hashlib.sha256()
     try:
         for file in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            digest.update(f"{file.name}\0{sha256_of([file])}\n".encode())
+            digest.update(f"{file.name}\0{file_sha256(file)}\n".encode())  # remembered: no 90 MB read per start
     except OSError:  # unreadable: loading it will say why
         return {"path": name, "sha256": None}
     return {"path": name, "sha256": digest.hexdigest()}

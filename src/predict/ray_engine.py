@@ -144,7 +144,12 @@ def shard_records(shard: dict) -> Iterator[dict]:
 
 
 def read_shard(row: dict) -> dict:
-    """Ray Data task: a shard's plan -> its input records as JSON lines (ASCII: lone surrogates survive Arrow)."""
+    """Ray Data task: a shard's plan -> its input records as JSON lines (ASCII: lone surrogates survive Arrow).
+
+    Inputs are named as the user gave them (so error records read as the local engine's): relative names are read
+    from the driver's working folder, the same path on every node of a cluster with a shared file system."""
+    if os.getcwd() != row["cwd"] and os.path.isdir(row["cwd"]):
+        os.chdir(row["cwd"])
     records = list(shard_records(json.loads(row["spec"])))
     return {"shard": row["shard"], "inputs": len(records), "documents": "\n".join(json.dumps(r) for r in records)}
 
@@ -281,10 +286,15 @@ def pool_size(args: argparse.Namespace, cluster_cpus: int) -> tuple[int, int]:
     return workers, threads
 
 
+def absolute(path: str | None) -> str | None:
+    """A model folder as actors must see it: their working folder is not the driver's."""
+    return str(Path(path).resolve()) if path is not None and Path(path).exists() else path
+
+
 def predictor_options(args: argparse.Namespace) -> dict:
     return {
-        "ner": None if args.ner is None else str(Path(args.ner).resolve()),
-        "stance": None if args.stance is None else str(Path(args.stance).resolve()),
+        "ner": absolute(args.ner),
+        "stance": absolute(args.stance),
         "device": args.device,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
@@ -346,7 +356,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except (OSError, ValueError, ImportError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
 
-    todo = [{"shard": k, "spec": json.dumps(s)} for k, s in enumerate(shards) if part_name(k) not in done]
+    cwd = os.getcwd()
+    todo = [{"shard": k, "spec": json.dumps(s), "cwd": cwd} for k, s in enumerate(shards) if part_name(k) not in done]
     import ray
 
     start_ray(args.address, max(os.cpu_count() or 1, (args.workers or 1) * (args.threads or 1)))
