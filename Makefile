@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,benchmark,onnx]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,benchmark,onnx,ray]"
 	touch $@
 
 setup: $(VENV)/.installed

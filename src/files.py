@@ -7,10 +7,12 @@ service account can load what another user trained.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,6 +68,41 @@ def sha256_of(paths: list[Path]) -> str:
             for block in iter(lambda h=handle: h.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def cache_root() -> Path:
+    """Where newsframe keeps what it can rebuild (ONNX exports, remembered file hashes): ``$NEWSFRAME_CACHE``, else
+    ``~/.cache/newsframe``."""
+    return Path(os.environ.get("NEWSFRAME_CACHE", Path.home() / ".cache" / "newsframe"))
+
+
+# A file changed within this many seconds of being hashed could change again inside one timestamp tick unseen.
+_SETTLED_NS = 2_000_000_000
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of one file, remembered in ``cache_root()/hashes`` under the file's identity (device, inode, size,
+    modification and change times), so a 90 MB checkpoint is read once, not on every start.
+
+    Any write to the file changes its mtime and ctime (ctime cannot be set from user space), and ``save_pretrained``
+    or an atomic replace gives it another inode, so a remembered hash is used only for the bytes it was taken from.
+    A file modified less than two seconds before it was hashed is not remembered (a second write within the same
+    timestamp tick would keep its times). Without a writable cache the hash is simply computed."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    identity = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
+    entry = cache_root() / "hashes" / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".json")
+    try:
+        known = json.loads(entry.read_text(encoding="utf-8"))
+        if known["path"] == str(path) and known["identity"] == identity:
+            return known["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = sha256_of([path])
+    if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > _SETTLED_NS:
+        with contextlib.suppress(OSError):  # a read-only cache: hash again next time
+            write_json(entry, {"path": str(path), "identity": identity, "sha256": digest})
+    return digest
 
 
 def shown_path(path: str | Path) -> str:

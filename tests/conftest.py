@@ -66,6 +66,15 @@ def build_tiny_bert(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def newsframe_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ONNX exports and remembered hashes go to a test folder, never to the user's cache (subprocesses inherit it):
+    prediction runs on ONNX Runtime by default on CPU."""
+    cache = tmp_path_factory.getbasetemp() / "newsframe-cache"
+    os.environ["NEWSFRAME_CACHE"] = str(cache)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

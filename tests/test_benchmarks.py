@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +16,12 @@ import pytest
 import torch
 from transformers import BertForTokenClassification
 
+from src.files import file_sha256
 from src.predict import Predictor
 from src.predict.cli import main
-from tests.checkpoints import random_head, save_run
+from src.predict.engine import resolve_backend
+from src.predict.ort import OrtModel
+from tests.checkpoints import build_ner_run, random_head, save_run
 from tests.conftest import CONLL_SNIPPET, ROOT
 
 SCRIPT = ROOT / "scripts" / "benchmark_predict.py"
@@ -48,7 +54,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
 def test_fast_cpu_paths_agree_with_the_plain_model(runs: dict[str, Path], fast_options: dict) -> None:
     """Same entities (spans and labels) and stances; probabilities within quantisation / rounding noise."""
     kwargs = {"ner": str(runs["ner"]), "stance": str(runs["stance"]), "device": "cpu"}
-    plain = Predictor.from_pretrained(**kwargs).predict(TEXTS)
+    plain = Predictor.from_pretrained(**kwargs, backend="torch").predict(TEXTS)
     fast = Predictor.from_pretrained(**kwargs, **fast_options).predict(TEXTS)
     assert any(p["entities"] for p in plain)  # the toy model finds entities, so agreement means something
     for p, q in zip(plain, fast, strict=True):
@@ -62,7 +68,7 @@ def test_fast_cpu_paths_agree_with_the_plain_model(runs: dict[str, Path], fast_o
 
 
 def test_int8_quantises_the_encoder_and_keeps_the_head(runs: dict[str, Path]) -> None:
-    model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", quantize="int8").ner.model
+    model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", quantize="int8", backend="torch").ner.model
     assert not any(type(m) is torch.nn.Linear for m in model.bert.modules())
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.bert.modules())
     assert type(model.classifier) is torch.nn.Linear
@@ -76,7 +82,7 @@ def test_onnx_export_matches_torch_and_is_cached(
     monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path))
     onnx_cache = tmp_path / "onnx"
     texts = ["Putin met Kim in Moscow on Monday.", "Sanctions hurt trade."]
-    torch_model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu").ner
+    torch_model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", backend="torch").ner
     onnx_model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", backend="onnx").ner
     windows = torch_model.tokenizer(texts)
     for a, b in zip(torch_model.logits(windows, True), onnx_model.logits(windows, True), strict=True):
@@ -88,6 +94,76 @@ def test_onnx_export_matches_torch_and_is_cached(
     assert again == exports[0] and again.stat().st_mtime_ns == stamp
     other = Predictor.from_pretrained(stance=str(runs["stance"]), device="cpu", backend="onnx")
     assert other.ner is None and other.stance.model.path.parent != exports[0].parent  # other weights, other export
+
+
+@needs_ort
+def test_the_default_backend_is_onnx_fp32_on_cpu_with_torchs_predictions(runs: dict[str, Path]) -> None:
+    """backend="auto" (the default) runs ONNX Runtime fp32 on CPU: same spans, labels and stances as torch, and
+    probabilities equal to float rounding."""
+    kwargs = {"ner": str(runs["ner"]), "stance": str(runs["stance"]), "device": "cpu"}
+    default = Predictor.from_pretrained(**kwargs)
+    assert default.ner.backend == default.stance.backend == "onnx" and isinstance(default.ner.model, OrtModel)
+    plain = Predictor.from_pretrained(**kwargs, backend="torch")
+    assert plain.ner.backend == "torch"
+    torch_preds, onnx_preds = plain.predict(TEXTS), default.predict(TEXTS)
+    assert any(p["entities"] for p in torch_preds)
+    for p, q in zip(torch_preds, onnx_preds, strict=True):
+        assert [(e["start"], e["end"], e["label"]) for e in p["entities"]] == [
+            (e["start"], e["end"], e["label"]) for e in q["entities"]
+        ]
+        assert np.allclose([e["score"] for e in p["entities"]], [e["score"] for e in q["entities"]], atol=1e-5)
+        assert [s["stance"] for s in p["sentences"]] == [s["stance"] for s in q["sentences"]]
+        for s, t in zip(p["sentences"], q["sentences"], strict=True):
+            assert np.allclose(list(s["scores"].values()), list(t["scores"].values()), atol=1e-5)
+
+
+def test_auto_is_torch_where_onnx_does_not_apply() -> None:
+    assert resolve_backend("auto", torch.device("cuda"), torch.float16) == "torch"
+    assert resolve_backend("auto", torch.device("cuda"), torch.float32) == "torch"
+    assert resolve_backend("auto", torch.device("cpu"), torch.bfloat16) == "torch"
+    assert resolve_backend("auto", torch.device("cpu"), torch.float32) == ("onnx" if HAS_ORT else "torch")
+
+
+@needs_ort
+def test_a_cached_export_loads_without_the_torch_weights(
+    runs: dict[str, Path], tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first run exports; a later one finds the export by the folder's file hashes and never loads the
+    checkpoint into torch. Retrained weights (other bytes) get another export."""
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("src.files._SETTLED_NS", 0)  # the tiny run's files are seconds old: remember them anyway
+    first = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu").ner.model.path
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("the torch weights were loaded")
+
+    def unread(*_: object) -> None:
+        raise AssertionError("a remembered file was hashed again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("src.predict.engine.load_checkpoint", refuse)
+        patched.setattr("src.files.sha256_of", unread)
+        again = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu")
+    assert again.ner.model.path == first
+    assert again.predict(["Putin met Kim in Moscow."])[0]["entities"]
+
+    retrained = build_ner_run(tiny_model_dir, tmp_path / "retrained", train_steps=2)
+    other = Predictor.from_pretrained(ner=str(retrained), device="cpu").ner.model.path
+    assert other != first and first.exists()
+
+
+def test_a_remembered_file_hash_follows_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rewrite that keeps size and modification time still changes ctime: the file is hashed again."""
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("src.files._SETTLED_NS", 0)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"a" * 1000)
+    assert file_sha256(weights) == hashlib.sha256(b"a" * 1000).hexdigest()
+    stat = weights.stat()
+    weights.write_bytes(b"b" * 1000)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size, same mtime, new bytes
+    time.sleep(0.01)
+    assert file_sha256(weights) == hashlib.sha256(b"b" * 1000).hexdigest()
 
 
 @pytest.mark.parametrize(
@@ -108,7 +184,7 @@ def test_cli_quantize_switch(runs: dict[str, Path], tmp_path: Path) -> None:
     docs = tmp_path / "docs.jsonl"
     docs.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(TEXTS)))
     outputs = {}
-    switches = {"none": [], "int8": ["--quantize", "int8"]}
+    switches = {"none": ["--backend", "torch"], "int8": ["--backend", "torch", "--quantize", "int8"]}
     if HAS_ORT:
         switches["onnx-int8"] = ["--backend", "onnx", "--quantize", "int8"]
     for name, switch in switches.items():

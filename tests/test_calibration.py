@@ -85,18 +85,22 @@ def test_predictor_applies_the_stored_temperature_and_bias(stance_run: Path) -> 
     from src.predict.engine import Predictor
 
     sentences = ["Kim wants leverage over Washington.", "Trade and workers matter."]
-    raw = Predictor.from_pretrained(stance=str(stance_run), device="cpu").classify_sentences(sentences)
+    raw = Predictor.from_pretrained(stance=str(stance_run), device="cpu", backend="torch").classify_sentences(sentences)
     fit = {"fitted_on": "test", "ece_before": 0.2, "ece_after_cross_fitted": 0.1}
     record_calibration(stance_run / "model", {"temperature": 4.0, **fit})
     assert read_metadata(stance_run / "model")["calibration"]["temperature"] == 4.0
-    warm = Predictor.from_pretrained(stance=str(stance_run), device="cpu").classify_sentences(sentences)
+    warm = Predictor.from_pretrained(stance=str(stance_run), device="cpu", backend="torch").classify_sentences(
+        sentences
+    )
     for a, b in zip(raw, warm, strict=True):
         assert a["stance"] == b["stance"]  # a temperature never changes a decision
         assert max(b["scores"].values()) < max(a["scores"].values())  # only how sure it says it is
         expected = np.exp(np.log(list(a["scores"].values())) / 4.0)
         assert list(b["scores"].values()) == pytest.approx(list(expected / expected.sum()), abs=1e-5)
     record_calibration(stance_run / "model", {"temperature": 1.0, **fit, "decision_bias": {"leverage": 50.0}})
-    biased = Predictor.from_pretrained(stance=str(stance_run), device="cpu").classify_sentences(sentences)
+    biased = Predictor.from_pretrained(stance=str(stance_run), device="cpu", backend="torch").classify_sentences(
+        sentences
+    )
     assert [b["stance"] for b in biased] == ["leverage", "leverage"]
     assert [b["scores"] for b in biased] == [a["scores"] for a in raw]  # scores stay the probabilities
     card = (stance_run / "model" / "README.md").read_text(encoding="utf-8")

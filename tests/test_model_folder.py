@@ -105,7 +105,7 @@ def test_stance_context_is_saved_and_read_back(tiny_model_dir: Path, tmp_path: P
     overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, "task.context=neighbours"]
     train(compose_train_config(overrides, out))
     assert read_metadata(out / "model")["context"] == "neighbours"
-    predictor = Predictor.from_pretrained(stance=str(out), device="cpu")
+    predictor = Predictor.from_pretrained(stance=str(out), device="cpu", backend="torch")
     assert predictor.stance.context == "neighbours"
     gold = held_out_records(out)
     mine = predictor.predict_records(gold)

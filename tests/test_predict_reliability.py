@@ -157,12 +157,13 @@ def test_a_zero_width_joiner_does_not_split_a_name(predictor: Predictor) -> None
 
 @pytest.fixture
 def no_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Loading weights fails the test: the checks below must come before it."""
+    """Loading weights (torch or a cached ONNX export) fails the test: the checks below must come before it."""
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("weights were loaded")
 
     monkeypatch.setattr("src.predict.engine.load_checkpoint", refuse)
+    monkeypatch.setattr("src.predict.ort.load_export", refuse)  # a cached ONNX export is weights too
 
 
 @pytest.mark.parametrize(

@@ -242,7 +242,7 @@ def ner_arrays(gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path
 
     logits_out, gold_out, spans_out, correct_out, folds = [], [], [], [], []
     for fold, gold_records in sorted(gold_by_fold.items()):
-        predictor = Predictor.from_pretrained(ner=str(runs_by_fold[fold]), device=device)
+        predictor = Predictor.from_pretrained(ner=str(runs_by_fold[fold]), device=device, backend="torch")
         label2id = {label: i for i, label in predictor.ner.id2label.items()}
         examples = [e for e in ner_examples(gold_records) if e["words"]]
         for example, logits in zip(examples, predictor.word_logits([e["words"] for e in examples]), strict=True):

@@ -37,7 +37,8 @@ def evaluate_records(
 
     folder = resolve_model_dir(model)
     task = task_of_folder(folder)
-    predictor = Predictor.from_pretrained(**{task.name: folder}, device=device, batch_size=batch_size)
+    # torch, as trained: an ONNX export of every freshly trained fold would cost more than its one pass saves.
+    predictor = Predictor.from_pretrained(**{task.name: folder}, device=device, batch_size=batch_size, backend="torch")
     pred = predictor.predict_records(gold)
     metrics = evaluate_predictions(task.name, gold, pred)
     paths = write_evaluation(metrics, gold, pred, out_dir)

@@ -76,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--backend",
-        choices=("torch", "onnx"),
-        default="torch",
-        help="onnx: ONNX Runtime on CPU (needs the onnx extra; with --quantize int8 the fastest CPU path)",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto (default): ONNX Runtime for fp32 on CPU where the onnx extra is installed, else torch; "
+        "onnx: ONNX Runtime on CPU (with --quantize int8 the fastest CPU path)",
     )
     parser.add_argument(
         "--threads", type=whole_number(1), help="CPU threads for torch and ONNX Runtime (default: one per core)"
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.partial")
     group.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    scale = parser.add_argument_group("scale-out on Ray Data (needs the ray extra; see src/predict/ray_engine.py)")
+    scale.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="ray: an actor pool writing shards into -o DIR"
+    )
+    scale.add_argument("--workers", type=whole_number(1), help="ray: actors (default: the cluster's CPUs / --threads)")
+    scale.add_argument("--address", help="ray: a running cluster (auto, ray://HEAD:10001); default: a local runtime")
+    scale.add_argument("--shard-size", type=whole_number(1), default=200, help="ray: documents per shard file")
     return parser
 
 
@@ -197,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter("predict.py: %(message)s"))
         logging.getLogger("src").addHandler(handler)
         logging.getLogger("src").setLevel(logging.INFO)
+    if args.engine == "ray":
+        from src.predict.ray_engine import run_ray  # imports ray; the local engine never does
+
+        return run_ray(parser, args)
+    if args.workers is not None or args.address is not None:
+        parser.error("--workers and --address need --engine ray")
     if args.output is None:
         if args.resume:
             parser.error("--resume needs --output")

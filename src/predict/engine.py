@@ -11,10 +11,12 @@ that document's error record; the documents batched with it are redone one by on
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,11 +31,14 @@ from src.model_folder import read_metadata
 from src.predict.io import error_record, text_problem
 from src.tasks import get_task
 
+if TYPE_CHECKING:
+    from src.predict.ort import OrtModel
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANTIZATIONS = ("none", "int8")
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 class OptionError(ValueError):
@@ -93,6 +98,17 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[precision]
 
 
+def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> str:
+    """``auto``: ONNX Runtime for fp32 on CPU where the ``onnx`` extra is installed (about 2x eager torch, the same
+    predictions to float rounding), torch otherwise (GPU, half precision, no onnxruntime)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend != "auto":
+        return backend
+    has_ort = all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
+    return "onnx" if has_ort and device.type == "cpu" and dtype == torch.float32 else "torch"
+
+
 def quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
     """The model with the encoder's ``nn.Linear`` layers dynamically quantised to int8 (weights int8 per output
     channel, activations quantised per batch); the task head stays fp32. On x86 CPUs the matrix products, most of a
@@ -110,11 +126,14 @@ def quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
 
 
 class TaskModel:
-    """One checkpoint with its tokenizer, window sizes and a padding collator, run in length-sorted batches."""
+    """One checkpoint with its tokenizer, window sizes and a padding collator, run in length-sorted batches.
+
+    ``model`` is a transformers model, or for ``backend="onnx"`` already an ``OrtModel`` (a cached export loaded
+    without the torch weights)."""
 
     def __init__(
         self,
-        model: PreTrainedModel,
+        model: PreTrainedModel | OrtModel,
         tokenizer: PreTrainedTokenizerFast,
         device: torch.device,
         dtype: torch.dtype,
@@ -122,7 +141,7 @@ class TaskModel:
         max_length: int | None,
         stride: int | None,
         quantize: str = "none",
-        backend: str = "torch",
+        backend: str = "auto",
         context: str = "none",
         calibration: dict | None = None,
     ) -> None:
@@ -130,20 +149,25 @@ class TaskModel:
         self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
         if quantize not in QUANTIZATIONS:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {quantize!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+        backend = resolve_backend(backend, device, dtype)
         if (quantize == "int8" or backend == "onnx") and (device.type != "cpu" or dtype != torch.float32):
             raise ValueError(
                 f"backend {backend} with quantize {quantize} runs on CPU in fp32 only; got device {device.type}, "
                 f"precision {dtype}"
             )
-        self.model = model.to(device=device, dtype=dtype).eval()
-        if backend == "onnx":
-            from src.predict.ort import OrtModel
+        from src.predict.ort import OrtModel
 
-            self.model = OrtModel(self.model, quantize)
-        elif quantize == "int8":
-            self.model = quantize_int8(self.model)
+        if isinstance(model, OrtModel):
+            if backend != "onnx":
+                raise ValueError(f"an ONNX Runtime model runs with backend onnx, not {backend}")
+            self.model = model
+        else:
+            self.model = model.to(device=device, dtype=dtype).eval()
+            if backend == "onnx":
+                self.model = OrtModel.from_model(self.model, quantize)
+            elif quantize == "int8":
+                self.model = quantize_int8(self.model)
+        self.backend, self.quantize = backend, quantize
         self.tokenizer = tokenizer
         self.context = context  # what a stance model reads beside each sentence (newsframe.json "context")
         self.device = device
@@ -233,7 +257,7 @@ class Predictor:
         stride: int | None = None,
         precision: str = "auto",
         quantize: str = "none",
-        backend: str = "torch",
+        backend: str = "auto",
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
     ) -> Predictor:
@@ -243,11 +267,14 @@ class Predictor:
 
         ``precision``: ``auto`` (half precision on CUDA, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16`` (also the fast
         choice on CPUs with native bf16, e.g. AVX-512 BF16 or AMX). ``quantize``: ``none`` or ``int8`` (dynamic int8
-        linear layers, CPU and fp32 only, see ``quantize_int8``). ``backend``: ``torch`` or ``onnx`` (ONNX Runtime on
-        CPU, the export cached by ``src.predict.ort``; with ``quantize="int8"`` the fastest CPU path that keeps F1).
+        linear layers, CPU and fp32 only, see ``quantize_int8``). ``backend``: ``auto`` (default: ONNX Runtime for fp32
+        on CPU where the ``onnx`` extra is installed, else torch), ``torch`` or ``onnx`` (the export cached by
+        ``src.predict.ort`` and loaded from there without the torch weights; with ``quantize="int8"`` the fastest CPU
+        path that keeps F1).
         """
         torch_device = resolve_device(device)
         dtype = resolve_precision(precision, torch_device)
+        backend = resolve_backend(backend, torch_device, dtype)
         loaded = {}
         for expected, path in (("ner", ner), ("stance", stance)):
             if path is None:
@@ -262,7 +289,14 @@ class Predictor:
             length = meta["max_length"] if max_length is None else max_length
             step = meta["stride"] if stride is None and max_length is None else stride
             check_windows(length, step, batch_size, positions, tokenizer)
-            model = load_checkpoint(folder, get_task(expected))
+            task = get_task(expected)
+            cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
+            if backend == "onnx" and cpu_fp32 and quantize in QUANTIZATIONS:  # else TaskModel says what is wrong
+                from src.predict.ort import OrtModel
+
+                model = OrtModel.from_folder(folder, config, quantize, lambda f=folder, t=task: load_checkpoint(f, t))
+            else:
+                model = load_checkpoint(folder, task)
             loaded[expected] = TaskModel(
                 model,
                 tokenizer,

@@ -3,8 +3,10 @@
 On CPU, ONNX Runtime runs the fp32 MiniLM about 1.9x faster than eager torch, and its dynamic int8 quantisation
 (per-channel int8 weights, full-range uint8 activations) loses far less F1 than torch's (BENCHMARKS.md: -0.0007 vs
 -0.0085 on the CoNLL-2003 test set). The export is cached under ``NEWSFRAME_CACHE`` (default
-``~/.cache/newsframe``), keyed by the hash of the weights, so the checkpoint folder is never written to and a
-retrained checkpoint never reuses a stale export. Needs the ``onnx`` extra: ``pip install -e ".[onnx]"``.
+``~/.cache/newsframe``), so the checkpoint folder is never written to. A model folder's export is keyed by the sha256
+of its ``config.json`` and weight files (``src.files.file_sha256``, remembered per file identity, so a later start
+reads neither the weights nor torch's copy of them: it loads the cached export directly); a retrained checkpoint has
+other bytes and never reuses a stale export. Needs the ``onnx`` extra: ``pip install -e ".[onnx]"``.
 
 The cache is not trusted as found: each exported file has its sha256 in ``FILE.sha256.json`` next to it, checked
 every time it is loaded (the checked bytes are the ones given to ONNX Runtime); a file that does not match, or has
@@ -20,17 +22,20 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
-from src.files import write_json
+from src.files import cache_root, file_sha256, write_json
 
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
+# Part of every cache key: bump it when the exported graph changes (opset, wrapper), so old exports are not reused.
+EXPORT_VERSION = f"logits-opset{ONNX_OPSET}"
 INPUTS = ("input_ids", "attention_mask")
 
 
@@ -43,12 +48,27 @@ def _require_onnxruntime():
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("NEWSFRAME_CACHE", Path.home() / ".cache" / "newsframe")) / "onnx"
+    return cache_root() / "onnx"
+
+
+def folder_key(folder: str | os.PathLike) -> str:
+    """The export key of a model folder: the sha256 of its ``config.json`` and weight files (``*.safetensors`` and
+    the shard index), with the export version. The same checkpoint maps to the same export wherever it lies; a
+    retrained or edited one (other bytes) to another. Cheap after the first start (``file_sha256``)."""
+    files = sorted(
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and (p.name == "config.json" or p.name.endswith((".safetensors", ".safetensors.index.json")))
+    )
+    digest = hashlib.sha256(EXPORT_VERSION.encode())
+    for file in files:
+        digest.update(f"\0{file.name}\0{file_sha256(file)}".encode())
+    return "f" + digest.hexdigest()[:20]
 
 
 def weights_key(model: PreTrainedModel) -> str:
-    """A hash of the weights and the config: the same checkpoint maps to the same export wherever it lies."""
-    digest = hashlib.sha256(model.config.to_json_string().encode())
+    """A hash of the weights and the config of a model in memory (not loaded from a folder)."""
+    digest = hashlib.sha256(EXPORT_VERSION.encode() + model.config.to_json_string().encode())
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -93,20 +113,19 @@ def _verified(path: Path) -> bytes | None:
     return data
 
 
-def load_export(model: PreTrainedModel, quantize: str) -> tuple[Path, bytes]:
-    """The path and verified bytes of ``model``'s ONNX export (``quantize``: ``none`` or ``int8``), exported on
-    first use or when the cached file fails its check. A lock on the cache entry keeps concurrent processes from
-    exporting over each other."""
+def load_export(key: str, quantize: str, load_model: Callable[[], PreTrainedModel]) -> tuple[Path, bytes]:
+    """The path and verified bytes of the ONNX export cached under ``key`` (``quantize``: ``none`` or ``int8``);
+    only when it is missing or fails its check is ``load_model()`` called and the model exported. A lock on the
+    cache entry keeps concurrent processes (e.g. Ray actors) from exporting over each other."""
     import fcntl
 
-    key = weights_key(model)
     cache_dir().mkdir(parents=True, exist_ok=True)
     with (cache_dir() / f".{key}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         path = cache_dir() / key / ("model.int8.onnx" if quantize == "int8" else "model.onnx")
         data = _verified(path)
         if data is None:
-            _export(model, quantize, path.parent)
+            _export(load_model(), quantize, path.parent)
             data = _verified(path)
             if data is None:
                 raise RuntimeError(f"{path}: the fresh ONNX export does not match its own sha256")
@@ -115,7 +134,7 @@ def load_export(model: PreTrainedModel, quantize: str) -> tuple[Path, bytes]:
 
 def export(model: PreTrainedModel, quantize: str) -> Path:
     """The ONNX file of ``model``, exported on first use and cached (see ``load_export``)."""
-    return load_export(model, quantize)[0]
+    return load_export(weights_key(model), quantize, lambda: model)[0]
 
 
 def _export(model: PreTrainedModel, quantize: str, target: Path) -> None:
@@ -162,15 +181,33 @@ class OrtModel:
     """An ONNX Runtime session that answers like a transformers model: ``model(input_ids=..., attention_mask=...)``
     returns an object with ``.logits`` (a torch tensor), so ``TaskModel`` runs either backend the same way."""
 
-    def __init__(self, model: PreTrainedModel, quantize: str, threads: int | None = None) -> None:
+    def __init__(self, config: PretrainedConfig, path: Path, data: bytes, threads: int | None = None) -> None:
         ort = _require_onnxruntime()
-        self.config = model.config
-        self.path, data = load_export(model, quantize)
+        self.config, self.path = config, path
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3  # errors only
         # The checked bytes, not the path: the file could change between the check and a second read.
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def from_folder(
+        cls,
+        folder: str | os.PathLike,
+        config: PretrainedConfig,
+        quantize: str,
+        load_model: Callable[[], PreTrainedModel],
+        threads: int | None = None,
+    ) -> OrtModel:
+        """The cached export of a model folder (``load_model`` is called only to export it the first time)."""
+        _require_onnxruntime()
+        return cls(config, *load_export(folder_key(folder), quantize, load_model), threads=threads)
+
+    @classmethod
+    def from_model(cls, model: PreTrainedModel, quantize: str, threads: int | None = None) -> OrtModel:
+        """The export of a model in memory, keyed by a hash of its weights."""
+        _require_onnxruntime()
+        return cls(model.config, *load_export(weights_key(model), quantize, lambda: model), threads=threads)
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> SimpleNamespace:
         feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}

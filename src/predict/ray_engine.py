@@ -1,0 +1,420 @@
+"""Scale-out batch prediction on Ray Data: ``scripts/predict.py --engine ray [--workers N] [--address A] -o DIR``.
+
+The same inputs, readers, Predictor and records as the local engine, spread over a pool of Ray actors:
+
+1. The driver lists the inputs cheaply (file names, byte ranges of JSONL files cut every ``--shard-size`` lines) into
+   numbered *shards*; the plan depends only on the inputs and ``--shard-size``, so a rerun plans the same shards.
+2. Ray Data reads each shard in a task (``src.predict.io``'s readers: same ids, same error records).
+3. An actor pool (``ActorPoolStrategy``, one Predictor per actor, loaded once) predicts a shard and writes it to
+   ``DIR/part-NNNNN.jsonl`` atomically, so a shard file is complete or absent, never half written.
+4. The driver records each finished shard (documents, errors, sha256) in ``DIR/manifest.json``. Concatenated in
+   shard order the shards hold the local engine's output, record for record and in input order.
+
+A killed run leaves the manifest with ``"status": "running"``; ``--resume`` checks that inputs, models and options
+are unchanged and redoes only the shards the manifest does not list as done. ``ray`` is imported only here and only
+when this engine runs: the local engine never loads it. On a cluster, the model folders and ``DIR`` must be at the
+same path on every node (a shared file system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from src.files import PROJECT_ROOT, sha256_of, write_atomic, write_json
+from src.predict.io import (
+    STDIN,
+    OutputBusy,
+    PredictionWriter,
+    describe_input,
+    describe_model,
+    error_record,
+    folder_files,
+    lock_output,
+    printable,
+    read_jsonl_lines,
+    read_text_file,
+    run_differences,
+    text_problem,
+    unlock_output,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+MANIFEST = "manifest.json"
+# Options that change predictions or the plan: a run is resumed only under the same ones.
+RUN_OPTIONS = ("batch_size", "device", "precision", "quantize", "backend", "max_length", "stride", "shard_size")
+OBJECT_STORE_BYTES = 256 * 1024**2  # local runtime: shards are a few MB each, in flight a few at a time
+
+
+def part_name(shard: int) -> str:
+    return f"part-{shard:05d}.jsonl"
+
+
+# -- the plan: shards of documents, made on the driver without reading any text ----------------------------------
+
+
+def jsonl_ranges(path: Path, lines_per_shard: int) -> Iterator[tuple[int, int, int]]:
+    """``(start byte, end byte, first line number)`` of consecutive pieces of ``lines_per_shard`` lines (split at
+    ``\\n`` only, as the reader does); the last piece may be shorter."""
+    start = position = count = 0
+    first = 1
+    with path.open("rb") as handle:
+        for raw in handle:
+            position += len(raw)
+            count += 1
+            if count == lines_per_shard:
+                yield start, position, first
+                start, first, count = position, first + count, 0
+    if position > start:
+        yield start, position, first
+
+
+def plan_shards(inputs: list[str], shard_size: int) -> list[dict]:
+    """The shards of a run, in input order: ``{"kind": "files", "entries": [[path, id, reason], ...]}`` (up to
+    ``shard_size`` files, from folders and lone files; ``reason`` set for an entry that is an error without being
+    read) or ``{"kind": "jsonl", "file", "start", "end", "first_line"}``."""
+    shards: list[dict] = []
+    files: list[list] = []
+
+    def flush() -> None:
+        if files:
+            shards.append({"kind": "files", "entries": list(files)})
+            files.clear()
+
+    def add(path: str, doc_id: str, reason: str | None = None) -> None:
+        files.append([path, doc_id, reason])
+        if len(files) == shard_size:
+            flush()
+
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            for file in folder_files(path):
+                doc_id = file.relative_to(path).as_posix()
+                if text_problem(doc_id) is not None:
+                    add(printable(str(file)), printable(doc_id), "file name is not UTF-8")
+                else:
+                    add(str(file), doc_id)
+        elif path.suffix == ".jsonl":
+            flush()
+            try:
+                for start, end, first in jsonl_ranges(path, shard_size):
+                    shards.append({"kind": "jsonl", "file": name, "start": start, "end": end, "first_line": first})
+            except OSError as err:
+                add(name, name, err.strerror or str(err))
+        elif path.suffix == ".txt" or not path.exists():
+            add(name, path.name)
+        else:
+            add(name, path.name, "unsupported input: expected a .txt or .jsonl file, a folder or -")
+    flush()
+    return shards
+
+
+def shard_records(shard: dict) -> Iterator[dict]:
+    """The input records of one shard, exactly as ``iter_inputs`` reads them (ids, texts, error records)."""
+    if shard["kind"] == "files":
+        for path, doc_id, reason in shard["entries"]:
+            if reason is not None:
+                yield error_record(doc_id, path, None, reason)
+            else:
+                yield read_text_file(Path(path), doc_id)
+        return
+    name = shard["file"]
+    try:
+        with open(name, "rb") as handle:
+            handle.seek(shard["start"])
+            data = handle.read(shard["end"] - shard["start"])
+    except OSError as err:
+        yield error_record(f"{name}:{shard['first_line']}", name, shard["first_line"], err.strerror or str(err))
+        return
+    yield from read_jsonl_lines(io.BytesIO(data), name, first_line=shard["first_line"])
+
+
+# -- Ray Data stages -----------------------------------------------------------------------------------------------
+
+
+def read_shard(row: dict) -> dict:
+    """Ray Data task: a shard's plan -> its input records as JSON lines (ASCII: lone surrogates survive Arrow).
+
+    Inputs are named as the user gave them (so error records read as the local engine's): relative names are read
+    from the driver's working folder, the same path on every node of a cluster with a shared file system."""
+    if os.getcwd() != row["cwd"] and os.path.isdir(row["cwd"]):
+        os.chdir(row["cwd"])
+    records = list(shard_records(json.loads(row["spec"])))
+    return {"shard": row["shard"], "inputs": len(records), "documents": "\n".join(json.dumps(r) for r in records)}
+
+
+class ShardPredictor:
+    """Ray actor: loads the Predictor once, then predicts whole shards and writes each to its part file."""
+
+    def __init__(self, options: dict, out_dir: str, threads: int) -> None:
+        import torch
+
+        from src.predict.engine import Predictor
+
+        torch.set_num_threads(threads)
+        self.predictor = Predictor.from_pretrained(**options)
+        self.out_dir = Path(out_dir)
+
+    def __call__(self, batch: dict) -> dict:
+        result: dict[str, list] = {"shard": [], "inputs": [], "outputs": [], "errors": [], "sha256": []}
+        for shard, inputs, documents in zip(batch["shard"], batch["inputs"], batch["documents"], strict=True):
+            records = [json.loads(line) for line in str(documents).split("\n") if line]
+            buffer = io.StringIO()
+            writer = PredictionWriter("jsonl", buffer)
+            for prediction in self.predictor.iter_predict(records):
+                writer.write(prediction)
+            lines = [line for line in buffer.getvalue().split("\n") if line]
+            data = buffer.getvalue().encode("utf-8")
+            write_atomic(self.out_dir / part_name(int(shard)), data)
+            result["shard"].append(int(shard))
+            result["inputs"].append(int(inputs))
+            result["outputs"].append(len(lines))
+            result["errors"].append(sum("error" in json.loads(line) for line in lines))
+            result["sha256"].append(hashlib.sha256(data).hexdigest())
+        return result
+
+
+# -- the output folder and its manifest ------------------------------------------------------------------------------
+
+
+def describe_run(args: argparse.Namespace) -> dict:
+    return {
+        "newsframe_predict_ray": MANIFEST_VERSION,
+        "status": "running",
+        "inputs": [describe_input(name) for name in args.inputs],
+        "models": {"ner": describe_model(args.ner), "stance": describe_model(args.stance)},
+        "options": {key: getattr(args, key) for key in RUN_OPTIONS},
+        "shards": {"planned": 0, "done": {}},
+    }
+
+
+def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -> dict | None:
+    """Refuse to clobber a finished run or mix two runs in one folder; returns the manifest to continue (with
+    ``--resume``), or None for a fresh start. ``--overwrite`` removes only this tool's files."""
+    out: Path = args.output
+    manifest_path = out / MANIFEST
+    old = None
+    if manifest_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            if not args.overwrite:
+                parser.error(f"{manifest_path}: unreadable manifest ({err}); pass --overwrite to start over")
+    if args.overwrite:
+        for path in [manifest_path, *out.glob("part-*.jsonl"), *out.glob(".part-*.tmp")]:
+            path.unlink(missing_ok=True)
+        return None
+    if old is None:
+        if any(out.glob("part-*.jsonl")):
+            parser.error(f"{out}: holds part files but no {MANIFEST}; pass --overwrite to start over")
+        return None
+    if old.get("status") == "complete":
+        if args.resume:
+            return old
+        parser.error(f"{out} holds a finished run; pass --overwrite to replace it")
+    if not args.resume:
+        parser.error(f"{out} holds an interrupted run; pass --resume to continue it or --overwrite to start over")
+    changes = run_differences(old, run)
+    if changes:
+        parser.error(
+            f"--resume: {out} was written by a different run: {'; '.join(changes)}. Resume with the same inputs, "
+            "models and options, or pass --overwrite to start over"
+        )
+    for path in out.glob(".part-*.tmp"):  # a write cut short by the kill
+        path.unlink(missing_ok=True)
+    return old
+
+
+def finished_shards(out: Path, manifest: dict) -> dict[str, dict]:
+    """The manifest's done shards whose file is there with the recorded bytes (others are redone)."""
+    kept = {}
+    for name, entry in manifest.get("shards", {}).get("done", {}).items():
+        path = out / name
+        if path.is_file() and sha256_of([path]) == entry.get("sha256"):
+            kept[name] = entry
+    return kept
+
+
+# -- Ray -------------------------------------------------------------------------------------------------------------
+
+
+def start_ray(address: str | None, cpus: int) -> None:
+    """Connect to a cluster (``address``), or start a local runtime with ``cpus`` CPUs, a small object store and no
+    dashboard or usage reporting. Workers find this package: through PYTHONPATH locally, uploaded on a cluster."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DISABLE_DOCKER_CPU_WARNING", "1")
+    import ray
+
+    env = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+    if "NEWSFRAME_CACHE" in os.environ:
+        env["NEWSFRAME_CACHE"] = os.environ["NEWSFRAME_CACHE"]
+    if address is None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))
+        ray.init(
+            num_cpus=cpus,
+            include_dashboard=False,
+            object_store_memory=OBJECT_STORE_BYTES,
+            runtime_env={"env_vars": env},
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+    else:
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": env, "py_modules": [str(PROJECT_ROOT / "src")]},
+            logging_level=logging.WARNING,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # one progress bar: ours, in documents
+
+
+def pool_size(args: argparse.Namespace, cluster_cpus: int) -> tuple[int, int]:
+    """``(workers, threads per worker)``: by default one single-threaded actor per CPU of the cluster."""
+    threads = args.threads or (max(1, cluster_cpus // args.workers) if args.workers else 1)
+    workers = args.workers or max(1, cluster_cpus // threads)
+    return workers, threads
+
+
+def absolute(path: str | None) -> str | None:
+    """A model folder as actors must see it: their working folder is not the driver's."""
+    return str(Path(path).resolve()) if path is not None and Path(path).exists() else path
+
+
+def predictor_options(args: argparse.Namespace) -> dict:
+    return {
+        "ner": absolute(args.ner),
+        "stance": absolute(args.stance),
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "stride": args.stride,
+        "precision": args.precision,
+        "quantize": args.quantize,
+        "backend": args.backend,
+    }
+
+
+def run_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``scripts/predict.py --engine ray``: exit 0, 1 when some document failed, 2 for usage errors."""
+    if args.output is None:
+        parser.error("--engine ray needs --output DIR (a folder for the shards and the manifest)")
+    if STDIN in args.inputs:
+        parser.error("--engine ray reads files and folders, not standard input")
+    if args.format != "jsonl":
+        parser.error("--engine ray writes JSONL shards; convert them with the local engine if needed")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"--output {args.output}: is a file; --engine ray writes a folder")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        parser.error('--engine ray needs Ray Data: pip install -e ".[ray]"')
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        lock = lock_output(args.output / MANIFEST)
+    except OutputBusy as err:
+        parser.error(str(err))
+    except OSError as err:
+        parser.error(f"--output {args.output}: cannot write there: {err.strerror or err}")
+    try:
+        return _run(parser, args)
+    finally:
+        unlock_output(args.output / MANIFEST, lock)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    run = describe_run(args)
+    old = check_output(parser, args, run)
+    if old is not None and old.get("status") == "complete":
+        print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
+        return 0
+    started = time.monotonic()
+    shards = plan_shards(args.inputs, args.shard_size)
+    done = finished_shards(args.output, old) if old else {}
+    run["shards"] = {"planned": len(shards), "done": done}
+    write_json(args.output / MANIFEST, run)
+
+    # The options are checked (and a first ONNX export made) here, once, with the local engine's messages.
+    from src.predict.engine import OptionError, Predictor
+
+    try:
+        Predictor.from_pretrained(**predictor_options(args))
+    except OptionError as err:
+        parser.error(f"--{err.option.replace('_', '-')} {err.detail}")
+    except (OSError, ValueError, ImportError) as err:
+        parser.error(f"cannot load the checkpoints: {err}")
+
+    cwd = os.getcwd()
+    todo = [{"shard": k, "spec": json.dumps(s), "cwd": cwd} for k, s in enumerate(shards) if part_name(k) not in done]
+    import ray
+
+    start_ray(args.address, max(os.cpu_count() or 1, (args.workers or 1) * (args.threads or 1)))
+    try:
+        workers, threads = pool_size(args, int(ray.cluster_resources().get("CPU", 1)))
+        address = args.address or "local"
+        run["ray"] = {"version": ray.__version__, "address": address, "workers": workers, "threads": threads}
+        startup = time.monotonic() - started
+        progress = tqdm(desc="shards", initial=len(done), total=len(shards), file=sys.stderr, disable=None)
+        if todo:
+            dataset = (
+                ray.data.from_items(todo, override_num_blocks=min(len(todo), 4 * workers))
+                .map(read_shard, num_cpus=0)  # I/O: never waits for a CPU the actors hold
+                .map_batches(
+                    ShardPredictor,
+                    batch_size=1,
+                    compute=ray.data.ActorPoolStrategy(size=workers),
+                    num_cpus=threads,
+                    fn_constructor_kwargs={
+                        "options": predictor_options(args),
+                        "out_dir": str(args.output.resolve()),
+                        "threads": threads,
+                    },
+                )
+            )
+            last = time.monotonic()
+            rows = dataset.iter_rows()
+            for row in rows:
+                run["shards"]["done"][part_name(int(row["shard"]))] = {
+                    "input_documents": int(row["inputs"]),
+                    "output_records": int(row["outputs"]),
+                    "errors": int(row["errors"]),
+                    "sha256": str(row["sha256"]),
+                }
+                progress.update()
+                if time.monotonic() - last > 0.5 or len(run["shards"]["done"]) == len(shards):
+                    write_json(args.output / MANIFEST, run)
+                    last = time.monotonic()
+        progress.close()
+    except KeyboardInterrupt:
+        write_json(args.output / MANIFEST, run)
+        print(f"\ninterrupted; finished shards are in {args.output}: rerun with --resume", file=sys.stderr)
+        return 130
+    finally:
+        ray.shutdown()
+    done = run["shards"]["done"]
+    run.update(
+        status="complete",
+        input_count=sum(e["input_documents"] for e in done.values()),
+        output_count=sum(e["output_records"] for e in done.values()),
+        errors=sum(e["errors"] for e in done.values()),
+        seconds={"startup": round(startup, 2), "total": round(time.monotonic() - started, 2)},
+    )
+    write_json(args.output / MANIFEST, run)
+    print(
+        f"{run['output_count']} records in {len(shards)} shards in {args.output} "
+        f"({run['errors']} errors; {workers} workers x {threads} threads)",
+        file=sys.stderr,
+    )
+    return 1 if run["errors"] else 0
