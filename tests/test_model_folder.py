@@ -46,7 +46,9 @@ def test_folder_says_how_it_must_be_run(trained: Path) -> None:
 
 
 def test_three_entry_points_give_the_same_predictions_and_metrics(trained: Path, tmp_path: Path) -> None:
-    """Training's held-out evaluation, `python -m src.evaluate` and `scripts/predict.py` run the folder alike."""
+    """Training's held-out evaluation, `python -m src.evaluate` and `scripts/predict.py` run the folder alike: the
+    same bytes on the same backend (torch), and the same entities with scores within float rounding on the default
+    backend (auto: ONNX Runtime on CPU)."""
     gold = held_out_records(trained)
     gold_file = tmp_path / "held_out.jsonl"
     gold_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in gold), encoding="utf-8")
@@ -56,19 +58,29 @@ def test_three_entry_points_give_the_same_predictions_and_metrics(trained: Path,
     inputs.write_text(
         "".join(json.dumps({k: r[k] for k in ("id", "text", "sentences")}) + "\n" for r in gold), encoding="utf-8"
     )
-    cli = [sys.executable, "scripts/predict.py", "--ner", str(trained), "-o", str(tmp_path / "cli.jsonl"), str(inputs)]
-    proc = subprocess.run(cli, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    for backend in ("torch", "auto"):
+        out = tmp_path / f"cli-{backend}.jsonl"
+        cli = [sys.executable, "scripts/predict.py", "--ner", str(trained), "--backend", backend, "-o", str(out)]
+        proc = subprocess.run([*cli, str(inputs)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
 
     def entities(path: Path) -> list:
         return [r["entities"] for r in map(json.loads, path.read_text(encoding="utf-8").splitlines())]
 
     assert entities(trained / "predictions.jsonl") == entities(tmp_path / "eval" / "predictions.jsonl")
-    assert entities(trained / "predictions.jsonl") == entities(tmp_path / "cli.jsonl")
+    assert entities(trained / "predictions.jsonl") == entities(tmp_path / "cli-torch.jsonl")
     from_training = json.loads((trained / "metrics.json").read_text())
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text()) == from_training
-    cli_records = [json.loads(line) for line in (tmp_path / "cli.jsonl").read_text(encoding="utf-8").splitlines()]
+    cli_records = [json.loads(line) for line in (tmp_path / "cli-torch.jsonl").read_text(encoding="utf-8").splitlines()]
     assert json.loads(json.dumps(evaluate_predictions("ner", gold, cli_records))) == from_training
+
+    def spans(docs: list) -> list:
+        return [[{k: v for k, v in e.items() if k != "score"} for e in doc] for doc in docs]
+
+    onnx, torch_docs = entities(tmp_path / "cli-auto.jsonl"), entities(tmp_path / "cli-torch.jsonl")
+    assert spans(onnx) == spans(torch_docs)
+    torch_scores = [e["score"] for doc in torch_docs for e in doc]
+    assert [e["score"] for doc in onnx for e in doc] == pytest.approx(torch_scores, abs=1e-4)
 
 
 def test_model_card_is_hub_metadata_with_relative_paths(trained: Path) -> None:
