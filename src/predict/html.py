@@ -54,7 +54,7 @@ body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 au
 color:#222;line-height:1.4}
 h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin:.2em 0}h3{font-size:1.05em;margin:.8em 0 .3em}
 table{border-collapse:collapse;font-size:.9em;margin:.3em 0}
-th,td{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top;white-space:nowrap}
+th,td{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}td{white-space:nowrap}
 td.n{text-align:right}
 .legend,.summary{background:#fafafa;border:1px solid #e3e3e3;border-radius:6px;padding:.6em 1em;margin:.8em 0}
 .legend p{margin:.3em 0}.swatch{border-radius:.35em;padding:.1em .5em;margin:0 .2em;display:inline-block}
@@ -75,8 +75,8 @@ margin-left:.5rem}
 .err-stance,.err-stance-swatch{text-decoration:underline wavy #d00}
 .gold-stance,.gold-stance-swatch{font-size:.7em;font-weight:bold;color:#d00;vertical-align:super;margin-left:.2em}
 .error{color:#b00;font-weight:bold}
-.bar{display:inline-flex;width:160px;height:.9em;border:1px solid #ccc;vertical-align:middle}.bar span{height:100%}
-.summary{display:grid;grid-template-columns:330px 1fr;gap:0 2em}.summary ul{padding-left:1.2em}
+.bar{display:inline-flex;width:110px;height:.9em;border:1px solid #ccc;vertical-align:middle}.bar span{height:100%}
+.summary{display:grid;grid-template-columns:250px minmax(0,1fr);gap:0 2em}.summary ul{padding-left:1.2em}
 .bar .stance-neutral{background:#cfcfcf}
 ol.evidence-list{margin:.3em 0 .6em;padding-left:1.6em;font-size:.92em}
 """
@@ -404,7 +404,7 @@ def summary(predictions: Sequence[dict], table: FramingTable) -> str:
     return (
         '<section class="summary"><div><h3>Articles by document stance</h3>'
         f"<table><tr><th>document stance</th><th>articles</th></tr>{by_stance}</table>"
-        f"<details{opened}><summary>{len(predictions)} articles</summary><ul>{index}</ul></details></div>"
+        f"<details{opened}><summary>{len(predictions)} article(s)</summary><ul>{index}</ul></details></div>"
         "<div><h3>Who is framed how</h3>"
         '<p class="meta">Per entity (mentions grouped by normalised name and type: case, possessive \'s, and within an '
         "article a one-word mention of a longer name of the same type, e.g. Kim &rarr; Kim Jong-un), the predicted "
