@@ -25,7 +25,6 @@ from src.files import sha256_of
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "labelstudio", "html", "entity-framing")
-WHOLE_CORPUS_FORMATS = ("labelstudio", "html", "entity-framing")  # written on close, from every line
 TEXT_FORMATS = ("labelstudio", "html")  # need each document's text beside its prediction
 CSV_COLUMNS = ("id", "kind", "start", "end", "text", "label", "score")
 STDIN = "-"
