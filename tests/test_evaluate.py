@@ -279,7 +279,7 @@ def test_write_evaluation_writes_report_and_png(tmp_path, ner_gold, stance_gold)
     wrong = prediction(ner_gold, [ent(ner_gold, "met", "PERSON")])
     m = evaluate_predictions("ner", [ner_gold], [wrong])
     paths = write_evaluation(m, [ner_gold], [wrong], tmp_path / "ner")
-    assert set(paths) == {"metrics", "report"}
+    assert set(paths) == {"metrics", "report", "html"} and paths["html"].name == "report.html"
     assert json.loads(paths["metrics"].read_text()) == m
     report = paths["report"].read_text()
     assert "| PERSON |" in report and "False positives (1)" in report and "Kim [[met]] Putin" in report

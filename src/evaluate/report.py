@@ -1,4 +1,5 @@
-"""Files a person or a program reads: metrics.json, report.md (tables + error analysis), the stance confusion PNG.
+"""Files a person or a program reads: metrics.json, report.md (tables + error analysis), report.html (the predictions
+with errors marked against gold, ``src.predict.html``), the stance confusion PNG.
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
 """
@@ -157,10 +158,18 @@ def save_confusion_png(metrics: dict, path: str | Path, title: str = "stance con
 def write_evaluation(
     metrics: dict, gold_records: Sequence[dict], pred_records: Sequence[dict], out_dir: str | Path
 ) -> dict[str, Path]:
-    """Write metrics.json, report.md and (stance) confusion_stance.png into ``out_dir``; returns their paths."""
+    """Write metrics.json, report.md, report.html and (stance) confusion_stance.png into ``out_dir``; returns their
+    paths."""
+    from src.predict.html import render_page
+
     out = Path(out_dir)
     paths = {"metrics": write_json(out / "metrics.json", metrics)}
     paths["report"] = write_atomic(out / "report.md", render_report(metrics, gold_records, pred_records))
+    title = f"Evaluation: {metrics['task']}, {metrics['headline']['name']} {metrics['headline']['value']:.3f}"
+    page = render_page(
+        pred_records, title, gold=gold_records, check=(metrics["task"],), note="Errors marked against gold."
+    )
+    paths["html"] = write_atomic(out / "report.html", page)
     if metrics["task"] == "stance":
         paths["confusion"] = save_confusion_png(metrics, out / CONFUSION_PNG)
     return paths

@@ -18,6 +18,7 @@ from src.files import write_json
 from src.predict.io import (
     FORMATS,
     STDIN,
+    TEXT_FORMATS,
     OutputBusy,
     PredictionWriter,
     describe_input,
@@ -31,13 +32,25 @@ from src.predict.io import (
     run_record_path,
     unlock_output,
 )
+from src.predict.threshold import apply_thresholds
 
 RUN_RECORD_VERSION = 1
 # The run record's committed count catches up after a group once this many seconds or lines have passed: a kill
 # redoes at most that much, and a stream of tiny groups (empty or unreadable documents) does not rewrite it per line.
 COMMIT_SECONDS, COMMIT_LINES = 0.5, 64
 # The options that change predictions: a journal is resumed only under the same ones.
-RUN_OPTIONS = ("format", "batch_size", "device", "precision", "quantize", "backend", "max_length", "stride")
+RUN_OPTIONS = (
+    "format",
+    "batch_size",
+    "device",
+    "precision",
+    "quantize",
+    "backend",
+    "max_length",
+    "stride",
+    "min_score",
+    "flag_below",
+)
 
 
 def whole_number(minimum: int):
@@ -55,6 +68,17 @@ def whole_number(minimum: int):
     return parse
 
 
+def probability(text: str) -> float:
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="predict.py",
@@ -67,7 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ner", help="NER run folder or model folder")
     parser.add_argument("--stance", help="stance run folder or model folder")
     parser.add_argument("--output", "-o", type=Path, help="output file (default: standard output)")
-    parser.add_argument("--format", choices=FORMATS, default="jsonl")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="jsonl",
+        help="html: one self-contained page to read; entity-framing: CSV of who is framed how (per entity, the "
+        "stances of the sentences that mention it)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=probability,
+        help="drop entities scored under this, and null the stance of sentences whose stance score is under it",
+    )
+    parser.add_argument(
+        "--flag-below", type=probability, help='keep entities and stances scored under this, marked "low_score": true'
+    )
     parser.add_argument("--batch-size", type=whole_number(1), default=32)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
@@ -264,7 +302,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             texts.append(record.get("text", ""))
             yield record
 
-    keep_text = args.format == "labelstudio"  # (a journal of another --format is refused by its run record)
+    keep_text = args.format in TEXT_FORMATS  # (a journal of another --format is refused by its run record)
     stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
     writer = PredictionWriter("jsonl" if journal else args.format, stream)
     failed = sum("error" in line for line in done)
@@ -285,6 +323,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 if "error" in prediction:
                     failed += 1
                     tqdm.write(f"error: {prediction['id']}: {prediction['error']['reason']}", file=sys.stderr)
+                prediction = apply_thresholds(prediction, args.min_score, args.flag_below)
                 writer.write({**prediction, "text": text} if keep_text else prediction)
                 progress.update()
             lines += len(group)

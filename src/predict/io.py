@@ -24,7 +24,8 @@ from src.files import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("jsonl", "csv", "labelstudio")
+FORMATS = ("jsonl", "csv", "labelstudio", "html", "entity-framing")
+TEXT_FORMATS = ("labelstudio", "html")  # need each document's text beside its prediction
 CSV_COLUMNS = ("id", "kind", "start", "end", "text", "label", "score")
 STDIN = "-"
 
@@ -189,8 +190,10 @@ def labelstudio_task(line: dict) -> dict:
 
 
 class PredictionWriter:
-    """Writes prediction lines to a text stream in one of ``FORMATS`` as they come (flushing each), except Label
-    Studio's single JSON list, which is written on ``close`` (error records left out: they have no text)."""
+    """Writes prediction lines to a text stream in one of ``FORMATS``: JSONL and CSV as they come (flushing each);
+    the whole-corpus formats on ``close``: Label Studio's single JSON list (error records left out: they have no
+    text), the HTML page (``src.predict.html``; lines carry their ``text``) and the entity-framing CSV
+    (``src.predict.framing``, counted as lines come)."""
 
     def __init__(self, fmt: str, stream: TextIO) -> None:
         if fmt not in FORMATS:
@@ -200,6 +203,11 @@ class PredictionWriter:
         self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self.csv is not None:
             self.csv.writerow(CSV_COLUMNS)
+        self.framing = None
+        if fmt == "entity-framing":
+            from src.predict.framing import FramingTable
+
+            self.framing = FramingTable()
 
     def write(self, line: dict) -> None:
         """Write one prediction line; one that UTF-8 cannot hold is written as an error record instead, so a bad
@@ -219,6 +227,10 @@ class PredictionWriter:
             self.stream.write(text)
         elif self.csv is not None:
             self.csv.writerows(csv_rows(line))
+        elif self.framing is not None:
+            self.framing.add(line)
+        elif self.fmt == "html":
+            self.tasks.append(line)
         elif "error" not in line:
             self.tasks.append(labelstudio_task(line))
         self.stream.flush()
@@ -227,6 +239,12 @@ class PredictionWriter:
         if self.fmt == "labelstudio":
             json.dump(self.tasks, self.stream, ensure_ascii=False, indent=1)
             self.stream.write("\n")
+        elif self.fmt == "html":
+            from src.predict.html import render_page
+
+            self.stream.write(render_page(self.tasks))
+        elif self.framing is not None:
+            self.framing.write_csv(self.stream)
         self.stream.flush()
 
 

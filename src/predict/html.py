@@ -1,0 +1,446 @@
+"""One self-contained HTML page of predictions (``--format html``, and ``report.html`` beside an evaluation's
+``report.md``): a corpus summary, then each article with its entities highlighted and its sentences tinted.
+
+The page makes no network request (inline CSS, no script, no font or image from elsewhere) and escapes every piece
+of text it shows, attributes included: an article holding ``<script>`` or ``</div>`` renders as that text.
+
+Entities use displaCy's entity markup and colours (``<mark class="entity">TEXT<span>LABEL</span></mark>``, the
+palette of ``spacy.displacy``), rendered here rather than by ``displacy.render``: the entities sit inside tinted
+sentence spans, which displaCy's manual mode cannot nest, and displaCy leaves labels and titles unescaped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from html import escape
+
+from src.labels import ENTITY_LABELS, MIXED, NEUTRAL, STANCE_LABELS
+from src.predict.framing import NO_STANCE, FramingTable
+from src.predict.threshold import stance_score
+
+# spacy.displacy.render.DEFAULT_LABEL_COLORS for the OntoNotes types of the scheme; other labels get displaCy's #ddd.
+ENTITY_COLORS = {
+    "PERSON": "#aa9cfc",
+    "NORP": "#c887fb",
+    "ORG": "#7aecec",
+    "GPE": "#feca74",
+    "LOC": "#ff9561",
+    "DATE": "#bfe1d9",
+    "EVENT": "#ffeb80",
+}
+DEFAULT_ENTITY_COLOR = "#ddd"
+STANCE_COLORS = {
+    "leverage": "#f9d0d9",
+    "economic_cooperation": "#d3efc4",
+    "neutral": "#eeeeee",
+    MIXED: "#e6dcf5",
+}
+EVIDENCE_SENTENCES = 3  # the document stance's deciding sentences shown per article
+SUMMARY_ROWS = 15  # rows of "who is framed how" shown before the rest folds away
+EVIDENCE_RULE = (
+    "Evidence: the document stance is the more frequent non-neutral sentence stance (a tie is mixed, none is "
+    f"neutral); its evidence is the up to {EVIDENCE_SENTENCES} sentences predicted with that stance that have the "
+    "highest score for it (for mixed: the highest-scoring sentences of the tied stances)."
+)
+ENTITY_VERDICTS = {  # evaluation pages: how a predicted entity compares with the gold ones
+    "wrong_type": "wrong type: same span, other type in gold",
+    "wrong_span": "wrong boundary: overlaps a gold entity with other bounds",
+    "spurious": "spurious: no gold entity there",
+}
+
+CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1100px;padding:1em 2em;
+color:#222;line-height:1.4}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin:.2em 0}h3{font-size:1.05em;margin:.8em 0 .3em}
+table{border-collapse:collapse;font-size:.9em;margin:.3em 0}
+th,td{border-bottom:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}td{white-space:nowrap}
+td.n{text-align:right}
+.legend,.summary{background:#fafafa;border:1px solid #e3e3e3;border-radius:6px;padding:.6em 1em;margin:.8em 0}
+.legend p{margin:.3em 0}.swatch{border-radius:.35em;padding:.1em .5em;margin:0 .2em;display:inline-block}
+.doc{border-top:2px solid #ccc;margin-top:1.5em;padding-top:.6em}.meta{color:#555;font-size:.9em}
+.badge{border-radius:.35em;padding:.1em .5em;font-weight:bold}
+.text{white-space:pre-wrap;line-height:2.5;direction:ltr}
+.sent{border-radius:.3em;padding:.25em 0}
+.stance-leverage{background:#f9d0d9}.stance-economic_cooperation{background:#d3efc4}.stance-neutral{background:#eeeeee}
+.stance-mixed{background:#e6dcf5}.stance-other{background:#e0e0e0}
+.sent.evidence,.evidence-swatch{outline:2px solid #444;outline-offset:1px}
+.evidence-no{font-size:.7em;font-weight:bold;vertical-align:super;color:#444;margin-left:.15em}
+.entity,.missed{padding:.45em .6em;margin:0 .25em;line-height:1;border-radius:.35em}
+.entity-label{font-size:.8em;font-weight:bold;line-height:1;border-radius:.35em;vertical-align:middle;
+margin-left:.5rem}
+.low-score,.low-score-swatch{outline:2px dashed #777;outline-offset:1px}
+.missed,.missed-swatch{background:#fff;border:2px dashed #d00}
+.err-type,.err-span,.err-spurious,.err-swatch{box-shadow:0 0 0 2px #d00}
+.err-stance,.err-stance-swatch{text-decoration:underline wavy #d00}
+.gold-stance,.gold-stance-swatch{font-size:.7em;font-weight:bold;color:#d00;vertical-align:super;margin-left:.2em}
+.error{color:#b00;font-weight:bold}
+.bar{display:inline-flex;width:110px;height:.9em;border:1px solid #ccc;vertical-align:middle}.bar span{height:100%}
+.summary{display:grid;grid-template-columns:250px minmax(0,1fr);gap:0 2em}.summary ul{padding-left:1.2em}
+.bar .stance-neutral{background:#cfcfcf}
+ol.evidence-list{margin:.3em 0 .6em;padding-left:1.6em;font-size:.92em}
+"""
+
+
+def entity_color(label: str) -> str:
+    return ENTITY_COLORS.get(label, DEFAULT_ENTITY_COLOR)
+
+
+def stance_class(stance: str | None) -> str:
+    """The CSS class of a stance tint (labels are model data: anything unknown gets the generic tint)."""
+    if stance is None:
+        return ""
+    return f"stance-{stance}" if stance in STANCE_COLORS else "stance-other"
+
+
+def attrs(**values: str | None) -> str:
+    """Escaped HTML attributes (``class_`` -> ``class``, ``data_x`` -> ``data-x``); None values are left out."""
+    return "".join(
+        f' {name.rstrip("_").replace("_", "-")}="{escape(value, quote=True)}"'
+        for name, value in values.items()
+        if value is not None
+    )
+
+
+def stance_badge(stance: str | None) -> str:
+    if stance is None:
+        return '<span class="badge">no stance</span>'
+    return f"<span{attrs(class_=f'badge {stance_class(stance)}')}>{escape(stance)}</span>"
+
+
+# ---------------------------------------------------------------------------------------------- one article
+
+
+def evidence_sentences(prediction: dict, n: int = EVIDENCE_SENTENCES) -> list[int]:
+    """Indices of the sentences that decide the document stance (``EVIDENCE_RULE``), best first."""
+    stance = prediction.get("doc_stance")
+    sentences = prediction.get("sentences") or []
+    if stance in (None, NEUTRAL):
+        return []
+    if stance == MIXED:
+        counts = Counter(s["stance"] for s in sentences if s.get("stance") not in (None, NEUTRAL))
+        top = max(counts.values(), default=0)
+        wanted = {label for label, count in counts.items() if count == top}
+    else:
+        wanted = {stance}
+    candidates = [i for i, s in enumerate(sentences) if s.get("stance") in wanted]
+    return sorted(candidates, key=lambda i: (-(stance_score(sentences[i]) or 0.0), i))[:n]
+
+
+def scores_title(sentence: dict) -> str:
+    """A sentence's hover text: every stance score, best first."""
+    scores = sentence.get("scores") or {}
+    parts = [f"{label} {score:.2f}" for label, score in sorted(scores.items(), key=lambda kv: -kv[1])]
+    if sentence.get("stance") is None:
+        parts.insert(0, "no stance" + (" (below --min-score)" if scores else ""))
+    if sentence.get("low_score"):
+        parts.append("low score")
+    return " · ".join(parts)
+
+
+def entity_verdicts(pred: Sequence[dict], gold: Sequence[dict]) -> tuple[list[tuple[str, str]], list[dict]]:
+    """For each predicted entity a verdict against the gold ones (``correct`` or a key of ``ENTITY_VERDICTS``) with
+    a note naming the gold entity involved, and the gold entities no prediction touches (missed)."""
+    exact = {(g["start"], g["end"]): g for g in gold}
+    verdicts = []
+    for p in pred:
+        g = exact.get((p["start"], p["end"]))
+        if g is not None:
+            same = g["label"] == p["label"]
+            verdicts.append(("correct", "") if same else ("wrong_type", f"gold: {g['label']}"))
+            continue
+        near = [g for g in gold if g["start"] < p["end"] and g["end"] > p["start"]]
+        if near:
+            verdicts.append(("wrong_span", "gold: " + "; ".join(f"{g['start']}-{g['end']} {g['label']}" for g in near)))
+        else:
+            verdicts.append(("spurious", ""))
+    missed = [g for g in gold if not any(p["start"] < g["end"] and p["end"] > g["start"] for p in pred)]
+    return verdicts, missed
+
+
+def entity_mark(text: str, entity: dict, verdict: tuple[str, str] | None) -> str:
+    """displaCy's entity markup: ``<mark class="entity">TEXT<span class="entity-label">LABEL</span></mark>``."""
+    label = entity["label"]
+    classes = ["entity"]
+    title = [label] + ([f"score {entity['score']:.2f}"] if isinstance(entity.get("score"), (int, float)) else [])
+    if entity.get("low_score"):
+        classes.append("low-score")
+        title.append("low score")
+    if verdict is not None and verdict[0] != "correct":
+        classes.append({"wrong_type": "err-type", "wrong_span": "err-span", "spurious": "err-spurious"}[verdict[0]])
+        title.append(ENTITY_VERDICTS[verdict[0]].split(":")[0] + (f" ({verdict[1]})" if verdict[1] else ""))
+    style = f"background: {entity_color(label)}"
+    head = f"<mark{attrs(class_=' '.join(classes), data_label=label, style=style, title=' · '.join(title))}>"
+    return f'{head}{escape(text)}<span class="entity-label">{escape(label)}</span></mark>'
+
+
+def missed_mark(text: str, entity: dict) -> str:
+    title = f"missed: gold {entity['label']}, not predicted"
+    label = f'<span class="entity-label">{escape(entity["label"])}</span>'
+    return f"<mark{attrs(class_='missed', data_label=entity['label'], title=title)}>{escape(text)}{label}</mark>"
+
+
+def render_spans(text: str, start: int, end: int, marks: list[tuple[int, int, str, dict, object]]) -> str:
+    """``text[start:end]`` escaped, with marks (sorted, clipped to the range; one overlapping an earlier mark is
+    shown as plain text) as HTML."""
+    out, at = [], start
+    for s, e, kind, entity, verdict in marks:
+        s, e = max(s, start), min(e, end)
+        if s < at or s >= e:
+            continue
+        out.append(escape(text[at:s]))
+        piece = text[s:e]
+        out.append(missed_mark(piece, entity) if kind == "missed" else entity_mark(piece, entity, verdict))
+        at = e
+    out.append(escape(text[at:end]))
+    return "".join(out)
+
+
+def render_article(
+    number: int, prediction: dict, text: str, gold: dict | None = None, check: Sequence[str] = ()
+) -> str:
+    """One ``<article>``: heading, document stance with its evidence, then the text. With ``gold`` and ``check``
+    (``"ner"``, ``"stance"``), errors against the gold record are marked."""
+    doc_id = str(prediction.get("id"))
+    anchor = f"doc-{number}"
+    if "error" in prediction:
+        err = prediction["error"]
+        where = err.get("file") if err.get("line") is None else f"{err.get('file')}:{err.get('line')}"
+        return (
+            f'<article class="doc"{attrs(id=anchor)}><h2>{escape(doc_id)}</h2>'
+            f'<p class="error">could not be predicted: {escape(str(where))}: {escape(str(err.get("reason")))}</p>'
+            "</article>"
+        )
+    sentences = sorted(prediction.get("sentences") or [], key=lambda s: s["start"])
+    entities = sorted(prediction.get("entities") or [], key=lambda e: (e["start"], e["end"]))
+    gold_entities = sorted((gold or {}).get("entities") or [], key=lambda e: (e["start"], e["end"]))
+    gold_stance = {(s["start"], s["end"]): s.get("stance") for s in (gold or {}).get("sentences") or []}
+    if gold is not None and "ner" in check:
+        verdicts, missed = entity_verdicts(entities, gold_entities)
+    else:
+        verdicts, missed = [None] * len(entities), []
+    marks = sorted(
+        [(e["start"], e["end"], "entity", e, v) for e, v in zip(entities, verdicts, strict=True)]
+        + [(g["start"], g["end"], "missed", g, None) for g in missed],
+        key=lambda m: (m[0], m[1]),
+    )
+    evidence = {i: n for n, i in enumerate(evidence_sentences({**prediction, "sentences": sentences}), start=1)}
+    body, at, mark_at = [], 0, 0
+
+    def marks_before(end: int) -> list:
+        """The marks starting before ``end`` not yet taken (marks are sorted by start)."""
+        nonlocal mark_at
+        taken = []
+        while mark_at < len(marks) and marks[mark_at][0] < end:
+            taken.append(marks[mark_at])
+            mark_at += 1
+        return taken
+
+    for i, sent in enumerate(sentences):
+        s, e = sent["start"], sent["end"]
+        if s < at:  # overlapping sentence spans: show the text once
+            continue
+        body.append(render_spans(text, at, s, marks_before(s)))  # text between sentences
+        classes = ["sent", stance_class(sent.get("stance"))]
+        title = scores_title(sent)
+        wrong = None
+        if gold is not None and "stance" in check:
+            want = gold_stance.get((s, e))
+            if want is not None and want != sent.get("stance"):
+                wrong = want
+                classes.append("err-stance")
+                title = f"wrong stance, gold: {want} · {title}"
+        if sent.get("low_score"):
+            classes.append("low-score")
+        if i in evidence:
+            classes.append("evidence")
+            title = f"evidence {evidence[i]} for the document stance · {title}"
+        tag = attrs(
+            class_=" ".join(c for c in classes if c),
+            id=f"{anchor}-s{i}",
+            data_stance=sent.get("stance"),
+            title=title,
+        )
+        inner = render_spans(text, s, e, marks_before(e))
+        after = f'<sup class="evidence-no">{evidence[i]}</sup>' if i in evidence else ""
+        after += f"<sup{attrs(class_='gold-stance')}>gold: {escape(wrong)}</sup>" if wrong else ""
+        body.append(f"<span{tag}>{inner}</span>{after}")
+        at = e
+    body.append(render_spans(text, at, len(text), marks_before(len(text) + 1)))
+    return "".join(
+        [
+            f"<article{attrs(class_='doc', id=anchor)}>",
+            f"<h2>{escape(doc_id)}</h2>",
+            article_header(prediction, sentences, entities, gold, check, evidence, anchor),
+            f'<div class="text">{"".join(body)}</div>',
+            "</article>",
+        ]
+    )
+
+
+def article_header(
+    prediction: dict,
+    sentences: list[dict],
+    entities: list[dict],
+    gold: dict | None,
+    check: Sequence[str],
+    evidence: dict[int, int],
+    anchor: str,
+) -> str:
+    """The document stance (and gold's, on evaluation pages), counts, and the evidence sentences as a list."""
+    stance = prediction.get("doc_stance")
+    counts = Counter(s.get("stance") or NO_STANCE for s in sentences)
+    parts = [f"Document stance: {stance_badge(stance)}"]
+    if gold is not None and "stance" in check:
+        from src.labels import doc_stance
+
+        want = doc_stance(s["stance"] for s in gold.get("sentences") or [] if s.get("stance") is not None)
+        mark = "" if want == stance else ' <span class="error">wrong</span>'
+        parts.append(f"gold: {stance_badge(want)}{mark}")
+    parts.append(
+        f"{len(sentences)} sentences ("
+        + ", ".join(f"{escape(label)} {n}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+        + f"), {len(entities)} entities"
+    )
+    html = [f'<p class="meta">{" · ".join(parts)}</p>']
+    if evidence:
+        items = []
+        for i, n in sorted(evidence.items(), key=lambda kv: kv[1]):
+            sent = sentences[i]
+            score = stance_score(sent)
+            link = attrs(href=f"#{anchor}-s{i}")
+            items.append(
+                f"<li{attrs(value=str(n))}><a{link}>{escape(' '.join(sent['text'].split()))}</a> "
+                f"({escape(str(sent.get('stance')))} {0.0 if score is None else score:.2f})</li>"
+            )
+        html.append(f'<ol class="evidence-list">{"".join(items)}</ol>')
+    elif stance == NEUTRAL:
+        html.append('<p class="meta">No sentence was predicted leverage or economic cooperation.</p>')
+    return "".join(html)
+
+
+# ---------------------------------------------------------------------------------------------- the page
+
+
+def legend(entity_labels: Sequence[str], stances: Sequence[str], evaluation: bool) -> str:
+    """What the colours, outlines and hover texts mean (its samples use classes of their own, so that counting
+    ``entity``, ``sent``, ``missed`` ... elements counts the articles' only)."""
+    ents = "".join(
+        f"<span{attrs(class_='swatch', style=f'background: {entity_color(label)}')}>{escape(label)}</span>"
+        for label in entity_labels
+    )
+    tints = "".join(f"<span{attrs(class_=f'swatch {stance_class(s)}')}>{escape(s)}</span>" for s in stances)
+    lines = [
+        f"<p><strong>Entities</strong> (highlighted, type after the name; hover: score): {ents}</p>",
+        f"<p><strong>Sentences</strong> are tinted by their predicted stance (hover: each stance's score): {tints}</p>",
+        f'<p><span class="swatch evidence-swatch">outlined</span> with a number: {escape(EVIDENCE_RULE)}</p>',
+        '<p><span class="swatch low-score-swatch">dashed outline</span>: score under --flag-below. '
+        "A sentence left untinted has no stance (no stance model, or under --min-score).</p>",
+    ]
+    if evaluation:
+        lines.append(
+            "<p><strong>Errors against gold</strong>: "
+            '<span class="swatch missed-swatch">missed</span> gold entity not predicted; '
+            '<span class="swatch err-swatch">red ring</span> predicted entity with the wrong type, wrong boundary '
+            "or no gold entity (spurious; hover says which); "
+            '<span class="err-stance-swatch">wavy underline</span> and '
+            '<sup class="gold-stance-swatch">gold: …</sup> a sentence with the wrong stance.</p>'
+        )
+    return f'<section class="legend"><h3>Legend</h3>{"".join(lines)}</section>'
+
+
+def framing_table(table: FramingTable) -> str:
+    """ "Who is framed how": per entity group, the stances of the sentences that mention it (with a bar)."""
+    rows, columns = table.rows(), table.columns()
+    if not rows:
+        return "<p>No entities.</p>"
+    head = "".join(f"<th>{escape(c)}</th>" for c in ["entity", "type", "sentences", *columns, ""])
+
+    def row_html(row: dict) -> str:
+        total = max(row["sentences"], 1)
+        also = f"also written: {', '.join(row['variants'])}" if row["variants"] else None
+        swatch = attrs(class_="swatch", style=f"background: {entity_color(row['label'])}")
+        bar = "".join(
+            f"<span{attrs(class_=stance_class(c) or 'stance-other', style=f'width: {100 * row[c] / total:.1f}%')}>"
+            "</span>"
+            for c in columns
+            if row[c] and c != NO_STANCE
+        )
+        cells = [
+            f"<td{attrs(title=also)}>{escape(row['entity'])}</td>",
+            f"<td><span{swatch}>{escape(row['label'])}</span></td>",
+            f'<td class="n">{row["sentences"]}</td>',
+            *(f'<td class="n">{row[c]}</td>' for c in columns),
+            f'<td><span class="bar">{bar}</span></td>',
+        ]
+        return f"<tr>{''.join(cells)}</tr>"
+
+    shown = "".join(row_html(r) for r in rows[:SUMMARY_ROWS])
+    html = f"<table><tr>{head}</tr>{shown}</table>"
+    if len(rows) > SUMMARY_ROWS:
+        more = "".join(row_html(r) for r in rows[SUMMARY_ROWS:])
+        folded = f"<table><tr>{head}</tr>{more}</table>"
+        html += f"<details><summary>{len(rows) - SUMMARY_ROWS} more</summary>{folded}</details>"
+    return html
+
+
+def summary(predictions: Sequence[dict], table: FramingTable) -> str:
+    """Articles by document stance, an index of the articles, and who is framed how."""
+    stances = Counter(
+        "could not be predicted" if "error" in p else (p.get("doc_stance") or "no stance") for p in predictions
+    )
+    order = [*STANCE_LABELS, MIXED]
+    by_stance = "".join(
+        f'<tr><td>{stance_badge(s) if s in STANCE_COLORS else escape(s)}</td><td class="n">{n}</td></tr>'
+        for s, n in sorted(stances.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0]))
+    )
+    index = "".join(
+        f"<li><a{attrs(href=f'#doc-{n}')}>{escape(str(p.get('id')))}</a> "
+        + ("(error)" if "error" in p else f"{stance_badge(p.get('doc_stance'))}")
+        + "</li>"
+        for n, p in enumerate(predictions)
+    )
+    opened = " open" if len(predictions) <= 20 else ""
+    return (
+        '<section class="summary"><div><h3>Articles by document stance</h3>'
+        f"<table><tr><th>document stance</th><th>articles</th></tr>{by_stance}</table>"
+        f"<details{opened}><summary>{len(predictions)} article(s)</summary><ul>{index}</ul></details></div>"
+        "<div><h3>Who is framed how</h3>"
+        '<p class="meta">Per entity (mentions grouped by normalised name and type: case, possessive \'s, and within an '
+        "article a one-word mention of a longer name of the same type, e.g. Kim &rarr; Kim Jong-un), the predicted "
+        "stance of the sentences that mention it (hover a name: its other spellings).</p>"
+        f"{framing_table(table)}</div></section>"
+    )
+
+
+def render_page(
+    documents: Sequence[dict],
+    title: str = "newsframe predictions",
+    gold: Sequence[dict] | None = None,
+    check: Sequence[str] = (),
+    note: str = "",
+) -> str:
+    """The whole page for prediction records that carry their ``text`` (or, on evaluation pages, whose ``gold``
+    record of the same id does); ``check`` names what to mark against gold (``"ner"``, ``"stance"``)."""
+    gold_by_id = {str(g["id"]): g for g in gold or []}
+    table = FramingTable()
+    for doc in documents:
+        table.add(doc)
+    labels = list(ENTITY_LABELS) + sorted(
+        {e["label"] for d in documents for e in d.get("entities") or []} - set(ENTITY_LABELS)
+    )
+    articles = []
+    for number, doc in enumerate(documents):
+        g = gold_by_id.get(str(doc.get("id")))
+        text = doc.get("text") if doc.get("text") is not None else (g or {}).get("text", "")
+        articles.append(render_article(number, doc, text, g, check if g is not None else ()))
+    note_html = f'<p class="meta">{escape(note)}</p>' if note else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1>{note_html}"
+        f"{legend(labels, [*STANCE_LABELS, MIXED], evaluation=bool(gold) and bool(check))}"
+        f"{summary(documents, table)}"
+        f"{''.join(articles)}</body></html>\n"
+    )
