@@ -83,12 +83,15 @@ def quiet_transformers():
     """Silence transformers' load report tables and notices while loading; our own log line says what matters."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars: a run loads several models (CV, calibration)
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def use_offline_if_local(name_or_path: str) -> None:
