@@ -57,8 +57,9 @@ train: setup
 ## the previous corpus is kept as CORPUS.<time> and the previous runs/ner, runs/stance as runs/*.<time>.
 EXPORT ?=
 CORPUS ?= data/annotations/seeds.jsonl
-retrain: setup
+retrain:
 	@if [ -z "$(EXPORT)" ]; then echo "error: give the export: make retrain EXPORT=project-1-at-....json" >&2; exit 2; fi
+	@$(MAKE) --no-print-directory setup
 	$(PY) -m src.data add $(EXPORT) --corpus $(CORPUS)
 	$(call keep,runs/ner)
 	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) data.fold=null data.path=$(abspath $(CORPUS)) hydra.run.dir=runs/ner
