@@ -175,12 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "simulate_selection")
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--start", type=int, default=12, help="random start set size")
-    parser.add_argument("--step", type=int, default=12, help="sentences added per round")
+    parser.add_argument("--start", type=int, default=10, help="random start set size")
+    parser.add_argument("--step", type=int, default=10, help="sentences added per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=float, default=5)
+    parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--diversity", type=float, default=DIVERSITY)
     parser.add_argument("--model", help="base model folder (default: the config's, the packaged MiniLM)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "annotations" / "seeds.jsonl")
@@ -193,6 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trainer.device=cpu",
         f"trainer.num_train_epochs={args.epochs}",
         f"trainer.learning_rate={args.lr}",
+        f"trainer.per_device_train_batch_size={args.batch_size}",
         f"task.max_length={args.max_length}",
         "trainer.save_strategy=no",
         "trainer.disable_tqdm=true",
