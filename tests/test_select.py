@@ -91,3 +91,24 @@ def test_cli_stance_only_and_bad_options(runs: dict[str, Path], tmp_path: Path, 
             main(["--stance", str(runs["stance"]), str(articles), "-o", str(tmp_path / "x.json"), *bad])
         assert refused.value.code == 2
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.slow
+def test_simulation_writes_a_learning_curve(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """scripts/simulate_selection.py end to end on a tiny model: both strategies share round 0, then differ."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("simulate_selection", ROOT / "scripts" / "simulate_selection.py")
+    simulate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(simulate)
+    out = tmp_path / "sim"
+    options = ["--model", str(tiny_model_dir), "--folds", "1", "--seeds", "0", "--start", "4", "--step", "4"]
+    assert simulate.main([*options, "--rounds", "1", "--epochs", "1", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["sizes"] == [4, 8] and len(results["runs"]) == 1
+    (run,) = results["runs"]
+    assert run["f1"]["select"][0] == run["f1"]["random"][0] and all(0 <= f <= 1 for f in run["f1"]["select"])
+    assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 8 |" in (out / "curve.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit):  # finished results are never overwritten
+        simulate.main([*options, "--rounds", "1", "--epochs", "1", "--out", str(out)])

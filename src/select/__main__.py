@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -100,9 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {where}: {record['error']['reason']} (skipped)", file=sys.stderr)
         else:
             documents.append(record)
-    ids = [d["id"] for d in documents]
-    if len(set(ids)) != len(ids):
-        twice = sorted({i for i in ids if ids.count(i) > 1})
+    twice = sorted(doc_id for doc_id, n in Counter(d["id"] for d in documents).items() if n > 1)
+    if twice:  # tasks are matched to articles by id
         parser.error(f"the inputs hold the same id more than once: {', '.join(twice[:5])}")
     texts = {d["id"]: d["text"] for d in documents}
     predictions = {}
