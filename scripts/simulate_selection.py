@@ -9,6 +9,9 @@ afresh on the chosen sentences (the repo's StanceTask and Trainer, class-weighte
 ``--lr``) and scored on the held-out article (macro-F1 over the three stances, ``src.evaluate.metrics``). The start
 set and the training seed are shared by both strategies of a seed, so round 0 is one model.
 
+``--learner frozen`` swaps the fine-tuning for a cheap stand-in (the packaged MiniLM frozen, mean-pooled sentence
+embeddings computed once, and a class-balanced logistic regression): the same protocol in minutes on a busy CPU.
+
     nice -n 10 python scripts/simulate_selection.py --out runs/simulate_selection
 
 writes ``results.json`` (every run), ``curve.md`` (mean ± std over folds x seeds per round) and ``curve.png``.
@@ -100,14 +103,94 @@ def held_out_f1(predictor, test: list[dict]) -> float:
     return stance_metrics(test, predictions)["headline"]["value"]
 
 
-def curves(cfg, records: list[dict], fold: int, seed: int, args: argparse.Namespace) -> dict[str, list[float]]:
+class FineTuned:
+    """The real learner: the packaged MiniLM fine-tuned afresh on the chosen sentences (``fit``)."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+
+    def train(self, train: list[dict], chosen: set[tuple], seed: int):
+        return fit(self.cfg, labelled_only(train, chosen), seed)
+
+    def scores(self, model, texts: list[str]) -> list[dict]:
+        return [p["scores"] for p in model.classify_sentences(texts)]
+
+    def f1(self, model, test: list[dict]) -> float:
+        return held_out_f1(model, test)
+
+
+class FrozenEncoder:
+    """A cheap stand-in: the packaged MiniLM frozen (mean-pooled, normalised sentence embeddings, computed once) and a
+    class-balanced logistic regression (C=1, as the TF-IDF baseline) on the chosen sentences. Minutes instead of
+    hours on a busy CPU; it answers whether the ranking finds informative sentences, not how much fine-tuning gains."""
+
+    def __init__(self, cfg, records: list[dict]) -> None:
+        import numpy as np
+        import torch
+        from transformers import AutoModel
+
+        from src.model import load_tokenizer, resolve_model_dir
+
+        base = resolve_model_dir(cfg.model.name_or_path)
+        tokenizer, encoder = load_tokenizer(base), AutoModel.from_pretrained(base).eval()
+        examples = stance_examples(records)
+        self.keys = [(e["doc_id"], e["start"], e["end"]) for e in examples]
+        vectors = []
+        with torch.inference_mode():
+            for b in range(0, len(examples), 32):
+                batch = tokenizer(
+                    [e["text"] for e in examples[b : b + 32]],
+                    padding=True,
+                    truncation=True,
+                    max_length=256,
+                    return_tensors="pt",
+                )
+                hidden = encoder(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                mean = (hidden * mask).sum(1) / mask.sum(1)
+                vectors.append(torch.nn.functional.normalize(mean, dim=-1).numpy())
+        self.vectors = dict(zip(self.keys, np.concatenate(vectors), strict=True))
+        self.by_text = {e["text"]: self.vectors[k] for e, k in zip(examples, self.keys, strict=True)}
+        self.labels = {k: e["label"] for e, k in zip(examples, self.keys, strict=True)}
+        self.stances = list(cfg.data.stance_labels)
+
+    def train(self, train: list[dict], chosen: set[tuple], seed: int):
+        from sklearn.linear_model import LogisticRegression
+
+        keys = sorted(chosen)
+        y = [self.labels[k] for k in keys]
+        if len(set(y)) < 2:
+            return y[0]  # one class seen: predict it
+        model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000, random_state=seed)
+        return model.fit([self.vectors[k] for k in keys], y)
+
+    def scores(self, model, texts: list[str]) -> list[dict]:
+        if isinstance(model, str):
+            return [{s: float(s == model) for s in self.stances} for _ in texts]
+        probs = model.predict_proba([self.by_text[t] for t in texts])
+        return [
+            {s: float(dict(zip(model.classes_, row, strict=True)).get(s, 0.0)) for s in self.stances} for row in probs
+        ]
+
+    def f1(self, model, test: list[dict]) -> float:
+        from src.evaluate.baselines import stance_record
+        from src.evaluate.metrics import stance_metrics
+
+        texts = [e["text"] for e in stance_examples(test)]
+        scores = self.scores(model, texts)
+        stances = [max(row, key=row.get) for row in scores]
+        predictions = {test[0]["id"]: stance_record(test[0], stances, scores)}
+        return stance_metrics(test, predictions)["headline"]["value"]
+
+
+def curves(learner, records: list[dict], fold: int, seed: int, args: argparse.Namespace) -> dict[str, list[float]]:
     """Held-out macro-F1 after each round, per strategy, for one fold and seed."""
     train, test = leave_one_article_out(records, fold)
     pool = [(e["doc_id"], e["start"], e["end"]) for e in stance_examples(train)]
     texts = {(e["doc_id"], e["start"], e["end"]): e["text"] for e in stance_examples(train)}
     start = set(random.Random(seed).sample(pool, args.start))
-    model = fit(cfg, labelled_only(train, start), seed)
-    first = held_out_f1(model, test)
+    model = learner.train(train, start, seed)
+    first = learner.f1(model, test)
     result = {}
     for strategy in STRATEGIES:
         rng, chosen, scores, current = random.Random(1000 + seed), set(start), [first], model
@@ -116,13 +199,13 @@ def curves(cfg, records: list[dict], fold: int, seed: int, args: argparse.Namesp
             if strategy == "random":
                 picked = rng.sample(rest, min(args.step, len(rest)))
             else:
-                probs = current.classify_sentences([texts[key] for key in rest])
-                uncertainty = [stance_uncertainty(p["scores"])[0] for p in probs]
+                probs = learner.scores(current, [texts[key] for key in rest])
+                uncertainty = [stance_uncertainty(p)[0] for p in probs]
                 picks = mmr(uncertainty, [texts[key] for key in rest], args.step, args.diversity)
                 picked = [rest[i] for i, _ in picks]
             chosen |= set(picked)
-            current = fit(cfg, labelled_only(train, chosen), seed)
-            scores.append(held_out_f1(current, test))
+            current = learner.train(train, chosen, seed)
+            scores.append(learner.f1(current, test))
         result[strategy] = scores
         print(f"fold {fold} seed {seed} {strategy}: " + " ".join(f"{s:.3f}" for s in scores), flush=True)
     return result
@@ -140,12 +223,13 @@ def summary_table(runs: list[dict], sizes: list[int]) -> tuple[str, dict]:
     for r, size in enumerate(sizes):
         cells = [f"{stats[s]['mean'][r]:.3f} ± {stats[s]['std'][r]:.3f}" for s in STRATEGIES]
         wins = sum(run["f1"]["select"][r] > run["f1"]["random"][r] for run in runs)
-        rows.append([size, *cells, f"{wins}/{len(runs)}" if r else "(shared start)"])
-    header = ["labelled sentences", "select (mean ± std)", "random (mean ± std)", "select > random"]
+        gain = float(np.mean([run["f1"]["select"][r] - run["f1"]["random"][r] for run in runs]))
+        rows.append([size, *cells, f"{gain:+.3f}", f"{wins}/{len(runs)}" if r else "(shared start)"])
+    header = ["labelled sentences", "select (mean ± std)", "random (mean ± std)", "select − random", "select better"]
     return markdown_table(header, rows), stats
 
 
-def plot(stats: dict, sizes: list[int], n_runs: int, path: Path) -> None:
+def plot(stats: dict, sizes: list[int], n_runs: int, learner: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -161,7 +245,8 @@ def plot(stats: dict, sizes: list[int], n_runs: int, path: Path) -> None:
         ax.fill_between(sizes, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("labelled sentences in the pool")
     ax.set_ylabel("held-out stance macro-F1")
-    ax.set_title(f"select vs random (mean ± std, {n_runs} runs)")
+    what = "fine-tuned MiniLM" if learner == "finetune" else "frozen MiniLM + logistic regression"
+    ax.set_title(f"select vs random, {what}\n(mean ± std over {n_runs} runs)", fontsize=10)
     ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -183,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--diversity", type=float, default=DIVERSITY)
+    parser.add_argument("--learner", choices=("finetune", "frozen"), default="finetune")
     parser.add_argument("--model", help="base model folder (default: the config's, the packaged MiniLM)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "annotations" / "seeds.jsonl")
     args = parser.parse_args(argv)
@@ -204,9 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = compose(overrides, args.out / "scratch")
     records = load_records(args.data)
     started, runs = time.perf_counter(), []
+    learner = FineTuned(cfg) if args.learner == "finetune" else FrozenEncoder(cfg, records)
     for fold in args.folds:
         for seed in args.seeds:
-            runs.append({"fold": fold, "seed": seed, "f1": curves(cfg, records, fold, seed, args)})
+            runs.append({"fold": fold, "seed": seed, "f1": curves(learner, records, fold, seed, args)})
     sizes = [args.start + r * args.step for r in range(args.rounds + 1)]
     table, stats = summary_table(runs, sizes)
     minutes = (time.perf_counter() - started) / 60
@@ -223,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     write_atomic(args.out / "curve.md", table + "\n")
-    plot(stats, sizes, len(runs), args.out / "curve.png")
+    plot(stats, sizes, len(runs), args.learner, args.out / "curve.png")
     print(f"\n{table}\n\n{args.out}: results.json, curve.md, curve.png ({minutes:.1f} min)")
     return 0
 
