@@ -107,3 +107,12 @@ def test_add_refuses_articles_already_in_the_corpus(tmp_path: Path, corpus: Path
     assert "task 3 (id 103): article 'new-again' has the same text as" in out and "task 2 (id 102)" in out
     assert "task 2 (id 102): article" not in out  # the first new article is fine on its own
     assert corpus.read_bytes() == before and listing(corpus.parent) == ["seeds.jsonl"]
+
+
+def test_add_refuses_to_extend_an_invalid_corpus(tmp_path: Path, corpus: Path, capsys) -> None:
+    corpus.write_bytes(corpus.read_bytes() + b"{broken\n")
+    before = corpus.read_bytes()
+    assert main(["add", str(export_of(tmp_path, [new_article()])), "--corpus", str(corpus)]) == 2
+    out = capsys.readouterr().out
+    assert f"{corpus}:6: malformed JSON" in out and "the corpus itself is invalid" in out
+    assert corpus.read_bytes() == before and listing(corpus.parent) == ["seeds.jsonl"]

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from src.data.convert import labelstudio_to_records
-from src.data.jsonl import read_json_document, read_json_file, read_text
+from src.data.jsonl import parse_json_text, read_json_document, read_text
 from src.data.records import DataError, records_text
-from src.data.validate import parse_and_validate, validate_records, validate_text
+from src.data.validate import validate_records, validate_text
 from src.files import write_atomic
 
 
@@ -65,7 +65,10 @@ def add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
 
     ``summary`` holds ``added`` (ids) and ``backup`` (the previous corpus's new name).
     """
-    _, problems = parse_and_validate(corpus)
+    raw, problems = read_text(corpus)  # read once: what is checked is what is kept and extended
+    if raw is None:
+        return problems, {}
+    problems = validate_text(raw, corpus)
     if problems:
         return [*problems, f"{corpus}: the corpus itself is invalid; fix it before adding articles"], {}
     data, problems = read_json_document(export)
@@ -82,17 +85,17 @@ def add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
         for i, t in enumerate(data)
     ]
     problems = validate_records(zip(where, new_records, strict=True), base=corpus.parent)
-    problems += duplicate_problems(new_records, read_json_file(corpus)[0], str(corpus), where)
+    problems += duplicate_problems(new_records, parse_json_text(raw, str(corpus))[0], str(corpus), where)
     if problems:
         return problems, {}
-    raw, read_problems = read_text(corpus)
-    if raw is None:
-        return read_problems, {}
     text = raw + ("" if raw.endswith("\n") or not raw else "\n") + records_text(new_records)
     problems = validate_text(text, corpus)  # the exact text to be written, as training will read it
     if problems:
         return problems, {}
     backup = backup_path(corpus)
-    write_atomic(backup, raw)
-    write_atomic(corpus, text)
+    try:
+        write_atomic(backup, raw)
+        write_atomic(corpus, text)  # atomic: on failure the corpus is as it was
+    except OSError as err:
+        return [f"{corpus}: cannot write: {err}"], {}
     return [], {"added": [r["id"] for r in new_records], "backup": backup}
