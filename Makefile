@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CPU wheel unless a GPU is present (an unpinned torch pulls the multi-GB CUDA build).
 TORCH := torch==2.13.0
 
-.PHONY: setup train test lint cv calibrate clean labelstudio conll
+.PHONY: setup train retrain test lint cv calibrate clean labelstudio conll
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,20 @@ train: setup
 	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) hydra.run.dir=runs/ner
 	$(call keep,runs/stance)
 	$(PY) -m src.train task=stance hydra.run.dir=runs/stance
+
+## Add a Label Studio export to the corpus and train both models on every article: make retrain EXPORT=project-1-at-....json
+## A bad export or an article already in the corpus is refused (located errors, exit 2) with the corpus unchanged;
+## the previous corpus is kept as CORPUS.<time> and the previous runs/ner, runs/stance as runs/*.<time>.
+EXPORT ?=
+CORPUS ?= data/annotations/seeds.jsonl
+retrain:
+	@if [ -z "$(EXPORT)" ]; then echo "error: give the export: make retrain EXPORT=project-1-at-....json" >&2; exit 2; fi
+	@$(MAKE) --no-print-directory setup
+	$(PY) -m src.data add $(EXPORT) --corpus $(CORPUS)
+	$(call keep,runs/ner)
+	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) data.fold=null data.path=$(abspath $(CORPUS)) hydra.run.dir=runs/ner
+	$(call keep,runs/stance)
+	$(PY) -m src.train task=stance data.fold=null data.path=$(abspath $(CORPUS)) hydra.run.dir=runs/stance
 
 # Also store the stance decision bias fitted out of fold (it changes decisions; README "Scores you can trust").
 DECISION_BIAS ?= false

@@ -227,3 +227,45 @@ def test_predictions_accepted_as_annotations_round_trip(label_studio: LabelStudi
     for record in records:
         expected = {k: v for k, v in record.items() if k != "source" or v}
         assert back[record["id"]] == expected, f"{record['id']} changed in the round trip"
+
+
+def test_select_tasks_import_and_come_back_through_add(
+    label_studio: LabelStudio, runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """`python -m src.select` tasks import with their rank and why; accepted as they are and exported, they go into
+    a corpus through `python -m src.data add`, which refuses the same export a second time."""
+    from src.data.__main__ import main as data_main
+    from src.select.__main__ import main as select_main
+
+    seeds = _seed_records(5)
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    for record in seeds[:2]:
+        (articles / f"{record['id']}.txt").write_text(record["text"], encoding="utf-8")
+    tasks_file = tmp_path / "tasks.json"
+    models = ["--ner", str(runs["ner"]), "--stance", str(runs["stance"]), "--device", "cpu"]
+    assert select_main([*models, str(articles), "-k", "4", "-o", str(tasks_file)]) == 0
+    tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    project = label_studio.create_project("newsframe select")
+    imported = label_studio.ok("POST", f"/api/projects/{project}/import", tasks)
+    assert (imported["task_count"], imported["prediction_count"]) == (len(tasks), len(tasks))
+
+    listed = label_studio.ok("GET", f"/api/tasks?project={project}&page_size=100")["tasks"]
+    sent = {t["data"]["doc_id"]: t["data"] for t in tasks}
+    assert {t["data"]["doc_id"]: t["data"] for t in listed} == sent  # rank and why kept, text untouched
+    for task in listed:
+        (prediction,) = label_studio.ok("GET", f"/api/predictions?task={task['id']}")
+        body = {"result": prediction["result"], "parent_prediction": prediction["id"]}
+        label_studio.ok("POST", f"/api/tasks/{task['id']}/annotations", body)
+    export = tmp_path / "project-export.json"
+    export.write_text(json.dumps(label_studio.export(project), ensure_ascii=False), encoding="utf-8")
+
+    corpus = tmp_path / "corpus.jsonl"  # the seed articles that were not selected from
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in seeds[2:]), encoding="utf-8")
+    assert data_main(["add", str(export), "--corpus", str(corpus)]) == 0
+    added = [json.loads(line) for line in corpus.read_text(encoding="utf-8").splitlines()[3:]]
+    assert sorted(r["id"] for r in added) == sorted(sent)
+    assert all(r["text"] == next(s["text"] for s in seeds if s["id"] == r["id"]) for r in added)
+    before = corpus.read_bytes()
+    assert data_main(["add", str(export), "--corpus", str(corpus)]) == 2  # the same articles again
+    assert corpus.read_bytes() == before

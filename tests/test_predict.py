@@ -187,11 +187,11 @@ def test_inputs_ids_texts_and_errors(tmp_path: Path) -> None:
     records = list(iter_inputs(write_inputs(tmp_path)))
     jsonl = str(tmp_path / "docs.jsonl")
     assert [r["id"] for r in records] == [
-        "b.txt",
-        "empty.txt",
-        "sub/a.txt",
-        "bad.txt",
-        "missing.txt",
+        "b",
+        "empty",
+        "sub/a",
+        "bad",
+        "missing",
         "j1",
         f"{jsonl}:2",
         "j3",
@@ -199,14 +199,14 @@ def test_inputs_ids_texts_and_errors(tmp_path: Path) -> None:
         f"{jsonl}:6",
     ]
     by_id = {r["id"]: r for r in records}
-    assert by_id["b.txt"]["text"] == TEXTS[0]  # CRLF kept: offsets match the file's bytes as decoded
-    assert by_id["empty.txt"]["text"] == ""
-    assert by_id["bad.txt"]["error"] == {
+    assert by_id["b"]["text"] == TEXTS[0]  # CRLF kept: offsets match the file's bytes as decoded
+    assert by_id["empty"]["text"] == ""
+    assert by_id["bad"]["error"] == {
         "file": str(tmp_path / "bad.txt"),
         "line": 2,
         "reason": "not UTF-8: byte 0xff at byte 14",
     }
-    assert "No such file" in by_id["missing.txt"]["error"]["reason"]
+    assert "No such file" in by_id["missing"]["error"]["reason"]
     assert by_id[f"{jsonl}:2"]["error"]["line"] == 2 and "malformed JSON" in by_id[f"{jsonl}:2"]["error"]["reason"]
     assert by_id["j3"]["error"] == {"file": jsonl, "line": 3, "reason": 'record has no "text" string'}
     assert by_id[f"{jsonl}:5"]["text"] == "Putin met Kim."
@@ -243,10 +243,10 @@ def test_cli_bad_inputs_do_not_stop_the_batch(runs: dict[str, Path], tmp_path: P
     preds = read_jsonl(out)
     assert [p["id"] for p in preds] == [r["id"] for r in iter_inputs(inputs)]
     assert sum("error" in p for p in preds) == 5 and not journal_path(out).exists()
-    b = next(p for p in preds if p["id"] == "b.txt")
+    b = next(p for p in preds if p["id"] == "b")
     assert {(e["text"], e["label"]) for e in b["entities"]} >= {("Putin", "PERSON")}
     assert all(TEXTS[0][e["start"] : e["end"]] == e["text"] for e in b["entities"])
-    empty = next(p for p in preds if p["id"] == "empty.txt")
+    empty = next(p for p in preds if p["id"] == "empty")
     assert empty["entities"] == [] and empty["sentences"] == []
 
     again = run_cli("--ner", str(runs["ner"]), "--output", str(out), *inputs)

@@ -1,5 +1,5 @@
 """Command line: ``python -m src.data validate PATH...``, ``python -m src.data stats PATH`` and
-``python -m src.data from-labelstudio EXPORT.json -o OUT.jsonl``."""
+``python -m src.data from-labelstudio EXPORT.json -o OUT.jsonl`` and ``python -m src.data add EXPORT.json``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from src.data.add import add_export
 from src.data.convert import labelstudio_to_records, read_conll
 from src.data.jsonl import read_json_document
 from src.data.records import DataError, load_records, records_text
@@ -16,6 +17,7 @@ from src.files import write_atomic
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 CONLL_SUFFIXES = {".txt", ".conll"}
+CORPUS = Path("data/annotations/seeds.jsonl")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     from_ls.add_argument("export", type=Path, metavar="EXPORT")
     from_ls.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
     from_ls.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only by a valid file)")
+    add = sub.add_parser("add", help="append a Label Studio export's new articles to the corpus (kept: CORPUS.<time>)")
+    add.add_argument("export", type=Path, metavar="EXPORT")
+    add.add_argument("--corpus", type=Path, default=CORPUS, help=f"corpus file to append to (default {CORPUS})")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -49,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: {f'{len(problems)} problem(s)' if problems else 'OK'}", file=sys.stderr)
             failed |= bool(problems)
         return int(failed)
+
+    if args.command == "add":
+        return add_articles(args.export, args.corpus)
 
     if args.command == "from-labelstudio":
         return from_labelstudio(args.export, args.output, overwrite=args.overwrite)
@@ -100,6 +108,20 @@ def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int
     except OSError as err:
         return refuse([f"{out}: cannot write: {err}"], "write failed")
     print(f"{out}: OK, {len(records)} record(s) from {export}", file=sys.stderr)
+    return 0
+
+
+def add_articles(export: Path, corpus: Path) -> int:
+    """``add``: exit 0 with the corpus extended, or 2 with every problem located and the corpus unchanged."""
+    problems, summary = add_export(export, corpus)
+    if problems:
+        for problem in problems:
+            print(problem)
+        print(f"error: {export}: {len(problems)} problem(s); {corpus} is unchanged", file=sys.stderr)
+        return 2
+    added = summary["added"]
+    shown = ", ".join(added[:5]) + (", ..." if len(added) > 5 else "")
+    print(f"{corpus}: {len(added)} article(s) added ({shown}); previous corpus kept as {summary['backup']}")
     return 0
 
 

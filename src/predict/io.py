@@ -134,7 +134,8 @@ def folder_files(folder: Path, warn: bool = True) -> list[Path]:
 def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterator[dict]:
     """Documents from ``.txt`` files, folders of them (recursive, sorted), ``.jsonl`` files and ``-`` (stdin JSONL).
 
-    Ids: a file's path relative to the folder given, a lone file's name, a JSONL record's ``id``.
+    Ids: a file's path relative to the folder given, a lone file's name, both without ``.txt`` (so a seed article's
+    id is its corpus id), a JSONL record's ``id``.
     """
     for name in inputs:
         if name == STDIN:
@@ -144,7 +145,7 @@ def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterato
         path = Path(name)
         if path.is_dir():
             for file in folder_files(path):
-                doc_id = file.relative_to(path).as_posix()
+                doc_id = file.relative_to(path).as_posix().removesuffix(".txt")
                 if text_problem(doc_id) is not None:  # an undecodable file name: the id could not be written
                     yield error_record(printable(doc_id), printable(str(file)), None, "file name is not UTF-8")
                     continue
@@ -156,7 +157,7 @@ def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterato
             except OSError as err:
                 yield error_record(name, name, None, err.strerror or str(err))
         elif path.suffix == ".txt" or not path.exists():
-            yield read_text_file(path, path.name)
+            yield read_text_file(path, path.name.removesuffix(".txt"))
         else:
             yield error_record(
                 path.name, name, None, "unsupported input: expected a .txt or .jsonl file, a folder or -"
