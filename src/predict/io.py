@@ -131,6 +131,12 @@ def folder_files(folder: Path, warn: bool = True) -> list[Path]:
     return sorted(found)
 
 
+def file_id(file: Path, folder: Path | None = None) -> str:
+    """A ``.txt`` input's document id: its path relative to the folder given (else its name), without ``.txt``, so a
+    seed article's id is its corpus id. Both engines (local and Ray) name documents with it."""
+    return (file.relative_to(folder).as_posix() if folder is not None else file.name).removesuffix(".txt")
+
+
 def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterator[dict]:
     """Documents from ``.txt`` files, folders of them (recursive, sorted), ``.jsonl`` files and ``-`` (stdin JSONL).
 
@@ -145,7 +151,7 @@ def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterato
         path = Path(name)
         if path.is_dir():
             for file in folder_files(path):
-                doc_id = file.relative_to(path).as_posix().removesuffix(".txt")
+                doc_id = file_id(file, path)
                 if text_problem(doc_id) is not None:  # an undecodable file name: the id could not be written
                     yield error_record(printable(doc_id), printable(str(file)), None, "file name is not UTF-8")
                     continue
@@ -157,7 +163,7 @@ def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterato
             except OSError as err:
                 yield error_record(name, name, None, err.strerror or str(err))
         elif path.suffix == ".txt" or not path.exists():
-            yield read_text_file(path, path.name.removesuffix(".txt"))
+            yield read_text_file(path, file_id(path))
         else:
             yield error_record(
                 path.name, name, None, "unsupported input: expected a .txt or .jsonl file, a folder or -"

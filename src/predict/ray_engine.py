@@ -37,6 +37,7 @@ from src.predict.io import (
     describe_input,
     describe_model,
     error_record,
+    file_id,
     folder_files,
     lock_output,
     printable,
@@ -100,7 +101,7 @@ def plan_shards(inputs: list[str], shard_size: int) -> list[dict]:
         path = Path(name)
         if path.is_dir():
             for file in folder_files(path):
-                doc_id = file.relative_to(path).as_posix()
+                doc_id = file_id(file, path)
                 if text_problem(doc_id) is not None:
                     add(printable(str(file)), printable(doc_id), "file name is not UTF-8")
                 else:
@@ -113,7 +114,7 @@ def plan_shards(inputs: list[str], shard_size: int) -> list[dict]:
             except OSError as err:
                 add(name, name, err.strerror or str(err))
         elif path.suffix == ".txt" or not path.exists():
-            add(name, path.name)
+            add(name, file_id(path))
         else:
             add(name, path.name, "unsupported input: expected a .txt or .jsonl file, a folder or -")
     flush()
