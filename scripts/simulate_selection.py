@@ -34,7 +34,7 @@ from src.config import register_resolvers, training_arguments  # noqa: E402
 from src.data.convert import stance_examples  # noqa: E402
 from src.data.folds import leave_one_article_out  # noqa: E402
 from src.data.records import load_records  # noqa: E402
-from src.files import write_atomic, write_json  # noqa: E402
+from src.files import write_atomic, write_figure, write_json  # noqa: E402
 from src.markdown import markdown_table  # noqa: E402
 from src.select.rank import DIVERSITY, mmr, stance_uncertainty  # noqa: E402
 
@@ -233,7 +233,6 @@ def plot(stats: dict, sizes: list[int], n_runs: int, learner: str, path: Path) -
     import matplotlib
 
     matplotlib.use("Agg")
-    import io
 
     import matplotlib.pyplot as plt
     import numpy as np
@@ -249,10 +248,7 @@ def plot(stats: dict, sizes: list[int], n_runs: int, learner: str, path: Path) -
     ax.set_title(f"select vs random, {what}\n(mean ± std over {n_runs} runs)", fontsize=10)
     ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    write_atomic(path, buffer.getvalue())
+    write_figure(path, fig, dpi=120)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

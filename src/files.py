@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -50,6 +51,16 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_figure(path: str | Path, fig, dpi: int = 120) -> Path:
+    """A matplotlib figure as a PNG, written atomically; the figure is closed (figures are made off-screen)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return write_atomic(path, buf.getvalue())
 
 
 def write_json(path: str | Path, obj: object) -> Path:

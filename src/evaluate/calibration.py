@@ -15,7 +15,6 @@ span and type. Stance is calibrated and checked on sentences.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from sklearn.metrics import f1_score
 
-from src.files import write_atomic
+from src.files import write_figure
 
 N_BINS = 10
 T_BOUNDS = (0.05, 20.0)
@@ -188,10 +187,7 @@ def reliability_png(result: Calibrated, path: str | Path, title: str, n_bins: in
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return write_figure(path, fig, dpi=110)
 
 
 # ------------------------------------------------------------------ out-of-fold data from a CV's runs

@@ -6,14 +6,13 @@ Every file is written atomically (a temporary file in the same folder, then ``os
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from src.data.jsonl import objects_only, read_json_file
-from src.files import write_atomic, write_json
+from src.files import write_atomic, write_figure, write_json
 from src.markdown import markdown_table
 
 from .metrics import ner_errors, stance_errors
@@ -149,10 +148,7 @@ def save_confusion_png(metrics: dict, path: str | Path, title: str = "stance con
     ax.set_ylabel("gold")
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return write_atomic(path, buf.getvalue())
+    return write_figure(path, fig, dpi=120)
 
 
 def write_evaluation(
