@@ -81,6 +81,7 @@ cv: conll
 
 ## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.
 calibrate: setup
+	@test -d multirun/cv || { echo "error: no multirun/cv: run make cv first" >&2; exit 2; }
 	$(PY) -m src.evaluate cv=multirun/cv baselines=false 'store=[runs/ner,runs/stance]' decision_bias=$(DECISION_BIAS)
 
 ## Run the whole test suite (unit, integration and the slow end-to-end tests).

@@ -112,11 +112,11 @@ def test_storing_refuses_a_model_of_another_setting(stance_run: Path, tmp_path: 
 
     fold_run = tmp_path / "cv" / "0"
     (fold_run / ".hydra").mkdir(parents=True)
-    config = read_metadata(stance_run / "model")["config"]
-    other = json.loads(json.dumps(config))
-    other["trainer"]["learning_rate"] = 0.123
     import yaml
 
+    config = yaml.safe_load((stance_run / ".hydra" / "config.yaml").read_text())  # as src.train wrote it
+    other = json.loads(json.dumps(config))
+    other["trainer"]["learning_rate"] = 0.123
     (fold_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(other))
     cv = {
         "tasks": {

@@ -272,12 +272,20 @@ def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: 
         task = cv_metrics["tasks"].get(meta["task"])
         if task is None or not task.get("calibration"):
             raise ValueError(f"{target}: a {meta['task']} model, but {cv_dir} holds no calibrated {meta['task']} CV")
-        mine = setting_of(meta.get("config") or {}, frozenset({"data.fold", "data.path"}))
+        # Settings compare as written (interpolations unresolved: the packaged model's path differs between
+        # checkouts) when the target is a run folder; a bare model folder has only its resolved config.
+        free = frozenset({"data.fold", "data.path"})
+        written = folder.parent / ".hydra" / "config.yaml"
+        mine = setting_of(OmegaConf.load(written) if written.is_file() else meta.get("config") or {}, free)
         match = None
         for system, setting in task["settings"].items():
             run = Path(next(iter(setting["runs"].values())))
-            theirs = setting_of(OmegaConf.load(run / ".hydra" / "config.yaml"), frozenset({"data.fold", "data.path"}))
-            if theirs == mine:
+            fold_config = (
+                OmegaConf.load(run / ".hydra" / "config.yaml")
+                if written.is_file()
+                else read_metadata(run / "model").get("config") or {}
+            )
+            if setting_of(fold_config, free) == mine:
                 match = system
                 break
         if match is None:
