@@ -88,8 +88,7 @@ class Calibrated:
     before: tuple[np.ndarray, np.ndarray]  # (confidence, correct) of the raw scores
     after: tuple[np.ndarray, np.ndarray]  # the same with each fold's cross-fitted temperature
     decision_bias: dict[str, float] | None = None  # stance: fitted on all folds
-    per_fold_bias: dict[int, dict[str, float]] = field(default_factory=dict)
-    biased_predictions: dict[int, list[str]] = field(default_factory=dict)  # stance: per fold, cross-fitted
+    per_fold_bias: dict[int, dict[str, float]] = field(default_factory=dict)  # stance: cross-fitted, per fold
 
     @property
     def ece(self) -> tuple[float, float]:
@@ -116,8 +115,6 @@ def calibrate_stance(
         biases = cross_fit(folds, lambda train: fit_decision_bias(log_probs[train], y[train]))
         for fold, bias in biases.items():
             result.per_fold_bias[fold] = dict(zip(labels, map(float, bias), strict=True))
-            chosen = (log_probs[folds == fold] + bias).argmax(1)
-            result.biased_predictions[fold] = [labels[int(i)] for i in chosen]
         result.decision_bias = dict(zip(labels, map(float, fit_decision_bias(log_probs, y)), strict=True))
     return result
 
