@@ -82,7 +82,6 @@ def cross_fit(groups: np.ndarray, fit: Callable[[np.ndarray], object]) -> dict[i
 class Calibrated:
     """Cross-fitted calibration of one task's pooled out-of-fold predictions."""
 
-    task: str
     temperature: float  # fitted on all folds: what a model folder gets
     per_fold_temperature: dict[int, float]
     before: tuple[np.ndarray, np.ndarray]  # (confidence, correct) of the raw scores
@@ -105,7 +104,6 @@ def calibrate_stance(
         scaled[folds == fold] = log_softmax(log_probs[folds == fold] / t, axis=-1)
     correct = log_probs.argmax(1) == y
     result = Calibrated(
-        task="stance",
         temperature=fit_temperature(log_probs, y),
         per_fold_temperature=temps,
         before=(np.exp(log_softmax(log_probs, axis=-1)).max(1), correct),
@@ -154,7 +152,6 @@ def calibrate_ner(
         after.append(entity_confidence(logits, spans, t))
         correct.extend(c for i in idx for c in entity_correct[i])
     return Calibrated(
-        task="ner",
         temperature=fit_temperature(all_logits, all_gold),
         per_fold_temperature=temps,
         before=(np.concatenate(before or [np.zeros(0)]), np.array(correct, dtype=bool)),
