@@ -31,7 +31,7 @@ keep = if [ -d $(1) ]; then mv $(1) $(1).$$(date +%Y%m%d-%H%M%S); echo "previous
 NER_EXPERIMENT = $$(if [ -f $(CONLL_MODEL) ]; then echo seeds_ner; else echo seeds_ner_plain; fi)
 
 ## The model that the seed NER model warm-starts from (built once; fails if no CoNLL-2003): CoNLL-2003 retyped to
-## our seven types by spaCy en_core_web_sm (scripts/retype_conll.py, ~3 min), then one CPU epoch on it (~9 min).
+## our seven types by spaCy en_core_web_sm (scripts/retype_conll.py), then one CPU epoch on it (~9 min).
 conll: setup
 	$(PY) -m src.data.conll $(if $(CONLL),--dir $(abspath $(CONLL)))
 	$(MAKE) --no-print-directory $(CONLL_MODEL)
