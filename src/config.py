@@ -67,6 +67,10 @@ def check_train_config(cfg) -> None:
             f"task.stride={cfg.task.stride}: must be below task.max_length={cfg.task.max_length} minus room for the "
             "special tokens, or consecutive windows would not move forward"
         )
+    if cfg.task.get("prototypes") is not None:
+        from src.prototypes import check_phrases
+
+        check_phrases(OmegaConf.to_container(cfg.task.prototypes), list(cfg.data.stance_labels))
     if cfg.trainer.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")
 

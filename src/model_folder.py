@@ -205,6 +205,13 @@ def record_held_out(dest: Path, cfg: DictConfig, metrics: dict) -> None:
     write_metadata(dest, get_task(meta["task"]), meta, cfg)
 
 
+def record_metadata(dest: Path, cfg: DictConfig, entries: dict) -> None:
+    """Add what a task fitted after training (``Task.finish``, e.g. stance prototypes) to the folder's metadata."""
+    if entries:
+        meta = read_metadata(dest)
+        write_metadata(dest, get_task(meta["task"]), meta | entries, cfg)
+
+
 def write_metadata(dest: Path, task: Task, meta: dict, cfg: DictConfig) -> None:
     write_json(dest / METADATA, meta)
     final = Path(cfg.paths.output_dir) / "model"

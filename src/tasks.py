@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,10 @@ class Task:
     def dev_metric(self, id2label: dict[int, str], encoding: dict, targets: Sequence) -> Callable | None:
         """A ``compute_metrics`` that scores a dev split the way the reports do, or None."""
         return None
+
+    def finish(self, folder: Path, records: Sequence[dict], task_cfg: Mapping, device: str) -> dict:
+        """What the task adds to a freshly written model folder's ``newsframe.json`` after training (``{}``: none)."""
+        return {}
 
     def dataset(
         self,
@@ -153,6 +158,17 @@ class StanceTask(Task):
             return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
 
         return compute
+
+    def finish(self, folder: Path, records: Sequence[dict], task_cfg: Mapping, device: str) -> dict:
+        """The guideline-prototype head (``task.prototypes``, src/prototypes.py), fitted on the training sentences
+        with the trained encoder."""
+        if not task_cfg.get("prototypes"):
+            return {}
+        from src.predict.engine import Predictor
+        from src.prototypes import fit_prototypes
+
+        predictor = Predictor.from_pretrained(stance=str(folder), device=device, backend="torch")
+        return {"prototypes": fit_prototypes(predictor, records, task_cfg["prototypes"], task_cfg)}
 
 
 NER = NerTask("ner", "token-classification", "ForTokenClassification", "micro_f1")

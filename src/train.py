@@ -24,7 +24,7 @@ from src.evaluate.checkpoint import evaluate_records
 from src.evaluate.report import console_summary
 from src.files import write_json
 from src.model import ModelNotFound, load_for_training, load_tokenizer, resolve_model_dir
-from src.model_folder import record_held_out, write_model_folder
+from src.model_folder import record_held_out, record_metadata, write_model_folder
 from src.run_folder import check_run_folder, is_main_process, save_run_config
 from src.tasks import get_task
 
@@ -90,9 +90,11 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     tmp_dir, model_dir = out / "model.tmp", out / "model"
     shutil.rmtree(tmp_dir, ignore_errors=True)
     write_model_folder(tmp_dir, task, trainer.model, tokenizer, cfg, base, provenance)
+    device = "cpu" if cfg.trainer.device == "cpu" else "auto"
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    record_metadata(tmp_dir, cfg, task.finish(tmp_dir, train_records, task_cfg, device))
     metrics = None
     if test_records:
-        device = "cpu" if cfg.trainer.device == "cpu" else "auto"
         metrics, paths = evaluate_records(tmp_dir, test_records, out, device=device)
         record_held_out(tmp_dir, cfg, metrics)
         print(console_summary(metrics, paths["report"]))

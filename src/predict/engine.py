@@ -144,6 +144,7 @@ class TaskModel:
         backend: str = "auto",
         context: str = "none",
         calibration: dict | None = None,
+        prototypes: dict | None = None,
     ) -> None:
         positions = getattr(model.config, "max_position_embeddings", None)
         self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
@@ -179,28 +180,49 @@ class TaskModel:
         self.temperature = float(calibration.get("temperature", 1.0))
         bias = calibration.get("decision_bias") or {}
         self.decision_bias = np.array([bias.get(self.id2label[i], 0.0) for i in range(len(self.id2label))])
+        # a stance model's guideline-prototype head (src/prototypes.py), averaged with the classifier
+        self.prototypes = prototypes
+        self.phrase_embeddings: np.ndarray | None = None  # embedded by this model on first use
 
     @property
     def labels(self) -> list[str]:
         return [self.id2label[i] for i in range(len(self.id2label))]
 
     def logits(self, windows: dict[str, list], per_token: bool) -> list[np.ndarray]:
-        """Float32 logits per window (``[tokens, labels]`` when ``per_token``, else ``[labels]``).
+        """Float32 logits per window (``[tokens, labels]`` when ``per_token``, else ``[labels]``)."""
+        return self.outputs(windows, per_token)[0]
+
+    def outputs(
+        self, windows: dict[str, list], per_token: bool, embed: bool = False
+    ) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+        """Logits per window as ``logits`` gives them and, with ``embed``, each window's mean-pooled last hidden
+        state (``[hidden]``, the sentence embedding the prototypes compare).
 
         Windows are sorted longest first so each batch pads to similar lengths; results come back in input order.
         """
+        from src.prototypes import mean_pool
+
         ids, masks = windows["input_ids"], windows["attention_mask"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         result: list[np.ndarray] = [np.empty(0)] * len(ids)
+        embedded: list[np.ndarray] = [np.empty(0)] * len(ids)
         with torch.inference_mode():
             for b in range(0, len(order), self.batch_size):
                 chunk = order[b : b + self.batch_size]
                 batch = self.collator([{"input_ids": ids[i], "attention_mask": masks[i]} for i in chunk])
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                out = self.model(**batch).logits.float().cpu().numpy()
+                out = self.model(**batch, output_hidden_states=embed)
+                logits = out.logits.float().cpu().numpy()
+                if embed:  # the ONNX export pools in the graph; torch pools its last hidden state here
+                    pooled = getattr(out, "embedding", None)
+                    if pooled is None:
+                        pooled = mean_pool(out.hidden_states[-1], batch["attention_mask"])
+                    pooled = pooled.float().cpu().numpy()
                 for row, i in enumerate(chunk):
-                    result[i] = out[row, : len(ids[i])] if per_token else out[row]
-        return result
+                    result[i] = logits[row, : len(ids[i])] if per_token else logits[row]
+                    if embed:
+                        embedded[i] = pooled[row]
+        return result, embedded if embed else None
 
 
 class _Document:
@@ -309,6 +331,7 @@ class Predictor:
                 backend,
                 meta.get("context", "none"),
                 meta.get("calibration"),
+                meta.get("prototypes"),
             )
         return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
 
@@ -509,21 +532,58 @@ class Predictor:
         m = self.stance
         label2id = {label: i for i, label in m.id2label.items()}
         windows = encode_stance(m.tokenizer, list(sentences), None, label2id, m.max_length, m.stride, contexts)
-        logits = m.logits(windows, per_token=False)
-        probs = softmax(np.stack(logits) / m.temperature) if windows["input_ids"] else np.empty((0, 0))
-        sums = np.zeros((len(sentences), len(m.id2label)), dtype=np.float64)
-        counts = np.zeros(len(sentences))
-        for window, example in enumerate(windows["example_index"]):
-            sums[example] += probs[window]
-            counts[example] += 1
-        means = sums / np.maximum(counts, 1)[:, None]
+        logits, pooled = m.outputs(windows, per_token=False, embed=m.prototypes is not None)
+        probs = softmax(np.stack(logits)) if windows["input_ids"] else np.empty((0, len(m.id2label)))
+        means = per_example_mean(probs, windows["example_index"], len(sentences))
+        if m.prototypes is not None and len(sentences):
+            from src.prototypes import head_probabilities, similarity_features
+
+            embeddings = per_example_mean(np.stack(pooled), windows["example_index"], len(sentences))
+            phrase_embeddings, phrase_labels = self._phrase_embeddings()
+            features = similarity_features(embeddings, phrase_embeddings, phrase_labels, m.labels)
+            means = (means + head_probabilities(features, m.prototypes["head"])) / 2
         labels = m.labels
+        # scores: the (fused) probabilities at the temperature fitted out of fold (src/evaluate/calibration.py)
+        log_probs = np.log(np.maximum(means, 1e-12))
+        scores = softmax(log_probs / m.temperature) if len(means) else means
         # the decision may carry a class-prior correction fitted out of fold (newsframe.json calibration)
-        decide = np.log(np.maximum(means, 1e-12)) + m.decision_bias if len(means) else means
+        decide = np.log(np.maximum(scores, 1e-12)) + m.decision_bias if len(means) else means
         return [
             {
                 "stance": labels[int(row.argmax())],
-                "scores": {label: float(p) for label, p in zip(labels, probs_row, strict=True)},
+                "scores": {label: float(p) for label, p in zip(labels, scores_row, strict=True)},
             }
-            for row, probs_row in zip(decide, means, strict=True)
+            for row, scores_row in zip(decide, scores, strict=True)
         ]
+
+    def _phrase_embeddings(self) -> tuple[np.ndarray, list[str]]:
+        """The stance model's own embeddings of its prototype phrases (computed once) and each phrase's label."""
+        m = self.stance
+        phrases = m.prototypes["phrases"]
+        phrase_labels = [label for label in m.labels for _ in phrases[label]]
+        if m.phrase_embeddings is None:
+            m.phrase_embeddings = self.sentence_embeddings([p for label in m.labels for p in phrases[label]])
+        return m.phrase_embeddings, phrase_labels
+
+    def sentence_embeddings(self, sentences: Sequence[str], contexts: Sequence[str | None] | None = None) -> np.ndarray:
+        """``[n, hidden]``: the stance model's mean-pooled encoding of each sentence (windows averaged)."""
+        m = self.stance
+        label2id = {label: i for i, label in m.id2label.items()}
+        embeddings = []
+        for b in range(0, len(sentences), self.chunk_sentences):
+            chunk = list(sentences[b : b + self.chunk_sentences])
+            context = list(contexts[b : b + self.chunk_sentences]) if contexts is not None else None
+            windows = encode_stance(m.tokenizer, chunk, None, label2id, m.max_length, m.stride, context)
+            _, pooled = m.outputs(windows, per_token=False, embed=True)
+            embeddings.append(per_example_mean(np.stack(pooled), windows["example_index"], len(chunk)))
+        return np.concatenate(embeddings) if embeddings else np.empty((0, 0))
+
+
+def per_example_mean(rows: np.ndarray, example_index: Sequence[int], n: int) -> np.ndarray:
+    """The mean of each example's window rows (a sentence longer than one window has several)."""
+    sums = np.zeros((n, rows.shape[1] if rows.ndim == 2 else 0), dtype=np.float64)
+    counts = np.zeros(n)
+    for window, example in enumerate(example_index):
+        sums[example] += rows[window]
+        counts[example] += 1
+    return sums / np.maximum(counts, 1)[:, None]

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
 # Part of every cache key: bump it when the exported graph changes (opset, wrapper), so old exports are not reused.
-EXPORT_VERSION = f"logits-opset{ONNX_OPSET}"
+EXPORT_VERSION = f"logits-embedding-opset{ONNX_OPSET}"
 INPUTS = ("input_ids", "attention_mask")
 
 
@@ -75,15 +75,19 @@ def weights_key(model: PreTrainedModel) -> str:
     return digest.hexdigest()[:20]
 
 
-class _LogitsOnly(torch.nn.Module):
-    """The exported graph: ``(input_ids, attention_mask) -> logits``, batch and length dynamic."""
+class _Exported(torch.nn.Module):
+    """The exported graph: ``(input_ids, attention_mask) -> (logits, embedding)``, batch and length dynamic; the
+    embedding is the mean-pooled last hidden state that stance prototypes compare (``src.prototypes``)."""
 
     def __init__(self, model: PreTrainedModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from src.prototypes import mean_pool
+
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.logits, mean_pool(out.hidden_states[-1], attention_mask)
 
 
 def checksum_path(path: Path) -> Path:
@@ -153,12 +157,12 @@ def _export(model: PreTrainedModel, quantize: str, target: Path) -> None:
         with warnings.catch_warnings():  # tracer warnings about Python branches on shapes: none depends on the input
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _LogitsOnly(model.float().eval()),
+                _Exported(model.float().eval()),
                 (dummy, dummy),
                 str(fp32),
                 input_names=list(INPUTS),
-                output_names=["logits"],
-                dynamic_axes={**axes, "logits": {0: "batch", 1: "tokens"}},
+                output_names=["logits", "embedding"],
+                dynamic_axes={**axes, "logits": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
                 opset_version=ONNX_OPSET,
                 dynamo=False,
             )
@@ -179,7 +183,8 @@ def _export(model: PreTrainedModel, quantize: str, target: Path) -> None:
 
 class OrtModel:
     """An ONNX Runtime session that answers like a transformers model: ``model(input_ids=..., attention_mask=...)``
-    returns an object with ``.logits`` (a torch tensor), so ``TaskModel`` runs either backend the same way."""
+    returns an object with ``.logits`` and ``.embedding`` (torch tensors), so ``TaskModel`` runs either backend the
+    same way."""
 
     def __init__(self, config: PretrainedConfig, path: Path, data: bytes, threads: int | None = None) -> None:
         ort = _require_onnxruntime()
@@ -211,4 +216,5 @@ class OrtModel:
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> SimpleNamespace:
         feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
-        return SimpleNamespace(logits=torch.from_numpy(self.session.run(None, feeds)[0]))
+        logits, embedding = self.session.run(None, feeds)
+        return SimpleNamespace(logits=torch.from_numpy(logits), embedding=torch.from_numpy(embedding))
