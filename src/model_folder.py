@@ -121,6 +121,19 @@ def calibration_line(meta: dict) -> str:
     return line
 
 
+def prototypes_line(meta: dict) -> str:
+    """For a stance model with a guideline-prototype head: that newsframe's scores include it, pipeline()'s do not."""
+    p = meta.get("prototypes")
+    if not p:
+        return ""
+    n = sum(len(v) for v in p["phrases"].values())
+    return (
+        f"\n- Decisions: newsframe averages the classifier with a head on the {n} label-definition phrases of its "
+        f"guideline (`{METADATA}` `prototypes`, fitted on {p['n_sentences']} training sentences); "
+        "`transformers.pipeline` gives the classifier alone"
+    )
+
+
 def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> ModelCard:
     """A card a hub would accept: metadata (licence, base model, eval results) and what a reader needs to use it."""
     held = meta["held_out"]
@@ -173,7 +186,7 @@ windows of {meta["max_length"]} tokens with a stride of {meta["stride"]}, as the
 
 - Data: `{training["name"]}` (`{training.get("path") or training.get("source")}`), held out: fold {training.get("fold")}
 - Held-out figures: {figures}
-- Scores: {calibration_line(meta)}
+- Scores: {calibration_line(meta)}{prototypes_line(meta)}
 
 ## Intended use and limitations
 

@@ -81,6 +81,8 @@ def test_trained_stance_model_fuses_classifier_and_prototypes(tiny_model_dir: Pa
     head = meta["prototypes"]
     assert head["fusion"] == "mean" and set(head["phrases"]) == set(STANCE_LABELS)
     assert np.asarray(head["head"]["coef"]).shape == (3, 3) and head["n_sentences"] > 0
+    card = (out / "model" / "README.md").read_text()
+    assert "20 label-definition phrases" in card and "`transformers.pipeline` gives the classifier alone" in card
 
     sentences = ["Kim seeks leverage over Washington.", "Trade and workers cross the border.", "He left at noon."]
     predictor = Predictor.from_pretrained(stance=str(out), device="cpu", backend="torch")
