@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
 
 _SEEDS_CONFIG = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "data" / "seeds.yaml")
@@ -42,6 +43,39 @@ def repair_iob2(tags: Sequence[str]) -> list[str]:
         repaired.append(tag)
         previous = tag
     return repaired
+
+
+def iob2_allowed(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(start [tags], transition [previous, next])``: whether a tag may open a sentence or follow another in
+    strict IOB2 (``I-X`` only after ``B-X`` or ``I-X``)."""
+    start = np.array([not t.startswith("I-") for t in tags])
+    follows = np.array([[not b.startswith("I-") or (a != "O" and a[2:] == b[2:]) for b in tags] for a in tags])
+    return start, follows
+
+
+def decode_iob2(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
+    """The most probable tag sequence that is valid IOB2 (Viterbi over per-word log-probabilities ``[words, tags]``).
+
+    Word-by-word argmax breaks a name wherever one inner word is unsure ("Institute of | Far Eastern Studies",
+    "Hanoi | summit" as GPE + EVENT); here every word of a span votes for one type. Leave-one-article-out CV on the
+    seeds: README "Current figures".
+
+    EXAMPLE: log-probs favouring ``B-ORG, O, I-ORG`` -> ``B-ORG, O, O`` or ``B-ORG, I-ORG, I-ORG``, never a stray ``I-``
+    """
+    if len(log_probs) == 0:
+        return []
+    start, follows = iob2_allowed(tags)
+    transition = np.where(follows, 0.0, -np.inf)
+    score = np.where(start, log_probs[0], -np.inf)
+    back = np.zeros(log_probs.shape, dtype=int)
+    for i in range(1, len(log_probs)):
+        candidates = score[:, None] + transition
+        back[i] = candidates.argmax(axis=0)
+        score = candidates.max(axis=0) + log_probs[i]
+    path = [int(score.argmax())]
+    for i in range(len(log_probs) - 1, 0, -1):
+        path.append(int(back[i, path[-1]]))
+    return path[::-1]
 
 
 def doc_stance(sentence_stances: Iterable[str]) -> str:

@@ -29,7 +29,7 @@ from src.config import ConfigError
 from src.data.convert import ner_examples, stance_examples
 from src.data.folds import as_dataset
 from src.features import encode_ner, encode_stance, words_from_windows
-from src.labels import iob2_tags, repair_iob2
+from src.labels import decode_iob2, iob2_tags
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "labels")
 
@@ -110,7 +110,9 @@ class NerTask(Task):
 
     def dev_metric(self, id2label: dict[int, str], encoding: dict, targets: Sequence) -> Callable:
         """Strict IOB2 seqeval over whole sentences: each word decided by its first sub-token in the window where it
-        has the most context, as the Predictor and the reports decide it (not every window's sub-tokens counted)."""
+        has the most context, then the valid IOB2 path, as the Predictor and the reports decide it (not every
+        window's sub-tokens counted)."""
+        from scipy.special import log_softmax
         from seqeval.metrics import f1_score
         from seqeval.scheme import IOB2
 
@@ -119,7 +121,8 @@ class NerTask(Task):
         def compute(prediction) -> dict[str, float]:
             logits = [np.asarray(row[:n]) for row, n in zip(prediction.predictions, lengths, strict=True)]
             words = words_from_windows(logits, encoding["word_ids"], encoding["example_index"], n_words)
-            guess = [repair_iob2([id2label[int(i)] for i in w.argmax(-1)]) for w in words]
+            tags = [id2label[i] for i in range(len(id2label))]
+            guess = [[tags[k] for k in decode_iob2(log_softmax(w, axis=-1), tags)] for w in words]
             return {"f1": f1_score(list(map(list, targets)), guess, mode="strict", scheme=IOB2)}
 
         return compute

@@ -1,4 +1,8 @@
-from src.labels import MIXED, doc_stance, iob2_tags
+import itertools
+
+import numpy as np
+
+from src.labels import MIXED, decode_iob2, doc_stance, iob2_allowed, iob2_tags, repair_iob2
 
 
 def test_doc_stance_majority_tie_and_neutral() -> None:
@@ -10,3 +14,41 @@ def test_doc_stance_majority_tie_and_neutral() -> None:
 
 def test_iob2_tags_order() -> None:
     assert iob2_tags(["PER", "LOC"]) == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def valid_iob2(tags: list[str]) -> bool:
+    return all(
+        not t.startswith("I-") or (prev != "O" and prev[2:] == t[2:])
+        for prev, t in zip(["O", *tags[:-1]], tags, strict=True)
+    )
+
+
+def test_decode_iob2_is_the_best_valid_sequence() -> None:
+    """Against an exhaustive search over every tag sequence of short sentences with random log-probabilities."""
+    tags = iob2_tags(["PER", "ORG"])
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 4):
+        for _ in range(20):
+            log_probs = np.log(rng.dirichlet(np.ones(len(tags)), size=n))
+            decided = [tags[k] for k in decode_iob2(log_probs, tags)]
+            best = max(
+                (seq for seq in itertools.product(range(len(tags)), repeat=n) if valid_iob2([tags[k] for k in seq])),
+                key=lambda seq: sum(log_probs[i, k] for i, k in enumerate(seq)),
+            )
+            assert valid_iob2(decided) and decided == [tags[k] for k in best]
+
+
+def test_decode_iob2_keeps_a_name_whole_where_argmax_splits_it() -> None:
+    """ "Hanoi summit": the first word leans GPE, the second is surely inside an EVENT. Word-wise argmax (repaired)
+    gives two fragments; the valid path gives the EVENT."""
+    tags = iob2_tags(["GPE", "EVENT"])  # O, B-GPE, I-GPE, B-EVENT, I-EVENT
+    probs = np.array([[0.02, 0.50, 0.02, 0.44, 0.02], [0.02, 0.02, 0.02, 0.02, 0.92]])
+    assert repair_iob2([tags[k] for k in probs.argmax(1)]) == ["B-GPE", "B-EVENT"]
+    assert [tags[k] for k in decode_iob2(np.log(probs), tags)] == ["B-EVENT", "I-EVENT"]
+    assert decode_iob2(np.zeros((0, len(tags))), tags) == []
+
+
+def test_iob2_allowed_transitions() -> None:
+    start, follows = iob2_allowed(["O", "B-X", "I-X", "B-Y", "I-Y"])
+    assert start.tolist() == [True, True, False, True, False]
+    assert follows[1, 2] and follows[2, 2] and not follows[0, 2] and not follows[3, 2] and follows[2, 3]

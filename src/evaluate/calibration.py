@@ -117,27 +117,35 @@ def calibrate_stance(
     return result
 
 
-def entity_confidence(word_logits: Sequence[np.ndarray], spans: Sequence[Sequence[tuple[int, int]]], t: float):
-    """Each predicted entity's score under temperature ``t``: the mean probability of its words' argmax tags.
-    ``spans[i]`` are the (first, last) word indices of sentence ``i``'s entities."""
+def entity_confidence(
+    word_logits: Sequence[np.ndarray],
+    word_tags: Sequence[np.ndarray],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    t: float,
+):
+    """Each predicted entity's score under temperature ``t``: the mean probability of its words' decided tags
+    (``word_tags``), as the Predictor scores it. ``spans[i]`` are the (first, last) word indices of sentence ``i``'s
+    entities."""
     scores = []
-    for logits, entities in zip(word_logits, spans, strict=True):
+    for logits, tags, entities in zip(word_logits, word_tags, spans, strict=True):
         if not entities:
             continue
-        top = np.exp(log_softmax(logits / t, axis=-1)).max(axis=-1)
-        scores.extend(float(top[a : b + 1].mean()) for a, b in entities)
+        chosen = np.exp(log_softmax(logits / t, axis=-1))[np.arange(len(tags)), tags]
+        scores.extend(float(chosen[a : b + 1].mean()) for a, b in entities)
     return np.array(scores)
 
 
 def calibrate_ner(
     word_logits: Sequence[np.ndarray],
     word_gold: Sequence[np.ndarray],
+    word_tags: Sequence[np.ndarray],
     entity_spans: Sequence[Sequence[tuple[int, int]]],
     entity_correct: Sequence[Sequence[bool]],
     folds: Sequence[int],
 ) -> Calibrated:
     """Temperature for NER fitted on words (per sentence: logits ``[words, tags]`` and gold tag ids), checked on the
-    predicted entities (``entity_spans`` as word ranges, ``entity_correct`` against the gold)."""
+    predicted entities (``word_tags`` the decided tag ids, ``entity_spans`` as word ranges, ``entity_correct``
+    against the gold)."""
     folds_arr = np.asarray(folds)
     word_folds = np.concatenate([[f] * len(g) for f, g in zip(folds, word_gold, strict=True)] or [[]]).astype(int)
     all_logits = np.concatenate(word_logits) if word_logits else np.zeros((0, 1))
@@ -147,9 +155,10 @@ def calibrate_ner(
     for fold, t in temps.items():
         idx = [i for i in range(len(word_logits)) if folds_arr[i] == fold]
         logits = [word_logits[i] for i in idx]
+        tags = [word_tags[i] for i in idx]
         spans = [entity_spans[i] for i in idx]
-        before.append(entity_confidence(logits, spans, 1.0))
-        after.append(entity_confidence(logits, spans, t))
+        before.append(entity_confidence(logits, tags, spans, 1.0))
+        after.append(entity_confidence(logits, tags, spans, t))
         correct.extend(c for i in idx for c in entity_correct[i])
     return Calibrated(
         temperature=fit_temperature(all_logits, all_gold),
@@ -222,29 +231,32 @@ def with_decision_bias(records: Sequence[dict], bias: dict[str, float]) -> list[
 
 
 def ner_arrays(gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path], device: str = "cpu") -> tuple:
-    """``(word logits, gold tag ids, predicted entity word ranges, their correctness, fold)`` per gold sentence of
-    each held-out article, from its fold's model (run on the gold sentences, as the CV predictions were)."""
+    """``(word logits, gold tag ids, decided tag ids, predicted entity word ranges, their correctness, fold)`` per
+    gold sentence of each held-out article, from its fold's model (run on the gold sentences and decided as the
+    Predictor decides, as the CV predictions were)."""
     from seqeval.metrics.sequence_labeling import get_entities
 
     from src.data.convert import ner_examples
-    from src.labels import repair_iob2
+    from src.labels import decode_iob2
     from src.predict.engine import Predictor
 
-    logits_out, gold_out, spans_out, correct_out, folds = [], [], [], [], []
+    logits_out, gold_out, tags_out, spans_out, correct_out, folds = [], [], [], [], [], []
     for fold, gold_records in sorted(gold_by_fold.items()):
         predictor = Predictor.from_pretrained(ner=str(runs_by_fold[fold]), device=device, backend="torch")
-        label2id = {label: i for i, label in predictor.ner.id2label.items()}
+        labels = predictor.ner.labels
+        label2id = {label: i for i, label in enumerate(labels)}
         examples = [e for e in ner_examples(gold_records) if e["words"]]
         for example, logits in zip(examples, predictor.word_logits([e["words"] for e in examples]), strict=True):
-            tags = repair_iob2([predictor.ner.id2label[int(i)] for i in logits.argmax(-1)])
+            decided = decode_iob2(log_softmax(logits, axis=-1), labels)
             gold = {(t, a, b) for t, a, b in get_entities(list(example["tags"]))}
-            predicted = get_entities(tags)
+            predicted = get_entities([labels[k] for k in decided])
             logits_out.append(logits)
             gold_out.append(np.array([label2id.get(t, 0) for t in example["tags"]]))
+            tags_out.append(np.array(decided, dtype=int))
             spans_out.append([(a, b) for _, a, b in predicted])
             correct_out.append([(t, a, b) in gold for t, a, b in predicted])
             folds.append(fold)
-    return logits_out, gold_out, spans_out, correct_out, folds
+    return logits_out, gold_out, tags_out, spans_out, correct_out, folds
 
 
 # ------------------------------------------------------------------ storing a CV's fit in model folders

@@ -25,7 +25,7 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, P
 from src.data.convert import sentence_context
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
-from src.labels import doc_stance, repair_iob2
+from src.labels import decode_iob2, doc_stance, repair_iob2
 from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
 from src.model_folder import read_metadata
 from src.predict.io import error_record, text_problem
@@ -415,13 +415,17 @@ class Predictor:
         return result
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
-        """IOB2 tag and probability (with the model's calibrated temperature) for every word of each sentence."""
+        """IOB2 tag and probability (with the model's calibrated temperature) for every word of each sentence: the
+        most probable valid IOB2 sequence (``decode_iob2``; decided at temperature 1, so calibration moves scores,
+        never decisions)."""
+        per_sentence = self.word_logits(sentences)  # fails clearly without an NER model
         m = self.ner
+        tags = m.labels
         tagged: list[list[tuple[str, float]]] = []
-        for word_logits in self.word_logits(sentences):
+        for word_logits in per_sentence:
+            best = decode_iob2(np.log(np.maximum(softmax(word_logits), 1e-12)), tags)
             probs = softmax(word_logits / m.temperature)
-            best = probs.argmax(axis=-1)
-            tagged.append([(m.id2label[int(k)], float(p[k])) for k, p in zip(best, probs, strict=True)])
+            tagged.append([(tags[k], float(p[k])) for k, p in zip(best, probs, strict=True)])
         return tagged
 
     # -- internals ----------------------------------------------------------------------------------------------
