@@ -162,10 +162,15 @@ def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> 
     here = usage_path(final_path)
     warm = f" (warm-started from `{meta['warm_start']}`)" if meta["warm_start"] else ""
     usage = f'pipeline("{task.pipeline_tag}", model="{here}"'
-    usage += ', aggregation_strategy="first")  # whole words, as newsframe scores them' if task.name == "ner" else ")"
+    usage += ', aggregation_strategy="first")  # whole words' if task.name == "ner" else ")"
     labels = ", ".join(sorted({label.split("-", 1)[-1] for label in meta["labels"] if label != "O"}))
     training = meta["training_data"]
     figures = f"{held['metric']} {held['value']:.3f} on {held['n_documents']} held-out article(s)" if held else "none"
+    decoding = (
+        ", and keeps each sentence's tags the most probable valid IOB2 sequence (the pipeline decides word by word)"
+        if task.name == "ner"
+        else ""
+    )
     body = f"""
 # newsframe {task.name} model
 
@@ -180,7 +185,8 @@ nlp = {usage}
 ```
 
 newsframe itself (`scripts/predict.py --{task.name} {here}`) reads `{METADATA}` beside the weights and runs
-windows of {meta["max_length"]} tokens with a stride of {meta["stride"]}, as the held-out figures were measured.
+windows of {meta["max_length"]} tokens with a stride of {meta["stride"]}, as the held-out figures were
+measured{decoding}.
 
 ## Training data and figures
 

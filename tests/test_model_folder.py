@@ -89,6 +89,7 @@ def test_model_card_is_hub_metadata_with_relative_paths(trained: Path) -> None:
     assert front["license"] == "apache-2.0" and front["pipeline_tag"] == "token-classification"
     assert front["model-index"][0]["results"][0]["metrics"][0]["type"] == "f1"
     assert 'aggregation_strategy="first"' in card and "Intended use and limitations" in card
+    assert "valid IOB2 sequence" in card
     usage = card.split("## Use")[1].split("## Training data")[0]
     assert 'model="run/model"' in usage and "/tmp" not in usage  # relative, never the training machine's path
 
