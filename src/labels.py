@@ -6,6 +6,7 @@ without a config (the validator, the baselines) are read from it here.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -45,9 +46,10 @@ def repair_iob2(tags: Sequence[str]) -> list[str]:
     return repaired
 
 
-def iob2_allowed(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=16)
+def iob2_allowed(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """``(start [tags], transition [previous, next])``: whether a tag may open a sentence or follow another in
-    strict IOB2 (``I-X`` only after ``B-X`` or ``I-X``)."""
+    strict IOB2 (``I-X`` only after ``B-X`` or ``I-X``). Cached: one tag set serves every sentence."""
     start = np.array([not t.startswith("I-") for t in tags])
     follows = np.array([[not b.startswith("I-") or (a != "O" and a[2:] == b[2:]) for b in tags] for a in tags])
     return start, follows
@@ -64,7 +66,7 @@ def decode_iob2(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
     """
     if len(log_probs) == 0:
         return []
-    start, follows = iob2_allowed(tags)
+    start, follows = iob2_allowed(tuple(tags))
     transition = np.where(follows, 0.0, -np.inf)
     score = np.where(start, log_probs[0], -np.inf)
     back = np.zeros(log_probs.shape, dtype=int)

@@ -49,6 +49,6 @@ def test_decode_iob2_keeps_a_name_whole_where_argmax_splits_it() -> None:
 
 
 def test_iob2_allowed_transitions() -> None:
-    start, follows = iob2_allowed(["O", "B-X", "I-X", "B-Y", "I-Y"])
+    start, follows = iob2_allowed(("O", "B-X", "I-X", "B-Y", "I-Y"))
     assert start.tolist() == [True, True, False, True, False]
     assert follows[1, 2] and follows[2, 2] and not follows[0, 2] and not follows[3, 2] and follows[2, 3]
