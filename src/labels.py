@@ -56,7 +56,8 @@ def iob2_allowed(tags: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def decode_iob2(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
-    """The most probable tag sequence that is valid IOB2 (Viterbi over per-word log-probabilities ``[words, tags]``).
+    """The most probable tag sequence that is valid IOB2 (Viterbi over per-word scores ``[words, tags]``: logits or
+    log-probabilities alike, since a constant per word never changes the path).
 
     Word-by-word argmax breaks a name wherever one inner word is unsure ("Institute of | Far Eastern Studies",
     "Hanoi | summit" as GPE + EVENT); here every word of a span votes for one type. Leave-one-article-out CV on the

@@ -35,10 +35,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
 
-def check_phrases(phrases: Mapping | None, labels: Sequence[str]) -> dict[str, list[str]] | None:
-    """``task.prototypes`` as ``{label: [phrase, ...]}`` for exactly the stance labels, or None when switched off."""
+def check_phrases(phrases: Mapping | None, labels: Sequence[str]) -> None:
+    """``task.prototypes`` must be ``{label: [phrase, ...]}`` for exactly the stance labels, or None (switched off)."""
     if phrases is None:
-        return None
+        return
     if not isinstance(phrases, Mapping) or set(phrases) != set(labels):
         got = sorted(phrases) if isinstance(phrases, Mapping) else phrases
         raise ConfigError(f"task.prototypes: expected phrases for each of {', '.join(labels)} (or null); got {got}")
@@ -46,7 +46,6 @@ def check_phrases(phrases: Mapping | None, labels: Sequence[str]) -> dict[str, l
         value = phrases[label]
         if isinstance(value, str) or not value or not all(isinstance(p, str) and p.strip() for p in value):
             raise ConfigError(f"task.prototypes.{label}: expected a non-empty list of phrases; got {value!r}")
-    return {label: list(phrases[label]) for label in labels}
 
 
 def similarity_features(
@@ -75,10 +74,9 @@ def fit_head(features: np.ndarray, y: np.ndarray, n_labels: int) -> dict[str, li
 
 
 def head_probabilities(features: np.ndarray, head: Mapping) -> np.ndarray:
-    logits = features @ np.asarray(head["coef"]).T + np.asarray(head["intercept"])
-    logits -= logits.max(axis=1, keepdims=True)
-    odds = np.exp(logits)
-    return odds / odds.sum(axis=1, keepdims=True)
+    from scipy.special import softmax
+
+    return softmax(features @ np.asarray(head["coef"]).T + np.asarray(head["intercept"]), axis=1)
 
 
 def fit_prototypes(predictor: Predictor, records: Sequence[dict], phrases: Mapping, task_cfg: Mapping) -> dict:

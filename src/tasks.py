@@ -112,7 +112,6 @@ class NerTask(Task):
         """Strict IOB2 seqeval over whole sentences: each word decided by its first sub-token in the window where it
         has the most context, then the valid IOB2 path, as the Predictor and the reports decide it (not every
         window's sub-tokens counted)."""
-        from scipy.special import log_softmax
         from seqeval.metrics import f1_score
         from seqeval.scheme import IOB2
 
@@ -122,7 +121,7 @@ class NerTask(Task):
             logits = [np.asarray(row[:n]) for row, n in zip(prediction.predictions, lengths, strict=True)]
             words = words_from_windows(logits, encoding["word_ids"], encoding["example_index"], n_words)
             tags = [id2label[i] for i in range(len(id2label))]
-            guess = [[tags[k] for k in decode_iob2(log_softmax(w, axis=-1), tags)] for w in words]
+            guess = [[tags[k] for k in decode_iob2(w, tags)] for w in words]
             return {"f1": f1_score(list(map(list, targets)), guess, mode="strict", scheme=IOB2)}
 
         return compute

@@ -52,3 +52,11 @@ def test_iob2_allowed_transitions() -> None:
     start, follows = iob2_allowed(("O", "B-X", "I-X", "B-Y", "I-Y"))
     assert start.tolist() == [True, True, False, True, False]
     assert follows[1, 2] and follows[2, 2] and not follows[0, 2] and not follows[3, 2] and follows[2, 3]
+
+
+def test_decode_iob2_reads_logits_as_log_probabilities() -> None:
+    """Callers pass raw logits: a constant added to a word's row never changes the decided path."""
+    tags = iob2_tags(["PER", "ORG"])
+    logits = np.random.default_rng(1).normal(size=(12, len(tags)))
+    shifted = logits + np.random.default_rng(2).normal(size=(12, 1)) * 5
+    assert decode_iob2(logits, tags) == decode_iob2(shifted, tags)

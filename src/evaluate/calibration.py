@@ -247,7 +247,7 @@ def ner_arrays(gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path
         label2id = {label: i for i, label in enumerate(labels)}
         examples = [e for e in ner_examples(gold_records) if e["words"]]
         for example, logits in zip(examples, predictor.word_logits([e["words"] for e in examples]), strict=True):
-            decided = decode_iob2(log_softmax(logits, axis=-1), labels)
+            decided = decode_iob2(logits, labels)
             gold = {(t, a, b) for t, a, b in get_entities(list(example["tags"]))}
             predicted = get_entities([labels[k] for k in decided])
             logits_out.append(logits)

@@ -423,7 +423,7 @@ class Predictor:
         tags = m.labels
         tagged: list[list[tuple[str, float]]] = []
         for word_logits in per_sentence:
-            best = decode_iob2(np.log(np.maximum(softmax(word_logits), 1e-12)), tags)
+            best = decode_iob2(word_logits, tags)
             probs = softmax(word_logits / m.temperature)
             tagged.append([(tags[k], float(p[k])) for k, p in zip(best, probs, strict=True)])
         return tagged
