@@ -31,14 +31,18 @@ keep = if [ -d $(1) ]; then mv $(1) $(1).$$(date +%Y%m%d-%H%M%S); echo "previous
 NER_EXPERIMENT = $$(if [ -f $(CONLL_MODEL) ]; then echo seeds_ner; else echo seeds_ner_plain; fi)
 
 ## The model that the seed NER model warm-starts from (built once; fails if no CoNLL-2003): CoNLL-2003 retyped to
-## our seven types by spaCy en_core_web_sm (scripts/retype_conll.py), then one CPU epoch on it (~9 min).
+## our seven types by spaCy en_core_web_sm (scripts/retype_conll.py), then two CPU epochs on it (~13 min).
 conll: setup
 	$(PY) -m src.data.conll $(if $(CONLL),--dir $(abspath $(CONLL)))
 	$(MAKE) --no-print-directory $(CONLL_MODEL)
 $(ONTO)/retyping.json: | setup
 	$(PY) scripts/retype_conll.py --out $(ONTO) $(if $(CONLL),--dir $(abspath $(CONLL)))
-$(CONLL_MODEL): $(ONTO)/retyping.json | setup
-	@if [ -d $(ONTO)/run ]; then t=$$(date +%Y%m%d-%H%M%S); mv $(ONTO)/run $(ONTO)/run.incomplete-$$t; \
+# Built again when its recipe (the retyping or the experiment config) is newer than the model; the old one is kept.
+ONTO_RECIPE := configs/experiment/conll2003_onto_warmstart.yaml
+$(CONLL_MODEL): $(ONTO)/retyping.json $(ONTO_RECIPE) | setup
+	@t=$$(date +%Y%m%d-%H%M%S); if [ -f $(CONLL_MODEL) ]; then mv $(ONTO)/run $(ONTO)/run.$$t; \
+	  echo "$(ONTO)/run is older than its recipe ($(ONTO_RECIPE) or the retyping): kept as $(ONTO)/run.$$t, building it again"; \
+	elif [ -d $(ONTO)/run ]; then mv $(ONTO)/run $(ONTO)/run.incomplete-$$t; \
 	  echo "$(ONTO)/run was an unfinished build: kept as $(ONTO)/run.incomplete-$$t"; fi
 	$(PY) -m src.train data=conll2003 experiment=conll2003_onto_warmstart hydra.run.dir=$(ONTO)/run
 
@@ -46,7 +50,10 @@ $(CONLL_MODEL): $(ONTO)/retyping.json | setup
 ## The NER model warm-starts from CoNLL-2003 where one is found (see CONLL above), else from the packaged model.
 train: setup
 	$(PY) -m src.data validate data/annotations/seeds.jsonl
-	@if [ -f $(CONLL_MODEL) ]; then echo "NER warm start: $(ONTO)/run (built earlier; remove it to rebuild)"; \
+	@if [ -f $(CONLL_MODEL) ] && $(MAKE) -q $(CONLL_MODEL) 2>/dev/null; then \
+	  echo "NER warm start: $(ONTO)/run (built earlier; remove it to rebuild)"; \
+	elif [ -f $(CONLL_MODEL) ]; then \
+	  $(MAKE) --no-print-directory $(CONLL_MODEL) || echo "The CoNLL-2003 rebuild failed (above): NER trains from the packaged model"; \
 	elif [ -n "$(CONLL)" ]; then $(MAKE) --no-print-directory conll; \
 	elif $(PY) -m src.data.conll; then \
 	  $(MAKE) --no-print-directory $(CONLL_MODEL) || echo "The CoNLL-2003 build failed (above): NER trains from the packaged model"; fi
