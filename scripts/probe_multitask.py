@@ -104,17 +104,16 @@ class Collator:
         return {**self.tokens(features), "stance_labels": stance}
 
 
-def fold_predictions(model: MultiTask, enc: dict, n_words: list[int], batch: int = 32) -> tuple[list, np.ndarray]:
+def fold_predictions(
+    model: MultiTask, tokenizer, enc: dict, n_words: list[int], batch: int = 32
+) -> tuple[list, np.ndarray]:
     """Per-word NER logits per sentence and per-window stance logits, in eval mode."""
     model.eval()
     token, stance = [], []
     with torch.no_grad():
         for i in range(0, len(enc["input_ids"]), batch):
             ids = enc["input_ids"][i : i + batch]
-            width = max(map(len, ids))
-            input_ids = torch.tensor([x + [0] * (width - len(x)) for x in ids])
-            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids])
-            out = model(input_ids=input_ids, attention_mask=mask)
+            out = model(**tokenizer.pad({"input_ids": ids}, return_tensors="pt"))
             token += [row[: len(x)].numpy() for row, x in zip(out["token_logits"], ids, strict=True)]
             stance.append(out["stance_logits"].numpy())
     words = words_from_windows(token, enc["word_ids"], enc["example_index"], n_words)
@@ -163,7 +162,7 @@ def run_fold(
         Trainer(model=model, args=args, train_dataset=data, data_collator=Collator(tokenizer)).train()
 
     test_enc, test_exs, test_stances = encode(tokenizer, test, label2id, max_length)
-    words, stance_logits = fold_predictions(model, test_enc, [len(e["words"]) for e in test_exs])
+    words, stance_logits = fold_predictions(model, tokenizer, test_enc, [len(e["words"]) for e in test_exs])
     predicted = [[tags[i] for i in decode_iob2(w, tags)] for w in words]
     # A sentence's stance: the mean of its windows' logits.
     per_sentence = np.zeros((len(test_exs), len(STANCE_LABELS)))
