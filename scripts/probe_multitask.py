@@ -41,6 +41,7 @@ from src.data.folds import leave_one_article_out
 from src.data.records import load_records
 from src.features import IGNORE_INDEX, encode_ner, words_from_windows
 from src.labels import ENTITY_LABELS, STANCE_LABELS, decode_iob2, iob2_tags
+from src.tasks import class_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,9 +137,7 @@ def run_fold(
     label2id = {t: i for i, t in enumerate(tags)}
     max_length = min(256, ner_model.config.max_position_embeddings)
     enc, _, stances = encode(tokenizer, train, label2id, max_length)
-    counts = np.bincount([s for s in stances if s != IGNORE_INDEX], minlength=len(STANCE_LABELS)).astype(float)
-    weights = counts.sum() / np.maximum(counts, 1) / len(STANCE_LABELS)
-    weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+    weights = class_weights([s for s in stances if s != IGNORE_INDEX], len(STANCE_LABELS))
     model = MultiTask(ner_model, len(STANCE_LABELS), weights, share)
     columns = ("input_ids", "attention_mask", "labels", "stance_labels")
     with tempfile.TemporaryDirectory() as tmp:

@@ -116,11 +116,11 @@ class NerTask(Task):
         from seqeval.scheme import IOB2
 
         lengths, n_words = [len(ids) for ids in encoding["input_ids"]], [len(t) for t in targets]
+        tags = [id2label[i] for i in range(len(id2label))]
 
         def compute(prediction) -> dict[str, float]:
             logits = [np.asarray(row[:n]) for row, n in zip(prediction.predictions, lengths, strict=True)]
             words = words_from_windows(logits, encoding["word_ids"], encoding["example_index"], n_words)
-            tags = [id2label[i] for i in range(len(id2label))]
             guess = [[tags[k] for k in decode_iob2(w, tags)] for w in words]
             return {"f1": f1_score(list(map(list, targets)), guess, mode="strict", scheme=IOB2)}
 
@@ -151,9 +151,7 @@ class StanceTask(Task):
         """Cross-entropy weighted by inverse class frequency (``task.class_weighting``): neutral dominates."""
         if not task_cfg.get("class_weighting"):
             return None
-        counts = np.bincount(np.asarray(dataset["labels"]), minlength=n_labels).astype(np.float64)
-        weights = counts.sum() / np.maximum(counts, 1) / n_labels
-        weights = torch.tensor(weights / weights.mean(), dtype=torch.float32)
+        weights = class_weights(dataset["labels"], n_labels)
 
         def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: int | None = None) -> torch.Tensor:
             logits = outputs["logits"]
@@ -171,6 +169,13 @@ class StanceTask(Task):
 
         predictor = Predictor.from_pretrained(stance=str(folder), device=device, backend="torch")
         return {"prototypes": fit_prototypes(predictor, records, task_cfg["prototypes"], task_cfg)}
+
+
+def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
+    """Inverse class frequency, scaled to mean 1 (a label absent from ``labels`` counts as seen once)."""
+    counts = np.bincount(np.asarray(labels), minlength=n_labels).astype(np.float64)
+    weights = counts.sum() / np.maximum(counts, 1) / n_labels
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
 NER = NerTask("ner", "token-classification", "ForTokenClassification", "micro_f1")

@@ -102,3 +102,11 @@ def test_stance_pairs_cut_the_context_never_the_sentence(tiny_model_dir: Path) -
     long = " ".join(["Moscow"] * 80)
     enc = encode_stance(tokenizer, [long], None, label2id, 32, 8, [context])
     assert len(enc["input_ids"]) > 1 and set(enc["example_index"]) == {0}
+
+
+def test_class_weights_favour_the_rare_labels_with_mean_one() -> None:
+    from src.tasks import class_weights
+
+    weights = class_weights([0, 0, 0, 1], 3)  # label 2 never seen: counted once, as label 1
+    assert weights.mean().item() == pytest.approx(1.0)
+    assert weights[1].item() == pytest.approx(3 * weights[0].item()) and weights[2].item() == weights[1].item()

@@ -25,7 +25,7 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, P
 from src.data.convert import sentence_context
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
-from src.labels import decode_iob2, doc_stance, repair_iob2
+from src.labels import decode_iob2, doc_stance
 from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
 from src.model_folder import read_metadata
 from src.predict.io import error_record, text_problem
@@ -512,10 +512,11 @@ class Predictor:
 
     @staticmethod
     def _entities(text: str, words: list[tuple[int, int]], tagged: list[tuple[str, float]]) -> list[dict]:
-        """Whole-word entity spans; an entity's score is the mean probability of its words' tags."""
+        """Whole-word entity spans (``tagged`` is valid IOB2: ``tag_words``); an entity's score is the mean
+        probability of its words' tags."""
         if not words:
             return []
-        tags = repair_iob2([tag for tag, _ in tagged])
+        tags = [tag for tag, _ in tagged]
         first_word = {start: i for i, (start, _) in enumerate(words)}
         last_word = {end: i for i, (_, end) in enumerate(words)}
         entities = []
