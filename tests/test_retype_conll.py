@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from src.data.convert import read_conll
 from tests.conftest import CONLL_SNIPPET, ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from retype_conll import retype
+from retype_conll import place_vote, retype
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,15 @@ from retype_conll import retype
 )
 def test_rules(conll: str, teacher: str | None, expected: str | None) -> None:
     assert retype(conll, teacher)[0] == expected
+
+
+def test_name_vote_types_a_place_by_its_majority() -> None:
+    assert place_vote(Counter({"GPE": 3, "LOC": 1})) == "GPE" and place_vote(Counter({"LOC": 2})) == "LOC"
+    assert place_vote(Counter({"GPE": 1, "LOC": 1})) is None and place_vote(Counter()) is None
+    # The vote decides a LOC span whatever the teacher said on it; a tie leaves the span's own rule.
+    assert retype("LOC", None, "LOC") == ("LOC", "LOC->LOC (name vote)")
+    assert retype("LOC", "FAC", "GPE")[0] == "GPE" and retype("LOC", "FAC", None)[0] == "LOC"
+    assert retype("MISC", "NORP", "GPE")[0] == "NORP"  # only LOC spans take the vote
 
 
 def test_copy_keeps_boundaries_and_reads_back(tmp_path: Path) -> None:

@@ -1,0 +1,200 @@
+"""Nested leave-one-article-out CV: which setting would an honest selection pick, and what does the pick score?
+
+A setting chosen on the same folds that report it is scored optimistically. Here, for each outer article, an inner
+LOAO CV over the *other* articles alone chooses among the candidate settings (pooled headline metric, the first
+candidate on a tie); the outer figure pools, over all outer articles, the held-out predictions of the setting chosen
+without that article. Every model is trained by ``python -m src.train`` (the same Hydra configs as ``make cv``).
+
+Candidates are fixed before looking: ``--candidate NAME='override override'``, in order of preference on a tie.
+Without any, the stance question left open on 2026-12-02: the classifier alone against the default (classifier
+averaged with the guideline prototypes, configs/task/stance.yaml).
+
+    python scripts/nested_cv.py --task stance --out multirun/nested-stance            # 5 x 4 x 2 inner + 5 x 2 outer
+    python scripts/nested_cv.py --task stance --out multirun/nested-stance --seed 7 --jobs 2
+    python scripts/nested_cv.py --task ner --out multirun/nested-ner-lr model.name_or_path=runs/conll2003-onto/run
+        --candidate 1e-4='trainer.learning_rate=1e-4' --candidate 3e-5='trainer.learning_rate=3e-5'
+
+Arguments after the options are Hydra overrides for every run. Finished runs are kept and reused when the command is
+repeated; an unfinished one is moved aside. The report goes to ``OUT/nested_cv.json`` and ``OUT/nested_cv.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from src.data.folds import leave_one_article_out
+from src.data.records import load_records
+from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings
+from src.evaluate.report import read_jsonl
+from src.files import write_atomic, write_json
+from src.markdown import markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CANDIDATES = {"stance": {"classifier": ["task.prototypes=null"], "classifier+prototypes": []}}
+
+
+def parse_candidates(items: list[str] | None, task: str) -> dict[str, list[str]]:
+    """``["name=ov ov", ...]`` -> ``{name: [ov, ov]}``, keeping their order; the task's defaults without any."""
+    if not items:
+        if task not in DEFAULT_CANDIDATES:
+            raise SystemExit(f"error: no default candidates for task {task!r}: give --candidate NAME='OVERRIDES'")
+        return DEFAULT_CANDIDATES[task]
+    out: dict[str, list[str]] = {}
+    for item in items:
+        name, sep, overrides = item.partition("=")
+        if not sep or not name or name in out:
+            raise SystemExit(f"error: --candidate {item!r}: want NAME='override override' with a new, non-empty NAME")
+        out[name] = shlex.split(overrides)
+    if len(out) < 2:
+        raise SystemExit("error: nested CV needs at least two candidates to choose between")
+    return out
+
+
+def fold_done(run: Path) -> bool:
+    return (run / "predictions.jsonl").is_file() and (run / "model").is_dir()
+
+
+def train_folds(
+    task: str, gold: Path, folds: list[int], sweep: Path, overrides: list[str], seed: int, env: dict | None = None
+) -> None:
+    """One Hydra multirun over the folds not yet finished in ``sweep`` (``sweep/fold<k>``)."""
+    todo = [k for k in folds if not fold_done(sweep / f"fold{k}")]
+    for k in todo:
+        run = sweep / f"fold{k}"
+        if run.exists():  # an interrupted run: kept aside, never deleted
+            aside = run.with_name(f"{run.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+            run.rename(aside)
+            print(f"{run}: unfinished, moved to {aside.name}", flush=True)
+    if not todo:
+        return
+    cmd = [
+        sys.executable, "-m", "src.train", "-m", f"task={task}", f"data.path={gold}",
+        f"data.fold={','.join(map(str, todo))}", f"seed={seed}", f"hydra.sweep.dir={sweep}",
+        "hydra.sweep.subdir=fold${data.fold}", "trainer.save_strategy=no", "trainer.disable_tqdm=true", *overrides,
+    ]  # fmt: skip
+    print(f"[{time.strftime('%H:%M:%S')}] {sweep}: folds {todo}", flush=True)
+    sweep.mkdir(parents=True, exist_ok=True)
+    with open(sweep.parent / f"{sweep.name}.log", "a") as log:
+        if subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode:
+            raise SystemExit(f"error: training failed, see {sweep.parent / (sweep.name + '.log')}")
+
+
+def headline(sweep: Path, task: str) -> tuple[float, dict[int, list[dict]]]:
+    """The pooled headline metric of a finished LOAO sweep and its held-out predictions by fold."""
+    result = cross_validate(sweep, baselines=False, calibration=False)[0]["tasks"][task]
+    runs = result["settings"][MODEL]["runs"]
+    return result["systems"][MODEL]["pooled"]["headline"]["value"], {
+        int(k): read_jsonl(Path(run) / "predictions.jsonl") for k, run in runs.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", default="stance", choices=["stance", "ner"])
+    parser.add_argument("--out", type=Path, required=True, help="folder for every run and the report")
+    parser.add_argument("--gold", type=Path, default=ROOT / "data/annotations/seeds.jsonl")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--candidate", action="append", help="NAME='override override' (repeat; order breaks ties)")
+    parser.add_argument("--jobs", type=int, default=1, help="sweeps trained at once (each gets cores / jobs threads)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model.name_or_path=DIR")
+    args = parser.parse_args(argv)
+    candidates = parse_candidates(args.candidate, args.task)
+    if args.jobs < 1:
+        raise SystemExit(f"error: --jobs {args.jobs}: want 1 or more")
+    out = args.out.resolve()
+    lines = [json.loads(line) for line in args.gold.read_text(encoding="utf-8").splitlines() if line.strip()]
+    n = len(lines)
+    if n < 3:
+        raise SystemExit(f"error: {args.gold}: nested LOAO needs at least 3 articles, found {n}")
+    ordered = [r["id"] for r in leave_one_article_out(lines, None)[0]]
+
+    # Every sweep first (in parallel with --jobs), then the choices: all runs are independent of each other.
+    sweeps: list[tuple[Path, list[int], Path, list[str]]] = []
+    for k, held in enumerate(ordered):
+        inner_gold = out / f"outer{k}" / "gold.jsonl"
+        if not inner_gold.is_file():
+            rest = [json.dumps(r, ensure_ascii=False) for r in lines if r["id"] != held]
+            write_atomic(inner_gold, "\n".join(rest) + "\n")
+        for name, overrides in candidates.items():
+            sweeps.append((inner_gold, list(range(n - 1)), out / f"outer{k}" / name, [*args.overrides, *overrides]))
+    for name, overrides in candidates.items():
+        sweeps.append((args.gold.resolve(), list(range(n)), out / "outer" / name, [*args.overrides, *overrides]))
+    env = dict(os.environ)
+    if args.jobs > 1:  # one BLAS/OpenMP pool per job, not each job claiming every core
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for done in [pool.submit(train_folds, args.task, *sweep, args.seed, env) for sweep in sweeps]:
+            done.result()
+
+    inner_scores: dict[int, dict[str, float]] = {}
+    chosen: dict[int, str] = {}
+    for k, held in enumerate(ordered):
+        inner_scores[k] = {name: headline(out / f"outer{k}" / name, args.task)[0] for name in candidates}
+        best = max(inner_scores[k].values())
+        chosen[k] = next(name for name, score in inner_scores[k].items() if score == best)
+        print(f"outer {k} ({held}): inner {inner_scores[k]} -> {chosen[k]}", flush=True)
+    outer = {name: headline(out / "outer" / name, args.task)[1] for name in candidates}
+    gold = load_records(args.gold)
+    nested_preds = {k: outer[chosen[k]][k] for k in range(n)}
+    result = cross_validate_settings(args.task, gold, {"nested": nested_preds, **outer}, baselines=False)
+    systems = result["systems"]
+
+    first = systems["nested"]["pooled"]
+    labels = list(first["per_label"])
+
+    def label_cells(pooled: dict) -> list[str]:
+        return [f"{pooled['per_label'][label]['f1']:.3f}" if label in pooled["per_label"] else "-" for label in labels]
+
+    head = ["system", f"pooled {first['headline']['name']}", "fold mean ± sd", *labels]
+    rows = [
+        [
+            "nested choice" if name == "nested" else f"{name} (always)",
+            f"{s['pooled']['headline']['value']:.3f}",
+            f"{s['mean']:.3f} ± {s['std']:.3f}",
+            *label_cells(s["pooled"]),
+        ]
+        for name, s in systems.items()
+    ]
+    choices = [[str(k), ordered[k], *(f"{inner_scores[k][c]:.3f}" for c in candidates), chosen[k]] for k in range(n)]
+    listed = ", ".join(f"`{c}`: {' '.join(ov) or 'the defaults'}" for c, ov in candidates.items())
+    report = (
+        f"# Nested LOAO CV, {args.task}, seed {args.seed}\n\n"
+        f"Candidates (ties go to the first): {listed}\n\n"
+        "## Inner choice (pooled over the other articles' LOAO)\n\n"
+        + markdown_table(["outer fold", "held-out article", *candidates, "chosen"], choices)
+        + "\n\n## Outer figures (each article scored by a model it never trained or chose)\n\n"
+        + markdown_table(head, rows)
+        + "\n\nOnly `nested choice` is an honest estimate of the selection; the `(always)` rows are each candidate "
+        "on the same outer folds, for comparison.\n"
+    )
+    write_atomic(out / "nested_cv.md", report)
+    write_json(
+        out / "nested_cv.json",
+        {
+            "task": args.task,
+            "seed": args.seed,
+            "candidates": candidates,
+            "inner": {str(k): v for k, v in inner_scores.items()},
+            "chosen": {str(k): v for k, v in chosen.items()},
+            "outer": {
+                name: {"pooled": s["pooled"]["headline"]["value"], "mean": s["mean"], "std": s["std"]}
+                for name, s in systems.items()
+            },
+        },
+    )
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

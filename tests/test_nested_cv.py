@@ -1,0 +1,59 @@
+"""Nested LOAO CV (scripts/nested_cv.py): inner folds choose without the outer article, finished runs are reused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, SEEDS, TINY_TRAIN
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from nested_cv import DEFAULT_CANDIDATES, parse_candidates
+
+
+def test_candidates_parse_in_order_and_refuse_mistakes() -> None:
+    got = parse_candidates(["b=task.prototypes=null trainer.learning_rate=1e-4", "a="], "stance")
+    assert list(got) == ["b", "a"] and got["b"] == ["task.prototypes=null", "trainer.learning_rate=1e-4"]
+    assert got["a"] == []
+    assert parse_candidates(None, "stance") == DEFAULT_CANDIDATES["stance"]
+    for bad in (["x=a=1", "x=b=2"], ["=a=1", "y="], ["only=a=1"], ["no-equals-sign", "y="]):
+        with pytest.raises(SystemExit):
+            parse_candidates(bad, "stance")
+    with pytest.raises(SystemExit, match="no default candidates"):
+        parse_candidates(None, "ner")
+
+
+def test_nested_run_chooses_per_outer_article_and_reuses_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    gold = tmp_path / "three.jsonl"
+    gold.write_text("".join(SEEDS.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
+    out = tmp_path / "nested"
+    cmd = [
+        sys.executable, "scripts/nested_cv.py", "--task", "stance", "--out", str(out), "--gold", str(gold),
+        "--jobs", "2",
+        "--candidate", "lr-small=trainer.learning_rate=1e-6", "--candidate", "lr-large=trainer.learning_rate=1e-3",
+        f"model.name_or_path={tiny_model_dir}", *[o for o in TINY_TRAIN if "max_steps" not in o], "trainer.max_steps=2",
+    ]  # fmt: skip
+    first = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    report = json.loads((out / "nested_cv.json").read_text(encoding="utf-8"))
+    assert set(report["chosen"]) == {"0", "1", "2"}
+    for k, choice in report["chosen"].items():
+        scores = report["inner"][k]
+        assert choice == max(scores, key=lambda c: (scores[c], c == "lr-small"))  # the first candidate on a tie
+        # The inner CV of outer article k never saw article k: its gold file holds the two others.
+        inner_ids = {json.loads(line)["id"] for line in (out / f"outer{k}" / "gold.jsonl").read_text().splitlines()}
+        assert len(inner_ids) == 2 and sorted(inner_ids) == sorted(
+            json.loads(line)["id"] for i, line in enumerate(gold.read_text().splitlines()) if i != int(k)
+        )
+        assert sorted(p.name for p in (out / f"outer{k}" / choice).glob("fold*")) == ["fold0", "fold1"]
+    assert set(report["outer"]) == {"nested", "lr-small", "lr-large"}
+    assert all(0.0 <= v["pooled"] <= 1.0 for v in report["outer"].values())
+    assert "nested choice" in (out / "nested_cv.md").read_text(encoding="utf-8")
+    # Repeated: every run is finished, so nothing trains again and the figures are the same.
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "folds [" not in again.stdout, again.stdout[-2000:]
+    assert json.loads((out / "nested_cv.json").read_text(encoding="utf-8")) == report
