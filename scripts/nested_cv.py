@@ -71,10 +71,11 @@ def train_folds(
     todo = [k for k in folds if not fold_done(sweep / f"fold{k}")]
     for k in todo:
         run = sweep / f"fold{k}"
-        if run.exists():  # an interrupted run: kept aside, never deleted
-            aside = run.with_name(f"{run.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}")
+        if run.exists():  # an interrupted run: kept aside, outside the sweep that CV reads, never deleted
+            aside = sweep.parent / f"{sweep.name}.unfinished" / f"{run.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
             run.rename(aside)
-            print(f"{run}: unfinished, moved to {aside.name}", flush=True)
+            print(f"{run}: unfinished, moved to {aside}", flush=True)
     if not todo:
         return
     cmd = [
@@ -133,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs > 1:  # one BLAS/OpenMP pool per job, not each job claiming every core
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     with ThreadPoolExecutor(args.jobs) as pool:
-        for done in [pool.submit(train_folds, args.task, *sweep, args.seed, env) for sweep in sweeps]:
-            done.result()
+        futures = [pool.submit(train_folds, args.task, *sweep, args.seed, env) for sweep in sweeps]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # the sweeps not yet started; running ones finish and are kept
+            raise
 
     inner_scores: dict[int, dict[str, float]] = {}
     chosen: dict[int, str] = {}

@@ -57,3 +57,10 @@ def test_nested_run_chooses_per_outer_article_and_reuses_runs(tiny_model_dir: Pa
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "folds [" not in again.stdout, again.stdout[-2000:]
     assert json.loads((out / "nested_cv.json").read_text(encoding="utf-8")) == report
+    # An interrupted run (no predictions) is moved out of its sweep, kept, and only that fold trains again.
+    (out / "outer0" / "lr-small" / "fold1" / "predictions.jsonl").unlink()
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "lr-small: folds [1]" in resumed.stdout, resumed.stdout[-2000:]
+    [aside] = (out / "outer0" / "lr-small.unfinished").iterdir()
+    assert aside.name.startswith("fold1-") and (aside / "model").is_dir()
+    assert set(json.loads((out / "nested_cv.json").read_text(encoding="utf-8"))["chosen"]) == {"0", "1", "2"}
