@@ -21,7 +21,6 @@ repeated; an unfinished one is moved aside. The report goes to ``OUT/nested_cv.j
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -33,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.data.folds import leave_one_article_out
-from src.data.records import load_records
+from src.data.records import DataError, load_records, save_records
 from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings
 from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
@@ -113,19 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs {args.jobs}: want 1 or more")
     out = args.out.resolve()
-    lines = [json.loads(line) for line in args.gold.read_text(encoding="utf-8").splitlines() if line.strip()]
-    n = len(lines)
+    try:
+        gold = load_records(args.gold)  # validated once, before any training: a bad file fails here, clearly
+    except (DataError, OSError) as err:
+        raise SystemExit(f"error: {err}") from None
+    n = len(gold)
     if n < 3:
         raise SystemExit(f"error: {args.gold}: nested LOAO needs at least 3 articles, found {n}")
-    ordered = [r["id"] for r in leave_one_article_out(lines, None)[0]]
+    ordered = [r["id"] for r in leave_one_article_out(gold, None)[0]]
 
     # Every sweep first (in parallel with --jobs), then the choices: all runs are independent of each other.
     sweeps: list[tuple[Path, list[int], Path, list[str]]] = []
     for k, held in enumerate(ordered):
         inner_gold = out / f"outer{k}" / "gold.jsonl"
         if not inner_gold.is_file():
-            rest = [json.dumps(r, ensure_ascii=False) for r in lines if r["id"] != held]
-            write_atomic(inner_gold, "\n".join(rest) + "\n")
+            save_records([r for r in gold if r["id"] != held], inner_gold)
         for name, overrides in candidates.items():
             sweeps.append((inner_gold, list(range(n - 1)), out / f"outer{k}" / name, [*args.overrides, *overrides]))
     for name, overrides in candidates.items():
@@ -150,7 +151,6 @@ def main(argv: list[str] | None = None) -> int:
         chosen[k] = next(name for name, score in inner_scores[k].items() if score == best)
         print(f"outer {k} ({held}): inner {inner_scores[k]} -> {chosen[k]}", flush=True)
     outer = {name: headline(out / "outer" / name, args.task)[1] for name in candidates}
-    gold = load_records(args.gold)
     nested_preds = {k: outer[chosen[k]][k] for k in range(n)}
     result = cross_validate_settings(args.task, gold, {"nested": nested_preds, **outer}, baselines=False)
     systems = result["systems"]

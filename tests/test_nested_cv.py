@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ROOT, SEEDS, TINY_TRAIN
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from nested_cv import DEFAULT_CANDIDATES, parse_candidates
+from nested_cv import DEFAULT_CANDIDATES, main, parse_candidates
 
 
 def test_candidates_parse_in_order_and_refuse_mistakes() -> None:
@@ -25,6 +25,14 @@ def test_candidates_parse_in_order_and_refuse_mistakes() -> None:
             parse_candidates(bad, "stance")
     with pytest.raises(SystemExit, match="no default candidates"):
         parse_candidates(None, "ner")
+
+
+def test_a_bad_gold_file_fails_before_any_training(tmp_path: Path) -> None:
+    gold = tmp_path / "bad.jsonl"
+    gold.write_text(SEEDS.read_text(encoding="utf-8").splitlines()[0] + "\n{not json\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"bad\.jsonl"):
+        main(["--out", str(tmp_path / "out"), "--gold", str(gold)])
+    assert not (tmp_path / "out").exists()
 
 
 def test_nested_run_chooses_per_outer_article_and_reuses_runs(tiny_model_dir: Path, tmp_path: Path) -> None:
