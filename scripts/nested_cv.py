@@ -11,8 +11,9 @@ averaged with the guideline prototypes, configs/task/stance.yaml).
 
     python scripts/nested_cv.py --task stance --out multirun/nested-stance            # 5 x 4 x 2 inner + 5 x 2 outer
     python scripts/nested_cv.py --task stance --out multirun/nested-stance --seed 7 --jobs 2
-    python scripts/nested_cv.py --task ner --out multirun/nested-ner-lr model.name_or_path=runs/conll2003-onto/run
-        --candidate 1e-4='trainer.learning_rate=1e-4' --candidate 3e-5='trainer.learning_rate=3e-5'
+    python scripts/nested_cv.py --task ner --out multirun/nested-ner-lr --jobs 2 \
+        --candidate lr1e-4=trainer.learning_rate=1e-4 --candidate lr5e-5=trainer.learning_rate=5e-5 \
+        --candidate lr2e-4=trainer.learning_rate=2e-4
 
 Arguments after the options are Hydra overrides for every run. Finished runs are kept and reused when the command is
 repeated; an unfinished one is moved aside. The report goes to ``OUT/nested_cv.json`` and ``OUT/nested_cv.md``.
@@ -161,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     def label_cells(pooled: dict) -> list[str]:
         return [f"{pooled['per_label'][label]['f1']:.3f}" if label in pooled["per_label"] else "-" for label in labels]
 
-    head = ["system", f"pooled {first['headline']['name']}", "fold mean ± sd", *labels]
+    head = ["system", f"pooled {first['headline']['name']}", "pooled macro_f1", "fold mean ± sd", *labels]
     rows = [
         [
             "nested choice" if name == "nested" else f"{name} (always)",
             f"{s['pooled']['headline']['value']:.3f}",
+            f"{s['pooled']['macro']['f1']:.3f}",
             f"{s['mean']:.3f} ± {s['std']:.3f}",
             *label_cells(s["pooled"]),
         ]
@@ -193,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             "inner": {str(k): v for k, v in inner_scores.items()},
             "chosen": {str(k): v for k, v in chosen.items()},
             "outer": {
-                name: {"pooled": s["pooled"]["headline"]["value"], "mean": s["mean"], "std": s["std"]}
+                name: {
+                    "pooled": s["pooled"]["headline"]["value"],
+                    "pooled_macro_f1": s["pooled"]["macro"]["f1"],
+                    "mean": s["mean"],
+                    "std": s["std"],
+                }
                 for name, s in systems.items()
             },
         },

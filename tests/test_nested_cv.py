@@ -59,7 +59,7 @@ def test_nested_run_chooses_per_outer_article_and_reuses_runs(tiny_model_dir: Pa
         )
         assert sorted(p.name for p in (out / f"outer{k}" / choice).glob("fold*")) == ["fold0", "fold1"]
     assert set(report["outer"]) == {"nested", "lr-small", "lr-large"}
-    assert all(0.0 <= v["pooled"] <= 1.0 for v in report["outer"].values())
+    assert all(0.0 <= v["pooled"] <= 1.0 and 0.0 <= v["pooled_macro_f1"] <= 1.0 for v in report["outer"].values())
     assert "nested choice" in (out / "nested_cv.md").read_text(encoding="utf-8")
     # Repeated: every run is finished, so nothing trains again and the figures are the same.
     again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
