@@ -57,15 +57,26 @@ warmstart: setup
 	elif $(PY) -m src.data.conll; then \
 	  $(MAKE) --no-print-directory $(CONLL_MODEL) || echo "The CoNLL-2003 build failed (above): NER trains from the packaged model"; fi
 
+# Stance-labelled pages of other outlets (third-party text, used by path, never copied here): SUPPLEMENT="a.jsonl ...",
+# else ../shared/supplement/*.jsonl when it is there. They join every training split (NER skips them: their entities
+# are not annotated); `make cv` also holds each of their outlets out in turn. SUPPLEMENT= trains on the seeds alone.
+SUPPLEMENT ?= $(wildcard ../shared/supplement/*.jsonl)
+comma := ,
+space := $(subst ,, )
+EXTRA = $(if $(strip $(SUPPLEMENT)),'data.extra=[$(subst $(space),$(comma),$(strip $(abspath $(SUPPLEMENT))))]')
+SUPPLEMENT_LINE = if [ -n "$(strip $(SUPPLEMENT))" ]; then echo "Stance supplement: $(strip $(SUPPLEMENT)) (added to training)"; \
+  else echo "Stance supplement: none (no ../shared/supplement/*.jsonl, no SUPPLEMENT=): the seed corpus alone"; fi
+
 ## Train the NER and the stance model on the seed corpus (fold 0 held out) and print their per-label reports.
 ## The NER model warm-starts from CoNLL-2003 where one is found (see CONLL above), else from the packaged model.
 train: setup
 	$(PY) -m src.data validate data/annotations/seeds.jsonl
 	@$(MAKE) --no-print-directory warmstart
 	$(call keep,runs/ner)
-	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) hydra.run.dir=runs/ner
+	@$(SUPPLEMENT_LINE)
+	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) $(EXTRA) hydra.run.dir=runs/ner
 	$(call keep,runs/stance)
-	$(PY) -m src.train task=stance hydra.run.dir=runs/stance
+	$(PY) -m src.train task=stance $(EXTRA) hydra.run.dir=runs/stance
 
 ## Add a Label Studio export to the corpus and train both models on every article: make retrain EXPORT=project-1-at-....json
 ## A bad export or an article already in the corpus is refused (located errors, exit 2) with the corpus unchanged;
@@ -77,22 +88,30 @@ retrain:
 	@$(MAKE) --no-print-directory setup
 	$(PY) -m src.data add $(EXPORT) --corpus $(CORPUS)
 	$(call keep,runs/ner)
-	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) data.fold=null data.path=$(abspath $(CORPUS)) hydra.run.dir=runs/ner
+	@$(SUPPLEMENT_LINE)
+	$(PY) -m src.train task=ner experiment=$(NER_EXPERIMENT) data.fold=null data.path=$(abspath $(CORPUS)) $(EXTRA) hydra.run.dir=runs/ner
 	$(call keep,runs/stance)
-	$(PY) -m src.train task=stance data.fold=null data.path=$(abspath $(CORPUS)) hydra.run.dir=runs/stance
+	$(PY) -m src.train task=stance data.fold=null data.path=$(abspath $(CORPUS)) $(EXTRA) hydra.run.dir=runs/stance
 
 # Also store the stance decision bias fitted out of fold (it changes decisions; README "Scores you can trust").
 DECISION_BIAS ?= false
 
 ## Leave-one-article-out cross-validation of both tasks, pooled with the baselines into multirun/cv/cv_report.md.
 ## NER uses the recipe `make train` uses here: the CoNLL-2003 warm start where one is found, else the plain model.
-CV_ARGS = data.fold=0,1,2,3,4 hydra.sweep.dir=multirun/cv trainer.disable_tqdm=true trainer.save_strategy=no
+## With a supplement (SUPPLEMENT above) it trains in every fold, and stance is also cross-validated leaving one
+## outlet of the supplement out at a time (multirun/cv-outlets/cv_report.md): the figure for unseen outlets.
+RUN_ARGS = trainer.disable_tqdm=true trainer.save_strategy=no
+CV_ARGS = data.fold=0,1,2,3,4 hydra.sweep.dir=multirun/cv $(RUN_ARGS)
 cv: setup
 	@$(MAKE) --no-print-directory warmstart
+	@$(SUPPLEMENT_LINE)
 	$(call keep,multirun/cv)
-	$(PY) -m src.train -m task=ner experiment=$(NER_EXPERIMENT) $(CV_ARGS)
-	$(PY) -m src.train -m task=stance $(CV_ARGS)
+	$(PY) -m src.train -m task=ner experiment=$(NER_EXPERIMENT) $(EXTRA) $(CV_ARGS)
+	$(PY) -m src.train -m task=stance $(EXTRA) $(CV_ARGS)
 	$(PY) -m src.evaluate cv=multirun/cv
+	@if [ -n "$(strip $(SUPPLEMENT))" ]; then $(call keep,multirun/cv-outlets); \
+	  $(PY) -m src.train -m task=stance $(EXTRA) data.fold=null data.extra_fold=$$($(PY) -m src.data outlets --folds $(SUPPLEMENT)) \
+	    hydra.sweep.dir=multirun/cv-outlets $(RUN_ARGS) && $(PY) -m src.evaluate cv=multirun/cv-outlets baselines=false calibration=false; fi
 	@echo "Next: make calibrate (stores the out-of-fold temperature in runs/ner and runs/stance)"
 
 ## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.

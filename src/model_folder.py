@@ -134,6 +134,25 @@ def prototypes_line(meta: dict) -> str:
     )
 
 
+def held_out_line(training: dict) -> str:
+    """Which part of the data a run held out: a seed fold, or an outlet of the extra files."""
+    if training.get("extra_fold") is not None:
+        outlet, fold = training.get("held_out_outlet"), training["extra_fold"]
+        return f"outlet `{outlet}` of the extra files (data.extra_fold {fold})"
+    return f"fold {training.get('fold')}"
+
+
+def extra_lines(training: dict) -> str:
+    """One line per extra training file (``data.extra``), with its fingerprint and label review."""
+    lines = []
+    for entry in training.get("extra") or []:
+        review = entry.get("review")
+        reviewed = f"; label review `{review['path']}` ({review['changes']} change(s))" if review else ""
+        what = f"{entry['records']} records, sha256 {entry['sha256'][:12]}…{reviewed}"
+        lines.append(f"\n- Also trained on: `{entry['path']}` ({what})")
+    return "".join(lines)
+
+
 def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> ModelCard:
     """A card a hub would accept: metadata (licence, base model, eval results) and what a reader needs to use it."""
     held = meta["held_out"]
@@ -190,7 +209,8 @@ measured{decoding}.
 
 ## Training data and figures
 
-- Data: `{training["name"]}` (`{training.get("path") or training.get("source")}`), held out: fold {training.get("fold")}
+- Data: `{training["name"]}` (`{training.get("path") or training.get("source")}`), held out: \
+{held_out_line(training)}{extra_lines(training)}
 - Held-out figures: {figures}
 - Scores: {calibration_line(meta)}{prototypes_line(meta)}
 

@@ -28,6 +28,7 @@ from transformers import (
 from src.config import ConfigError
 from src.data.convert import ner_examples, stance_examples
 from src.data.folds import as_dataset
+from src.data.records import annotates
 from src.features import encode_ner, encode_stance, words_from_windows
 from src.labels import decode_iob2, iob2_tags
 
@@ -42,6 +43,7 @@ class Task:
     pipeline_tag: str
     architecture_suffix: str  # e.g. "ForTokenClassification": how a model folder tells its task
     headline: str  # the metric a run returns, a sweep optimises and a report puts first
+    layer: str  # the record layer it learns from ("entities", "stance"): records that do not annotate it are skipped
 
     @property
     def auto_model(self) -> type:
@@ -61,6 +63,10 @@ class Task:
 
     def collator(self, tokenizer: PreTrainedTokenizerFast):
         raise NotImplementedError
+
+    def annotated(self, records: Sequence[dict]) -> list[dict]:
+        """The records that annotate this task's layer (``src.data.records.annotates``)."""
+        return [r for r in records if annotates(r, self.layer)]
 
     def loss(self, task_cfg: Mapping, dataset, n_labels: int) -> Callable | None:
         """A ``compute_loss_func`` for the Trainer, or None for the model's own loss."""
@@ -99,7 +105,8 @@ class NerTask(Task):
         return iob2_tags(list(data["entity_labels"]))
 
     def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
-        examples = ner_examples(records)
+        """Sentences of the records that annotate entities: a stance-only record would teach "no entity here"."""
+        examples = ner_examples(self.annotated(records))
         return [e["words"] for e in examples], [e["tags"] for e in examples]
 
     def encode(self, tokenizer, inputs, targets, label2id, max_length, stride):
@@ -137,7 +144,7 @@ class StanceTask(Task):
 
     def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
         """Inputs are ``(sentence, context or None)`` pairs; ``task.context`` says what context is read."""
-        examples = stance_examples(records, (task_cfg or {}).get("context", "none"))
+        examples = stance_examples(self.annotated(records), (task_cfg or {}).get("context", "none"))
         return [(e["text"], e["context"]) for e in examples], [e["label"] for e in examples]
 
     def encode(self, tokenizer, inputs, targets, label2id, max_length, stride):
@@ -178,8 +185,8 @@ def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
-NER = NerTask("ner", "token-classification", "ForTokenClassification", "micro_f1")
-STANCE = StanceTask("stance", "text-classification", "ForSequenceClassification", "macro_f1")
+NER = NerTask("ner", "token-classification", "ForTokenClassification", "micro_f1", "entities")
+STANCE = StanceTask("stance", "text-classification", "ForSequenceClassification", "macro_f1", "stance")
 TASKS: dict[str, Task] = {task.name: task for task in (NER, STANCE)}
 
 

@@ -1,5 +1,6 @@
-"""Command line: ``python -m src.data validate PATH...``, ``python -m src.data stats PATH`` and
-``python -m src.data from-labelstudio EXPORT.json -o OUT.jsonl`` and ``python -m src.data add EXPORT.json``."""
+"""Command line: ``python -m src.data validate PATH...``, ``python -m src.data stats PATH``,
+``python -m src.data from-labelstudio EXPORT.json -o OUT.jsonl``, ``python -m src.data add EXPORT.json`` and
+``python -m src.data outlets PATH...`` (the leave-one-outlet-out folds of extra files)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 from src.data.add import add_export
 from src.data.convert import labelstudio_to_records, read_conll
+from src.data.folds import outlet_groups
 from src.data.jsonl import read_json_document
 from src.data.records import DataError, load_records, records_text
 from src.data.stats import corpus_stats, datasheet_table
-from src.data.validate import validate_file, validate_text
+from src.data.validate import validate_text
 from src.files import write_atomic
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
@@ -38,17 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     add = sub.add_parser("add", help="append a Label Studio export's new articles to the corpus (kept: CORPUS.<time>)")
     add.add_argument("export", type=Path, metavar="EXPORT")
     add.add_argument("--corpus", type=Path, default=CORPUS, help=f"corpus file to append to (default {CORPUS})")
+    outlets = sub.add_parser("outlets", help="the outlet folds of extra files (data.extra_fold), one line each")
+    outlets.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    outlets.add_argument("--folds", action="store_true", help="print only the fold numbers, as a Hydra sweep list")
     args = parser.parse_args(argv)
 
     if args.command == "validate":
         failed = False
         for path in args.paths:
-            problems = validate_file(
-                path,
-                entity_labels=args.entity_labels.split(","),
-                stance_labels=args.stance_labels.split(","),
-                root=args.root,
-            )
+            try:  # as training reads it: a label review of the file (data/reviews/) applied first
+                load_records(
+                    path,
+                    entity_labels=args.entity_labels.split(","),
+                    stance_labels=args.stance_labels.split(","),
+                    root=args.root,
+                )
+                problems = []
+            except DataError as err:
+                problems = err.problems
             for problem in problems:
                 print(problem)
             print(f"{path}: {f'{len(problems)} problem(s)' if problems else 'OK'}", file=sys.stderr)
@@ -57,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "add":
         return add_articles(args.export, args.corpus)
+
+    if args.command == "outlets":
+        return print_outlets(args.paths, folds_only=args.folds)
 
     if args.command == "from-labelstudio":
         return from_labelstudio(args.export, args.output, overwrite=args.overwrite)
@@ -71,6 +83,24 @@ def main(argv: list[str] | None = None) -> int:
         print(message if message.startswith(f"{args.path}:") else f"{args.path}: {message}")
         return 1
     print(datasheet_table(corpus_stats(records)))
+    return 0
+
+
+def print_outlets(paths: list[Path], *, folds_only: bool = False) -> int:
+    """The outlet folds of ``paths`` read together (as ``data.extra`` reads them): 0 printed, 1 a bad file."""
+    records = []
+    for path in paths:
+        try:
+            records += load_records(path)
+        except (DataError, OSError) as err:
+            print("\n".join(err.problems) if isinstance(err, DataError) else f"{path}: {err}")
+            return 1
+    groups = outlet_groups(records)
+    if folds_only:
+        print(",".join(str(k) for k in range(len(groups))))
+        return 0
+    for k, (outlet, group) in enumerate(groups):
+        print(f"{k}\t{outlet}\t{len(group)} record(s): {', '.join(r['id'] for r in group)}")
     return 0
 
 

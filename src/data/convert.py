@@ -204,6 +204,8 @@ def records_to_labelstudio(
         data = {"text": text, "doc_id": record["id"]}
         if record.get("source"):
             data["source"] = record["source"]
+        if "annotated" in record:  # a partial annotation stays partial through the labelling round trip
+            data["annotated"] = list(record["annotated"])
         task: dict = {"data": data}
         if record.get("sentences") or record.get("entities"):
             task["annotations"] = [{"result": _regions(text, record.get("entities", []), record["sentences"])}]
@@ -350,6 +352,8 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
     record = {"id": str(data.get("doc_id") or fallback_id)}
     if data.get("source"):
         record["source"] = data["source"]
+    if "annotated" in data:  # checked by the validator like any record's
+        record["annotated"] = data["annotated"]
     record |= {
         "text": text,
         "entities": sorted(entities, key=lambda e: (e["start"], e["end"])),

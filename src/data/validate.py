@@ -15,6 +15,9 @@ from src.data.jsonl import parse_json_text, read_json_file
 from src.data.words import word_spans
 from src.labels import ENTITY_LABELS, STANCE_LABELS
 
+# The layers a record can annotate; a record without an ``annotated`` field annotates them all.
+LAYERS = ("entities", "stance")
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = 20  # characters of text quoted on each side of a problem
 UNICODE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
@@ -88,10 +91,42 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _check_annotated(record: dict, where: str) -> list[str]:
+    """Problems of the optional ``annotated`` field (the layers the record annotates, ``LAYERS``)
+    and of labels given for a layer it does not annotate (they would be silently ignored)."""
+    if "annotated" not in record:
+        return []
+    layers = record["annotated"]
+    known = ", ".join(LAYERS)
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, str) for x in layers):
+        return [f"{where}: field 'annotated' must be a non-empty list of layer names ({known}), got {layers!r}"]
+    problems = [f"{where}: unknown layer {x!r} in 'annotated' (known: {known})" for x in layers if x not in LAYERS]
+    if len(set(layers)) != len(layers):
+        problems.append(f"{where}: 'annotated' names a layer twice: {layers!r}")
+    if "entities" not in layers and isinstance(record.get("entities"), list) and record["entities"]:
+        problems.append(
+            f"{where}: {len(record['entities'])} entities given, but 'annotated' does not list 'entities' "
+            "(add it, or drop the entities)"
+        )
+    if "stance" not in layers and isinstance(record.get("sentences"), list):
+        labelled = [s for s in record["sentences"] if isinstance(s, dict) and s.get("stance") is not None]
+        if labelled:
+            problems.append(
+                f"{where}: {len(labelled)} sentences have a stance, but 'annotated' does not list 'stance' "
+                "(add it, or drop the stances)"
+            )
+    return problems
+
+
 def _check_fields(record: dict, where: str) -> list[str]:
-    """Shape problems (missing or wrongly typed fields); the span checks run only when this is empty."""
-    problems = []
-    for key, types in (("id", str), ("text", str), ("entities", list), ("sentences", list)):
+    """Shape problems (missing or wrongly typed fields); the span checks run only when this is empty. A layer the
+    record does not annotate (``annotated``) may be missing: ``entities``, or each sentence's ``stance``."""
+    problems = _check_annotated(record, where)
+    layers = record.get("annotated") if isinstance(record.get("annotated"), list) else LAYERS
+    required = [("id", str), ("text", str), ("sentences", list)]
+    if "entities" in layers or "entities" in record:
+        required.insert(2, ("entities", list))
+    for key, types in required:
         if key not in record:
             problems.append(f"{where}: missing field {key!r}")
         elif not isinstance(record[key], types):
@@ -108,9 +143,9 @@ def _check_fields(record: dict, where: str) -> list[str]:
             for field in ("start", "end"):
                 if not _is_int(span.get(field)):
                     problems.append(f"{where}: {key}[{i}] field {field!r} must be int, got {span.get(field)!r}")
-            if label_key not in span:
+            if label_key not in span and (key == "entities" or "stance" in layers):
                 problems.append(f"{where}: {key}[{i}] missing field {label_key!r}")
-            elif not isinstance(span[label_key], label_types):
+            elif label_key in span and not isinstance(span[label_key], label_types):
                 problems.append(f"{where}: {key}[{i}] field {label_key!r} has wrong type: {span[label_key]!r}")
     return problems
 
@@ -333,7 +368,7 @@ def parse_and_validate(
     """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
     path = Path(path)
     items, problems = read_json_file(path)
-    return _validated(items, problems, path, entity_labels, stance_labels, root)
+    return validate_items(items, problems, path, entity_labels, stance_labels, root)
 
 
 def validate_text(
@@ -352,10 +387,10 @@ def validate_text(
     """
     path = Path(path)
     items, problems = parse_json_text(text, str(path), whole=path.suffix == ".json")
-    return _validated(items, problems, path, entity_labels, stance_labels, root)[1]
+    return validate_items(items, problems, path, entity_labels, stance_labels, root)[1]
 
 
-def _validated(
+def validate_items(
     items: list[tuple[int, object]],
     problems: list[str],
     path: Path,

@@ -109,6 +109,38 @@ def run_data_path(cfg: DictConfig, run: Path) -> Path:
     return (path if path.is_absolute() or path.exists() else REPO_ROOT / path).resolve()
 
 
+def fold_splits(group: dict) -> dict[int, tuple[list[dict], list[dict]]]:
+    """``{fold: (train, test)}`` of every fold of a task's protocol, as training splits them: each seed article left
+    out in turn (any ``data.extra`` files training in every fold), or each outlet of the extra files
+    (``data.extra_fold``). Baselines train on the same ``train`` records, so they see the extra files too."""
+    from src.config import register_resolvers
+    from src.data.folds import outlet_groups
+    from src.data.splits import load_extra, load_splits
+
+    gold = load_gold(group["data_path"], group["config"])
+    data = OmegaConf.select(group["config"], "data")
+    if group["protocol"] == ARTICLES and not data.get("extra"):
+        return {k: leave_one_article_out(gold, k) for k in range(len(gold))}
+    register_resolvers()
+    data = data.copy()
+    data.path = str(group["data_path"])
+    outlets = group["protocol"] == OUTLETS
+    try:
+        n_folds = len(outlet_groups(load_extra(data, set())[0])) if outlets else len(gold)
+        splits = {}
+        for k in range(n_folds):
+            data.fold, data.extra_fold = (None, k) if outlets else (k, None)
+            train, _, test, _ = load_splits(data)
+            splits[k] = (train, test)
+    except (ValueError, OSError) as err:  # ConfigError, DataError: the run's data is not what it was
+        raise CVError(f"{task_name(group)}: cannot rebuild the runs' folds from their data config: {err}") from err
+    return splits
+
+
+def task_name(group: dict) -> str:
+    return str(OmegaConf.select(group["config"], "task.name", default="task"))
+
+
 def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
     from src.data.records import load_records
 
@@ -119,8 +151,10 @@ def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
 
 # Runs that differ only in these (and in what src.config.RUN_ONLY_KEYS lists) are one setting; data.path is checked
 # separately (one gold file per task).
-SETTING_FREE_KEYS = frozenset({"data.fold", "data.path"})
+SETTING_FREE_KEYS = frozenset({"data.fold", "data.extra_fold", "data.path"})
 UNSET = "(unset)"
+# What a fold holds out: a seed article (data.fold), or an outlet of the extra files (data.extra_fold).
+ARTICLES, OUTLETS = "articles", "outlets"
 
 
 def run_setting(cfg: DictConfig) -> dict[str, Any]:
@@ -153,13 +187,19 @@ def group_runs(multirun_dir: str | Path, data_path: str | Path | None = None) ->
     for run in find_runs(multirun_dir):
         cfg = run_config(run)
         task = run_task(cfg, run)
-        fold = OmegaConf.select(cfg, "data.fold", default=None)
+        protocol = OUTLETS if OmegaConf.select(cfg, "data.extra_fold", default=None) is not None else ARTICLES
+        fold = OmegaConf.select(cfg, "data.extra_fold" if protocol == OUTLETS else "data.fold", default=None)
         if not isinstance(fold, int) or isinstance(fold, bool):
             raise CVError(f"{run}/.hydra/config.yaml: data.fold is {fold!r}; a CV run holds out one article (int)")
         if not (run / "predictions.jsonl").is_file():
             raise CVError(f"{run}: no predictions.jsonl (did the run finish?)")
         path = Path(data_path) if data_path is not None else run_data_path(cfg, run)
-        group = groups.setdefault(task, {"data_path": path, "config": cfg, "by_setting": {}})
+        group = groups.setdefault(task, {"data_path": path, "config": cfg, "protocol": protocol, "by_setting": {}})
+        if protocol != group["protocol"]:
+            raise CVError(
+                f"{run}: holds out {'an outlet (data.extra_fold)' if protocol == OUTLETS else 'a seed article'}, "
+                f"unlike the other {task} runs; sweep the two protocols into separate folders"
+            )
         if path.resolve() != group["data_path"].resolve():
             raise CVError(f"{run}: data.path {path} differs from {group['data_path']} of the other {task} runs")
         setting = run_setting(cfg)
@@ -201,27 +241,34 @@ def cross_validate_task(
 
 
 def cross_validate_settings(
-    task: str, gold: Sequence[dict], models: dict[str, dict[int, list[dict]]], baselines: bool = True
+    task: str,
+    gold: Sequence[dict],
+    models: dict[str, dict[int, list[dict]]],
+    baselines: bool = True,
+    splits: dict[int, tuple[list[dict], list[dict]]] | None = None,
 ) -> dict:
     """Pooled and per-fold metrics of each model setting's fold predictions (``{system: {fold: predictions}}``) and
-    of each baseline, computed once, on the same folds."""
-    folds = list(range(len(gold)))
+    of each baseline, computed once, on the same folds: ``splits`` (``{fold: (train, test)}``), by default each
+    article of ``gold`` left out in turn."""
+    if splits is None:
+        splits = {k: leave_one_article_out(gold, k) for k in range(len(gold))}
+    folds = sorted(splits)
     for name, fold_predictions in models.items():
         missing = sorted(set(folds) - set(fold_predictions))
         extra = sorted(set(fold_predictions) - set(folds))
         if missing or extra:
             which = task if name == MODEL else f"{task} {name}"
             raise CVError(
-                f"{which}: {len(gold)} articles need folds 0..{len(gold) - 1}; missing {missing}, out of range {extra}"
+                f"{which}: {len(folds)} folds 0..{len(folds) - 1} needed; missing {missing}, out of range {extra}"
             )
     systems: dict[str, dict[int, list[dict]]] = dict(models)
     skipped: dict[str, str] = {}
     for name, baseline in (BASELINES[task] if baselines else {}).items():
         try:
-            systems[name] = {k: baseline(*leave_one_article_out(gold, k)) for k in folds}
+            systems[name] = {k: baseline(*splits[k]) for k in folds}
         except BaselineUnavailable as err:
             skipped[name] = str(err)
-    test_gold = {k: leave_one_article_out(gold, k)[1] for k in folds}
+    test_gold = {k: splits[k][1] for k in folds}
     pooled_gold = [r for k in folds for r in test_gold[k]]
     result: dict = {"n_folds": len(folds), "systems": {}, "skipped_baselines": skipped}
     for name, preds in systems.items():
@@ -237,12 +284,16 @@ def cross_validate_settings(
 
 
 def calibrate_setting(
-    task: str, gold: Sequence[dict], folds: dict[int, Path], preds: dict[int, list[dict]], labels: Sequence[str]
+    task: str,
+    splits: dict[int, tuple[list[dict], list[dict]]],
+    folds: dict[int, Path],
+    preds: dict[int, list[dict]],
+    labels: Sequence[str],
 ):
     """Cross-fitted calibration of one setting (``calibration.Calibrated``) and, for stance, the pooled metrics of
     its predictions re-decided with each fold's cross-fitted decision bias. NER reruns each fold's model on its
     held-out article (the predictions keep no word logits): ``CVError`` when a fold kept no model folder."""
-    gold_by_fold = {k: leave_one_article_out(gold, k)[1] for k in sorted(folds)}
+    gold_by_fold = {k: splits[k][1] for k in sorted(folds)}
     if task == "ner":
         missing = [str(run) for run in folds.values() if not (Path(run) / "model" / "config.json").is_file()]
         if missing:
@@ -292,14 +343,20 @@ def cross_validate(
     out: dict = {"schema_version": SCHEMA_VERSION, "kind": "cv", "multirun_dir": str(multirun_dir), "tasks": {}}
     pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]] = {}
     for task, group in sorted(group_runs(multirun_dir, data_path).items()):
-        gold = load_gold(group["data_path"], group["config"])
+        splits = fold_splits(group)
+        gold = [r for k in sorted(splits) for r in splits[k][1]]
         settings = group["settings"]
         preds = {
             system: {k: read_jsonl(run / "predictions.jsonl") for k, run in setting["folds"].items()}
             for system, setting in settings.items()
         }
-        result = cross_validate_settings(task, gold, preds, baselines=baselines)
+        result = cross_validate_settings(task, gold, preds, baselines=baselines, splits=splits)
         result["data_path"] = str(group["data_path"])
+        result["protocol"] = group["protocol"]
+        if group["protocol"] == OUTLETS:
+            result["outlets"] = {
+                str(k): sorted({str(r.get("outlet") or r["id"]) for r in test}) for k, (_, test) in splits.items()
+            }
         result["settings"] = {
             system: {
                 "name": setting["name"],
@@ -315,7 +372,7 @@ def cross_validate(
             stance_labels = list(OmegaConf.select(group["config"], "data.stance_labels", default=None) or STANCE_LABELS)
             for i, (system, setting) in enumerate(settings.items(), start=1):
                 try:
-                    calibrated, biased = calibrate_setting(task, gold, setting["folds"], preds[system], stance_labels)
+                    calibrated, biased = calibrate_setting(task, splits, setting["folds"], preds[system], stance_labels)
                 except CVError as err:
                     result["calibration_skipped"] = f"{system}: {err}"
                     continue
@@ -323,9 +380,8 @@ def cross_validate(
                 reliability_png(calibrated, Path(out_dir or multirun_dir) / png, f"{task} {system}, out of fold")
                 result["calibration"][system] = calibration_summary(calibrated, biased, png)
         out["tasks"][task] = result
-        test_gold = [r for k in range(len(gold)) for r in leave_one_article_out(gold, k)[1]]
         pooled[task] = {
-            system: (test_gold, [p for k in sorted(fold_preds) for p in fold_preds[k]])
+            system: (gold, [p for k in sorted(fold_preds) for p in fold_preds[k]])
             for system, fold_preds in preds.items()
         }
     return out, pooled
@@ -372,14 +428,23 @@ def calibration_section(task: str, result: dict, headline: str) -> str:
 
 
 def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]]) -> str:
-    parts = ["# Cross-validation (leave one article out)", f"Runs: `{cv_metrics['multirun_dir']}`"]
+    protocols = {result.get("protocol", ARTICLES) for result in cv_metrics["tasks"].values()}
+    held = "one outlet of the extra files" if protocols == {OUTLETS} else "one article"
+    parts = [f"# Cross-validation (leave {held} out)", f"Runs: `{cv_metrics['multirun_dir']}`"]
     for task, result in cv_metrics["tasks"].items():
         systems = result["systems"]
         models = list(result["settings"])
         single = len(models) == 1
         headline = systems[models[0]]["pooled"]["headline"]["name"]
         folds = sorted(systems[models[0]]["per_fold"], key=int)
-        parts.append(f"## {task}: {result['n_folds']} folds on `{result['data_path']}`")
+        if result.get("protocol") == OUTLETS:
+            outlets = "; ".join(f"{k}: {', '.join(v)}" for k, v in result["outlets"].items())
+            parts.append(
+                f"## {task}: {result['n_folds']} outlet folds, each trained on `{result['data_path']}` and the other "
+                f"outlets\n\nFolds: {outlets}"
+            )
+        else:
+            parts.append(f"## {task}: {result['n_folds']} folds on `{result['data_path']}`")
         if not single:
             keys = list(result["settings"][models[0]]["overrides"])
             parts.append(

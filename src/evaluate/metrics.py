@@ -39,6 +39,9 @@ def evaluate_predictions(task: str, gold_records: Sequence[dict], pred_records: 
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     pred_by_id = match_documents(gold_records, pred_records)
+    gold_records = TASKS[task].annotated(gold_records)  # a record without this layer has no gold to score against
+    if not gold_records:
+        raise ValueError(f"no gold record annotates {TASKS[task].layer} (their 'annotated' field): nothing to score")
     if task == "ner":
         return ner_metrics(gold_records, pred_by_id)
     return stance_metrics(gold_records, pred_by_id)

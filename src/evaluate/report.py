@@ -14,6 +14,7 @@ import numpy as np
 from src.data.jsonl import objects_only, read_json_file
 from src.files import write_atomic, write_figure, write_json
 from src.markdown import markdown_table
+from src.tasks import TASKS
 
 from .metrics import ner_errors, stance_errors
 
@@ -72,7 +73,9 @@ def error_section(task: str, gold: Sequence[dict], pred: Sequence[dict], max_err
     """Markdown error analysis: FP/FN spans (NER) or misclassified sentences (stance), at most ``max_errors`` each."""
     parts = ["## Error analysis"]
     if task == "ner":
-        errors = ner_errors(gold, pred)
+        gold = TASKS["ner"].annotated(gold)  # a record whose entities are not annotated has no NER errors
+        kept = {r["id"] for r in gold}
+        errors = ner_errors(gold, [p for p in pred if p["id"] in kept])
         for key, title in (("false_positives", "False positives"), ("false_negatives", "False negatives")):
             items = errors[key]
             parts.append(f"### {title} ({len(items)}{f', first {max_errors}' if len(items) > max_errors else ''})")
