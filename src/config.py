@@ -60,6 +60,9 @@ def check_values(section: str, values: dict, rules: dict) -> None:
 
 def check_train_config(cfg) -> None:
     """Fail before any work on values that would crash mid-run or, worse, train nothing and exit 0."""
+    seed = cfg.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r}: expected an integer from 0 to 2**32 - 1")
     check_values("trainer", cfg.trainer, TRAINER_RULES)
     check_values("task", cfg.task, TASK_RULES)
     if cfg.task.stride >= cfg.task.max_length - 8:

@@ -123,3 +123,31 @@ def shown_path(path: str | Path) -> str:
         return str(path.resolve().relative_to(PROJECT_ROOT))
     except ValueError:
         return str(path)
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path):
+    """Hold an exclusive ``flock`` on ``PATH.lock`` (waiting for another holder), so a read-check-write of ``path``
+    by two processes at once runs one after the other instead of losing one's write. The lock file is removed while
+    still held, and a waiter that locked a removed file locks the one now in place."""
+    import fcntl
+
+    lock = Path(f"{path}.lock")
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, umask_mode())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        except OSError:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)

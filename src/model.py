@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -62,7 +63,30 @@ def resolve_model_dir(name_or_path: str | os.PathLike) -> str:
             f"{folder}: not a complete model folder (no {' or '.join(missing)}); an unfinished or interrupted run "
             "leaves such a folder: remove it and train again"
         )
+    check_sharded_weights(folder)
     return str(folder)
+
+
+def check_sharded_weights(folder: Path) -> None:
+    """Refuse, before anything reads a weight, an index whose shards are not safetensors files inside the folder:
+    transformers would open a ``.bin`` it names with ``torch.load`` (pickle)."""
+    index = folder / "model.safetensors.index.json"
+    if not index.is_file() or (folder / "model.safetensors").is_file():
+        return  # transformers reads model.safetensors first
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = set(weight_map.values())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ModelNotFound(f"{index}: not a safetensors index (a 'weight_map' of tensor -> file): {err}") from None
+    for shard in sorted(map(str, shards)):
+        path = folder / shard
+        if not shard.endswith(".safetensors") or not path.resolve().is_relative_to(folder.resolve()):
+            raise ModelNotFound(
+                f"{index}: names the weight file {shard!r}, which is not a .safetensors file in {folder}; newsframe "
+                "loads safetensors only (never pickle)"
+            )
+        if not path.is_file():
+            raise ModelNotFound(f"{index}: names the weight file {shard!r}, which is missing from {folder}")
 
 
 def resolve_device(device: str):

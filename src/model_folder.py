@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -65,10 +66,11 @@ def read_metadata(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / METADATA
     if path.is_file():
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise ValueError(f"{path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
-        return meta
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: cannot read it as JSON: {err}") from None
+        return check_metadata(meta, path)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(folder)
@@ -83,6 +85,48 @@ def read_metadata(folder: str | Path) -> dict:
     )
     labels = [config.id2label[i] for i in range(len(config.id2label))]
     return {"schema_version": 0, "task": task_of_config(config, str(folder)).name, "labels": labels, **windows}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_metadata(meta: object, path: Path) -> dict:
+    """``meta`` if every field that decides how the folder runs has its type and range, else ``ValueError`` naming
+    the file and the field: a hand-edited or damaged file must not invert decisions or write NaN scores."""
+
+    def bad(field: str, want: str, value: object) -> ValueError:
+        return ValueError(f"{path}: field {field!r} must be {want}, got {json.dumps(value, default=str)[:80]}")
+
+    if not isinstance(meta, dict):
+        raise bad("(top level)", "an object", meta)
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+    task, labels = meta.get("task"), meta.get("labels")
+    if not isinstance(task, str) or task not in ("ner", "stance"):
+        raise bad("task", "'ner' or 'stance'", task)
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise bad("labels", "a non-empty list of label names", labels)
+    length, stride = meta.get("max_length"), meta.get("stride")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 16:
+        raise bad("max_length", "an integer >= 16", length)
+    if not isinstance(stride, int) or isinstance(stride, bool) or not 0 <= stride < length - 8:
+        raise bad("stride", f"an integer >= 0 and below max_length - 8 ({length - 8})", stride)
+    if meta.get("context", "none") not in ("none", "neighbours"):
+        raise bad("context", "'none' or 'neighbours'", meta.get("context"))
+    calibration = meta.get("calibration")
+    if calibration is not None:
+        if not isinstance(calibration, dict):
+            raise bad("calibration", "an object or null", calibration)
+        temperature = calibration.get("temperature")
+        if not _number(temperature) or temperature <= 0:
+            raise bad("calibration.temperature", "a finite number > 0", temperature)
+        bias = calibration.get("decision_bias")
+        if bias is not None and not (isinstance(bias, dict) and all(_number(v) for v in bias.values())):
+            raise bad("calibration.decision_bias", "an object of finite numbers", bias)
+    if meta.get("prototypes") is not None and not isinstance(meta["prototypes"], dict):
+        raise bad("prototypes", "an object or null", meta["prototypes"])
+    return meta
 
 
 def task_of_folder(folder: str | Path) -> Task:

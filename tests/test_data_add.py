@@ -116,3 +116,51 @@ def test_add_refuses_to_extend_an_invalid_corpus(tmp_path: Path, corpus: Path, c
     out = capsys.readouterr().out
     assert f"{corpus}:6: malformed JSON" in out and "the corpus itself is invalid" in out
     assert corpus.read_bytes() == before and listing(corpus.parent) == ["seeds.jsonl"]
+
+
+def test_two_adds_at_once_keep_both_articles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each add reads the corpus, checks, then writes: without a lock the second write drops the first's article."""
+    import threading
+    import time
+
+    from src.data import add
+
+    corpus = tmp_path / "corpus.jsonl"
+    shutil.copy(SEEDS, corpus)
+    exports = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        text = f"Kim Jong-un met Vladimir Putin, {name}.\nTrade grew in 2019."
+        exports.append(export_of(folder, [new_article(f"new-{name}", text)]))
+    real = add.read_text
+
+    def slow_read(path):
+        out = real(path)
+        time.sleep(0.3)  # both would read the same corpus inside this window
+        return out
+
+    monkeypatch.setattr(add, "read_text", slow_read)
+    results: list = []
+    threads = [threading.Thread(target=lambda e=e: results.append(add.add_export(e, corpus))) for e in exports]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [problems for problems, _ in results] == [[], []]
+    ids = [json.loads(line)["id"] for line in corpus.read_text(encoding="utf-8").splitlines()]
+    assert {"new-a", "new-b"} <= set(ids) and len(ids) == len(set(ids))
+    backups = sorted(tmp_path.glob("corpus.jsonl.*"))
+    assert len(backups) == 2 and not (tmp_path / "corpus.jsonl.lock").exists()
+    assert max(len(b.read_text().splitlines()) for b in backups) == len(ids) - 1  # the second kept the first's corpus
+
+
+def test_a_symlinked_corpus_is_written_through(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    real = tmp_path / "real" / "corpus.jsonl"
+    real.parent.mkdir()
+    shutil.copy(SEEDS, real)
+    link = tmp_path / "corpus.jsonl"
+    link.symlink_to(real)
+    export = export_of(tmp_path, [new_article()])
+    assert main(["add", str(export), "--corpus", str(link)]) == 0
+    assert link.is_symlink() and "new-001" in real.read_text(encoding="utf-8")

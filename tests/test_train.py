@@ -178,6 +178,9 @@ def test_plain_fallback_says_it_is_the_weaker_model(tiny_model_dir: Path, tmp_pa
         ("trainer.per_device_train_batch_size=0", "trainer.per_device_train_batch_size=0"),
         ("task.stride=60", "task.stride=60: must be below task.max_length=64"),
         ("+trainer.no_such_field=1", "trainer: "),
+        ("seed=abc", "seed='abc': expected an integer"),
+        ("seed=-1", "seed=-1: expected an integer"),
+        ("data.extra_fold=0", "data.extra_fold=0 holds out an outlet"),
     ],
 )
 def test_bad_config_fails_clearly(override: str, message: str, tiny_model_dir: Path, tmp_path: Path) -> None:

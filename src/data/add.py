@@ -17,7 +17,7 @@ from src.data.convert import labelstudio_to_records
 from src.data.jsonl import parse_json_text, read_json_document, read_text
 from src.data.records import DataError, records_text
 from src.data.validate import validate_records, validate_text
-from src.files import write_atomic
+from src.files import exclusive, write_atomic
 
 
 def text_hash(text: str) -> str:
@@ -63,8 +63,19 @@ def backup_path(corpus: Path, now: float | None = None) -> Path:
 def add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
     """Append the export's articles to ``corpus``; returns ``(problems, summary)``, and writes only without problems.
 
-    ``summary`` holds ``added`` (ids) and ``backup`` (the previous corpus's new name).
+    ``summary`` holds ``added`` (ids) and ``backup`` (the previous corpus's new name). Two ``add`` runs on one corpus
+    take turns (``exclusive``): each reads the corpus the other wrote, so neither article is lost. A corpus that is a
+    symbolic link is written through to its target.
     """
+    corpus = corpus.resolve() if corpus.is_symlink() else corpus
+    try:
+        with exclusive(corpus):
+            return _add_export(export, corpus)
+    except OSError as err:  # the lock file cannot be created: a read-only or missing folder
+        return [f"{corpus}: cannot lock it for writing: {err}"], {}
+
+
+def _add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
     raw, problems = read_text(corpus)  # read once: what is checked is what is kept and extended
     if raw is None:
         return problems, {}

@@ -286,6 +286,10 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
         return None, [f"{where}: missing 'data.text' (the article text)"]
     if not isinstance(text, str):
         return None, [f"{where}: 'data.text' must be a string, got {_json_type(text)}"]
+    surrogate = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if surrogate is not None:  # JSON allows a lone "\udc80"; no UTF-8 file can hold it
+        code = f"U+{ord(text[surrogate]):04X}"
+        return None, [f"{where}: 'data.text' holds a lone surrogate ({code}) at offset {surrogate}; fix the export"]
     problems: list[str] = []
     annotations = task.get("annotations", [])
     if not isinstance(annotations, list):
@@ -315,6 +319,9 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
         rid = item.get("id")
         if rid is None or rid == "":
             problems.append(f"{at}: missing 'id' ({from_name} region)")
+            continue
+        if not isinstance(rid, str | int) or isinstance(rid, bool):
+            problems.append(f"{at}: region 'id' must be a string or an integer, got {_json_type(rid)}")
             continue
         at += f" (id {rid!r})"
         value = item.get("value")

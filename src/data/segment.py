@@ -24,6 +24,33 @@ LINE_TAIL_RE = re.compile(r"[.!?…\"'“”„«»’)\]\s]*$")
 BOUNDARY_RE = re.compile(r"[.!?…)]")
 
 
+# pysbd's time grows with the square of what it is given (a 300 KB line took 40 s), so a longer line goes to it in
+# pieces of at most MAX_PIECE characters, cut where a sentence surely ends (final punctuation, space, a capital or a
+# digit), else at the last space, so splitting time is linear in the input. Lines of real articles stay whole.
+MAX_PIECE = 4000
+SAFE_BREAK_RE = re.compile(r"[.!?…][\"'”’)\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
+
+
+def piece_starts(line: str, size: int | None = None) -> list[int]:
+    """Offsets where the bounded pieces of ``line`` start: ``[0]`` for a line of at most ``size`` characters
+    (default ``MAX_PIECE``).
+
+    EXAMPLE: ``piece_starts("One. Two. Three. Four.", size=12) -> [0, 10]``
+    """
+    size = size or MAX_PIECE
+    starts = [0]
+    while len(line) - starts[-1] > size:
+        low, high = starts[-1] + size // 2, starts[-1] + size
+        cut = None
+        for match in SAFE_BREAK_RE.finditer(line, low, high):
+            cut = match.end()
+        if cut is None:
+            space = line.rfind(" ", low, high)
+            cut = space + 1 if space >= 0 else high
+        starts.append(cut)
+    return starts
+
+
 @lru_cache(maxsize=1)
 def _segmenter() -> pysbd.Segmenter:
     return pysbd.Segmenter(language="en", clean=False)
@@ -70,7 +97,11 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         offset, line_text = line.start(), line.group()
         if not line_text.strip():
             continue
-        bounds = [*sorted(set([0, *_sentence_starts(line_text)])), len(line_text)]
+        cuts = piece_starts(line_text)
+        starts = set(cuts)
+        for a, b in itertools.pairwise([*cuts, len(line_text)]):
+            starts.update(a + start for start in _sentence_starts(line_text[a:b]))
+        bounds = [*sorted(starts), len(line_text)]
         line_spans = [span for a, b in itertools.pairwise(bounds) if (span := _trim(text, offset + a, offset + b))]
         # A piece without a letter or digit (tokenised text: '" He said', 'Calif . .') is no sentence: it joins the
         # next sentence of its line, or the previous one at the end of the line.

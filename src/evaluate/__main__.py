@@ -8,6 +8,7 @@ error. Not a Hydra app: ``model`` is also the training config's group name, and 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def run(argv: list[str] | None = None) -> int:
     if cfg.data.path is None:
         print("error: model=DIR needs data.path=FILE (annotated records)", file=sys.stderr)
         return 2
+    problem = path_problem(Path(str(cfg.data.path)), cfg.out_dir and Path(str(cfg.out_dir)))
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     metrics, paths = evaluate_checkpoint(
         str(cfg.model),
         str(cfg.data.path),
@@ -87,6 +92,21 @@ def run(argv: list[str] | None = None) -> int:
     print(per_label_table(metrics))
     print(json.dumps({"headline": metrics["headline"], **{k: str(v) for k, v in paths.items()}}, indent=2))
     return 0
+
+
+def path_problem(data_path: Path, out_dir: Path | None) -> str | None:
+    """What is wrong with the gold file or the output folder, found before any prediction work."""
+    if not data_path.is_file():
+        what = "is a folder, not an annotated file" if data_path.is_dir() else "no such file"
+        return f"data.path={data_path}: {what}"
+    if out_dir is None:
+        return None
+    if out_dir.exists() and not out_dir.is_dir():
+        return f"out_dir={out_dir}: is a file, not a folder"
+    existing = next((p for p in (out_dir, *out_dir.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"out_dir={out_dir}: {existing} is not writable"
+    return None
 
 
 if __name__ == "__main__":

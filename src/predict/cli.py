@@ -267,7 +267,10 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         run_record_path(args.output).unlink(missing_ok=True)
         print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
         return 0
-    run = describe_run(args) if journal else {}
+    try:  # fingerprints the model folders, so a broken one is found here, before anything is written
+        run = describe_run(args) if journal else {}
+    except (OSError, ValueError) as err:
+        parser.error(f"cannot load the checkpoints: {err}")
     done = check_output(parser, args, run) if journal else []
 
     from src.predict.engine import OptionError, Predictor  # after the argument checks: importing torch takes seconds

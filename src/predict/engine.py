@@ -51,6 +51,17 @@ class OptionError(ValueError):
         self.detail = message
 
 
+def check_labels(folder: str, meta: dict, config) -> None:
+    """The labels of ``newsframe.json`` and of ``config.json`` (what the head outputs) must be the same list."""
+    id2label = getattr(config, "id2label", None) or {}
+    labels = [id2label.get(i) for i in range(len(id2label))]
+    if labels != list(meta["labels"]):
+        raise ValueError(
+            f"{folder}: the labels of newsframe.json {meta['labels']} disagree with config.json's id2label {labels}; "
+            "the folder was edited or mixed from two models: train it again"
+        )
+
+
 def check_windows(
     max_length: int | None,
     stride: int | None,
@@ -307,6 +318,7 @@ class Predictor:
                 raise ValueError(f"{path}: is a {meta['task']} model, given as the {expected} model")
             tokenizer = load_tokenizer(folder)
             config = AutoConfig.from_pretrained(folder)
+            check_labels(folder, meta, config)
             positions = getattr(config, "max_position_embeddings", None)
             length = meta["max_length"] if max_length is None else max_length
             step = meta["stride"] if stride is None and max_length is None else stride

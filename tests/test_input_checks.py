@@ -1,0 +1,74 @@
+"""Bad inputs found before any work, each as one located line: Label Studio region ids that are not scalars, a
+lone surrogate in an export's text (before any backup is written), and evaluation paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from src.data.__main__ import main as data_main
+from src.data.convert import labelstudio_to_records, records_to_labelstudio
+from src.data.records import DataError, load_records
+from src.evaluate.__main__ import main as evaluate_main
+from tests.conftest import SEEDS
+
+
+def one_task() -> list[dict]:
+    return records_to_labelstudio(load_records(SEEDS)[:1])
+
+
+@pytest.mark.parametrize("rid", [["a", "b"], {"x": 1}, True])
+def test_a_region_id_must_be_a_string_or_an_integer(rid) -> None:
+    tasks = one_task()
+    tasks[0]["annotations"][0]["result"][0]["id"] = rid
+    with pytest.raises(DataError, match="region 'id' must be a string or an integer"):
+        labelstudio_to_records(tasks, name="export.json")
+
+
+def test_a_lone_surrogate_is_refused_before_add_writes_anything(tmp_path: Path, capsys) -> None:
+    tasks = one_task()
+    tasks[0]["data"]["text"] += "\udc80"
+    tasks[0]["data"]["doc_id"] = "other"
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks), encoding="utf-8")  # \udc80 written as a JSON escape, as JSON allows
+    corpus = tmp_path / "corpus.jsonl"
+    shutil.copy(SEEDS, corpus)
+    assert data_main(["add", str(export), "--corpus", str(corpus)]) == 2
+    assert "lone surrogate (U+DC80)" in capsys.readouterr().out
+    assert corpus.read_bytes() == SEEDS.read_bytes() and sorted(p.name for p in tmp_path.iterdir()) == [
+        "corpus.jsonl",
+        "export.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["data.path=data"], "data.path=data: is a folder, not an annotated file"),
+        (["data.path=nowhere.jsonl"], "data.path=nowhere.jsonl: no such file"),
+        ([f"data.path={SEEDS}", "out_dir=README.md"], "out_dir=README.md: is a file, not a folder"),
+    ],
+)
+def test_evaluate_checks_its_paths_before_predicting(runs, args: list[str], message: str, capsys) -> None:
+    assert evaluate_main([f"model={runs['stance']}", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("layout", ["checkpoints", "model"])
+def test_an_incomplete_model_folder_with_an_output_is_one_error(tmp_path: Path, layout: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    (tmp_path / "broken" / layout).mkdir(parents=True)
+    out = tmp_path / "out" / "o.jsonl"
+    out.parent.mkdir()
+    command = [sys.executable, "scripts/predict.py", "--ner", str(tmp_path / "broken"), "-o", str(out), "seeds/"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "not a complete model folder" in done.stderr and list(out.parent.iterdir()) == []

@@ -1,0 +1,93 @@
+"""newsframe.json is validated on load: a bad field is one error line naming the file and the field, never an
+inverted decision, a NaN score or a traceback; its labels must agree with config.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from src.model_folder import METADATA, SCHEMA_VERSION, read_metadata
+from tests.conftest import ROOT
+
+
+def edited(runs: dict[str, Path], tmp_path: Path, change) -> Path:
+    """A copy of the tiny stance model with its newsframe.json changed by ``change(meta) -> meta``."""
+    folder = tmp_path / "model"
+    shutil.copytree(runs["stance"] / "model", folder)
+    meta = read_metadata(folder) | {"schema_version": SCHEMA_VERSION}  # the fixture's folder has none: a valid one
+    (folder / METADATA).write_text(json.dumps(change(meta)))
+    return folder
+
+
+def with_(key: str, value):
+    def change(meta: dict) -> dict:
+        node = meta
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {}) if isinstance(node.get(part), dict) or part not in node else node[part]
+        node[last] = value
+        return meta
+
+    return change
+
+
+def without(key: str):
+    return lambda meta: {k: v for k, v in meta.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (with_("calibration", {"temperature": -1.0}), "calibration.temperature"),
+        (with_("calibration", {"temperature": 0}), "calibration.temperature"),
+        (with_("calibration", {"temperature": math.nan}), "calibration.temperature"),
+        (with_("calibration", {"temperature": None}), "calibration.temperature"),
+        (with_("calibration", {"temperature": 1.2, "decision_bias": {"leverage": "x"}}), "calibration.decision_bias"),
+        (with_("calibration", [1, 2]), "calibration"),
+        (with_("max_length", "abc"), "max_length"),
+        (with_("max_length", 0), "max_length"),
+        (with_("stride", 500), "stride"),
+        (with_("labels", "leverage"), "labels"),
+        (with_("task", "topic"), "task"),
+        (with_("context", "everything"), "context"),
+        (without("task"), "task"),
+        (without("max_length"), "max_length"),
+        (without("stride"), "stride"),
+        (lambda meta: None, "(top level)"),
+        (lambda meta: [meta], "(top level)"),
+    ],
+)
+def test_a_bad_field_is_named(runs, tmp_path: Path, change, field: str) -> None:
+    folder = edited(runs, tmp_path, change)
+    with pytest.raises(ValueError, match=re.escape(f"{METADATA}: field '{field}' must be")):
+        read_metadata(folder)
+
+
+def test_the_untouched_folder_loads(runs, tmp_path: Path) -> None:
+    folder = edited(runs, tmp_path, with_("calibration", {"temperature": 1.5, "decision_bias": {"leverage": 0.1}}))
+    assert read_metadata(folder)["calibration"]["temperature"] == 1.5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (with_("calibration", {"temperature": -1.0}), "field 'calibration.temperature' must be a finite number > 0"),
+        (lambda meta: meta | {"labels": list(reversed(meta["labels"]))}, "disagree with config.json's id2label"),
+    ],
+)
+def test_predict_and_evaluate_refuse_in_one_line(runs, tmp_path: Path, change, message: str) -> None:
+    folder = edited(runs, tmp_path, change)
+    for command in (
+        ["scripts/predict.py", "--stance", str(folder), "-o", str(tmp_path / "out.jsonl"), "seeds/"],
+        ["-m", "src.evaluate", f"model={folder}", "data.path=data/annotations/seeds.jsonl"],
+    ):
+        done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+        assert message in done.stderr and not (tmp_path / "out.jsonl").exists()
