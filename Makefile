@@ -108,10 +108,11 @@ cv: setup
 	$(call keep,multirun/cv)
 	$(PY) -m src.train -m task=ner experiment=$(NER_EXPERIMENT) $(EXTRA) $(CV_ARGS)
 	$(PY) -m src.train -m task=stance $(EXTRA) $(CV_ARGS)
-	$(PY) -m src.evaluate cv=multirun/cv
+	$(PY) -m src.evaluate cv=multirun/cv behaviour=data/behaviour/stance.jsonl
 	@if [ -n "$(strip $(SUPPLEMENT))" ]; then $(call keep,multirun/cv-outlets); \
 	  $(PY) -m src.train -m task=stance $(EXTRA) data.fold=null data.extra_fold=$$($(PY) -m src.data outlets --folds $(SUPPLEMENT)) \
-	    hydra.sweep.dir=multirun/cv-outlets $(RUN_ARGS) && $(PY) -m src.evaluate cv=multirun/cv-outlets baselines=false calibration=false; fi
+	    hydra.sweep.dir=multirun/cv-outlets $(RUN_ARGS) && $(PY) -m src.evaluate cv=multirun/cv-outlets baselines=false calibration=false \
+	    behaviour=data/behaviour/stance.jsonl; fi
 	@echo "Next: make calibrate (stores the out-of-fold temperature in runs/ner and runs/stance)"
 
 ## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.

@@ -9,7 +9,9 @@
 
 Every model is trained by ``python -m src.train`` with the default stance recipe (configs/task/stance.yaml); nothing
 is tuned here. Finished parts are kept and reused when the command is repeated; an unfinished one is moved aside.
-The table goes to ``OUT/supplement_cv.md`` and, with ``--results``, into that file between its markers.
+Every model is also scored on the behavioural suite (data/behaviour/stance.jsonl: pass rate overall and on the
+topic-without-framing pairs). The table goes to ``OUT/supplement_cv.md`` and, with ``--results``, into that file
+between its markers.
 
     python scripts/cv_supplement.py --supplement ../shared/supplement/stance-outlets.jsonl --seeds 42 7 1234 \
         --out multirun/supplement --results docs/results.md
@@ -34,6 +36,8 @@ from src.markdown import markdown_table
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ARGS = ["task=stance", "trainer.disable_tqdm=true", "trainer.save_strategy=no"]
 BEGIN, END = "<!-- supplement_cv: begin -->", "<!-- supplement_cv: end -->"
+SUITE = ROOT / "data" / "behaviour" / "stance.jsonl"
+REUSE_ONLY = False  # --reuse-only: tabulate the finished parts, train nothing
 LABELS = ("leverage", "economic_cooperation", "neutral")
 
 
@@ -50,26 +54,36 @@ def fresh(folder: Path) -> None:
         print(f"{folder}: unfinished, kept as {aside}")
 
 
-def sweep(out: Path, overrides: list[str]) -> dict:
-    """A CV sweep into ``out`` pooled by ``src.evaluate cv=``; its stance metrics (reused when already pooled)."""
+def sweep(out: Path, overrides: list[str]) -> tuple[dict, list[dict]] | None:
+    """A CV sweep into ``out`` pooled by ``src.evaluate cv=`` with the behavioural suite on every fold model; its
+    pooled stance metrics and the suite results (reused when already pooled)."""
     metrics = out / "cv_metrics.json"
+    if not metrics.is_file() and REUSE_ONLY:
+        return None
     if not metrics.is_file():
         fresh(out)
         run([sys.executable, "-m", "src.train", "-m", *RUN_ARGS, *overrides, f"hydra.sweep.dir={out}"])
-        run([sys.executable, "-m", "src.evaluate", f"cv={out}", "baselines=false", "calibration=false"])
-    return json.loads(metrics.read_text())["tasks"]["stance"]["systems"]["model"]["pooled"]
+    if not metrics.is_file() or "behaviour" not in json.loads(metrics.read_text())["tasks"]["stance"]:
+        pool = ["baselines=false", "calibration=false", f"behaviour={SUITE}"]
+        run([sys.executable, "-m", "src.evaluate", f"cv={out}", *pool])
+    stance = json.loads(metrics.read_text())["tasks"]["stance"]
+    return stance["systems"]["model"]["pooled"], list(stance["behaviour"]["systems"]["model"].values())
 
 
-def held_out_outlets(out: Path, supplement: list[str], seed: int) -> dict:
-    """The model trained on every seed article, evaluated on the supplement (reused when already evaluated)."""
-    metrics = out / "eval" / "metrics.json"
+def held_out_outlets(out: Path, supplement: list[str], seed: int) -> tuple[dict, list[dict]] | None:
+    """The model trained on every seed article, evaluated on the supplement and the suite (reused when done)."""
+    metrics, suite = out / "eval" / "metrics.json", out / "behaviour" / "behaviour.json"
+    if not metrics.is_file() and REUSE_ONLY:
+        return None
     if not metrics.is_file():
         fresh(out)
         run([sys.executable, "-m", "src.train", *RUN_ARGS, "data.fold=null", f"seed={seed}", f"hydra.run.dir={out}"])
         records = out / "supplement.jsonl"
         run([sys.executable, "-c", JOIN, str(records), *supplement])
         run([sys.executable, "-m", "src.evaluate", f"model={out}", f"data.path={records}", f"out_dir={out / 'eval'}"])
-    return json.loads(metrics.read_text())
+    if not suite.is_file():
+        run([sys.executable, "-m", "src.evaluate", f"model={out}", f"behaviour={SUITE}", f"out_dir={suite.parent}"])
+    return json.loads(metrics.read_text()), [json.loads(suite.read_text())]
 
 
 # The supplement files as one gold file, each read as training reads it (its label review applied).
@@ -79,17 +93,21 @@ JOIN = (
 )
 
 
-def row(name: str, per_seed: dict[int, dict]) -> list:
-    """Mean (min-max over seeds) of macro-F1 and each label's F1."""
+def row(name: str, per_seed: dict[int, tuple[dict, list[dict]]]) -> list:
+    """Mean (min-max over seeds) of macro-F1, each label's F1, and the suite's pass rates (overall and on the
+    topic-without-framing pairs; a seed's figure is the mean over its fold models)."""
 
     def cell(values: list[float]) -> str:
         if len(values) == 1:
             return f"{values[0]:.3f}"
         return f"{statistics.fmean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
-    macro = [m["headline"]["value"] for m in per_seed.values()]
-    labels = [[m["per_label"].get(label, {}).get("f1", 0.0) for m in per_seed.values()] for label in LABELS]
-    return [name, ", ".join(map(str, per_seed)), cell(macro), *(cell(v) for v in labels)]
+    pooled = [m for m, _ in per_seed.values()]
+    macro = [m["headline"]["value"] for m in pooled]
+    labels = [[m["per_label"].get(label, {}).get("f1", 0.0) for m in pooled] for label in LABELS]
+    overall = [statistics.fmean(r["overall"]["pass_rate"] for r in suites) for _, suites in per_seed.values()]
+    pairs = [statistics.fmean(r["types"]["topic_pair"]["pass_rate"] for r in suites) for _, suites in per_seed.values()]
+    return [name, ", ".join(map(str, per_seed)), cell(macro), *(cell(v) for v in labels), cell(overall), cell(pairs)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "multirun" / "supplement")
     parser.add_argument("--results", type=Path, help="a Markdown file whose marked section gets the table")
     parser.add_argument("--parts", nargs="+", default=["seeds", "seeds+supplement", "outlets-seeds", "outlets-loo"])
+    parser.add_argument("--reuse-only", action="store_true", help="tabulate what is finished; train nothing")
     args = parser.parse_args(argv)
+    global REUSE_ONLY
+    REUSE_ONLY = args.reuse_only
     supplement = [str(p.resolve()) for p in args.supplement]
     missing = [p for p in supplement if not Path(p).is_file()]
     if missing:
@@ -124,20 +145,24 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown --parts {unknown}; choose from {', '.join(parts)}", file=sys.stderr)
         return 2
-    results: dict[str, dict[int, dict]] = {}
+    results: dict[str, dict[int, tuple[dict, list[dict]]]] = {}
     for seed in args.seeds:
         for part in args.parts:
             started = time.perf_counter()
-            results.setdefault(part, {})[seed] = parts[part][1](seed, args.out / f"{part}-seed{seed}")
+            result = parts[part][1](seed, args.out / f"{part}-seed{seed}")
+            if result is not None:
+                results.setdefault(part, {})[seed] = result
             print(f"{part} seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     table = markdown_table(
-        ["protocol", "seeds", "stance macro-F1", *(f"{label} F1" for label in LABELS)],
-        [row(parts[p][0], results[p]) for p in args.parts],
+        ["protocol", "seeds", "stance macro-F1", *(f"{label} F1" for label in LABELS), "suite", "topic pairs"],
+        [row(parts[p][0], results[p]) for p in args.parts if p in results],
     )
     files = ", ".join(f"`{Path(p).name}`" for p in supplement)
     text = (
-        f"{BEGIN}\nStance with and without the supplement ({files}, its label review applied), pooled F1, mean "
-        f"(min-max) over seeds; `python scripts/cv_supplement.py --seeds {' '.join(map(str, args.seeds))}`, "
+        f"{BEGIN}\nStance with and without the supplement ({files}, its label review applied): pooled F1, and "
+        "the behavioural suite's pass rate (`suite`, overall; `topic pairs`, topic-without-framing) averaged over "
+        f"the fold models; mean (min-max) over the seeds listed; `python scripts/cv_supplement.py --seeds "
+        f"{' '.join(map(str, args.seeds))}{' --reuse-only' if args.reuse_only else ''}`, "
         f"{date.today().isoformat()}, CPU.\n\n{table}\n{END}"
     )
     args.out.mkdir(parents=True, exist_ok=True)

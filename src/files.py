@@ -103,17 +103,40 @@ def file_sha256(path: str | Path) -> str:
     stat = path.stat()
     identity = [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
     entry = cache_root() / "hashes" / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + ".json")
+    sample = _sample_digest(path, stat.st_size)
     try:
         known = json.loads(entry.read_text(encoding="utf-8"))
-        if known["path"] == str(path) and known["identity"] == identity:
+        same_file = known["path"] == str(path) and known["identity"] == identity
+        if same_file and known["check"] == _entry_check(str(path), identity, sample, known["sha256"]):
             return known["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        pass
+        pass  # no entry, or one edited or written for other bytes: hash the file
     digest = sha256_of([path])
     if time.time_ns() - max(stat.st_mtime_ns, stat.st_ctime_ns) > _SETTLED_NS:
+        check = _entry_check(str(path), identity, sample, digest)
         with contextlib.suppress(OSError):  # a read-only cache: hash again next time
-            write_json(entry, {"path": str(path), "identity": identity, "sha256": digest})
+            write_json(entry, {"path": str(path), "identity": identity, "sha256": digest, "check": check})
     return digest
+
+
+_SAMPLE = 1 << 16
+
+
+def _sample_digest(path: Path, size: int) -> str:
+    """A cheap fingerprint of the bytes: the size and 64 KiB from the start, the middle and the end."""
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as handle:
+        for offset in (0, max(size // 2 - _SAMPLE // 2, 0), max(size - _SAMPLE, 0)):
+            handle.seek(offset)
+            digest.update(handle.read(_SAMPLE))
+    return digest.hexdigest()
+
+
+def _entry_check(path: str, identity: list[int], sample: str, sha256: str) -> str:
+    """Binds a remembered hash to the bytes it was taken from: a hash edited in the cache (or an entry copied from
+    another file) no longer matches its check, and the file is hashed again. It guards against edits and mix-ups,
+    not against someone who can write the cache and recomputes the check (no secret is kept)."""
+    return hashlib.sha256(json.dumps([path, identity, sample, sha256]).encode()).hexdigest()
 
 
 def shown_path(path: str | Path) -> str:

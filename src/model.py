@@ -212,6 +212,10 @@ def copy_head_rows(
 def load_checkpoint(folder: str, task: Task, trust_remote_code: bool = False) -> PreTrainedModel:
     """A trained model folder of ``task`` for inference, in eval mode."""
     use_offline_if_local(folder)
-    with quiet_transformers():
-        model = task.auto_model.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code)
+    try:
+        with quiet_transformers():
+            model = task.auto_model.from_pretrained(folder, use_safetensors=True, trust_remote_code=trust_remote_code)
+    except RuntimeError as err:  # e.g. config.json's id2label shorter than the weights' head: a size mismatch
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{folder}: the weights do not fit config.json (its id2label or sizes): {first}") from None
     return model.eval()

@@ -166,6 +166,24 @@ def test_a_remembered_file_hash_follows_the_file(tmp_path: Path, monkeypatch: py
     assert file_sha256(weights) == hashlib.sha256(b"b" * 1000).hexdigest()
 
 
+def test_an_edited_remembered_hash_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model A's cache entry edited to model B's hash (or B's entry copied over A's) means hashing A again."""
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("src.files._SETTLED_NS", 0)
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    a.write_bytes(b"a" * 300_000)
+    b.write_bytes(b"b" * 300_000)
+    time.sleep(0.01)
+    true_a, true_b = file_sha256(a), file_sha256(b)
+    (entry_a,) = [p for p in (tmp_path / "cache" / "hashes").iterdir() if json.loads(p.read_text())["path"] == str(a)]
+    known = json.loads(entry_a.read_text())
+    entry_a.write_text(json.dumps(known | {"sha256": true_b}))
+    assert file_sha256(a) == true_a == hashlib.sha256(b"a" * 300_000).hexdigest()
+    (entry_b,) = [p for p in (tmp_path / "cache" / "hashes").iterdir() if p != entry_a]
+    entry_a.write_text(json.dumps(json.loads(entry_b.read_text()) | {"path": str(a), "identity": known["identity"]}))
+    assert file_sha256(a) == true_a
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

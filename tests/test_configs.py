@@ -119,7 +119,7 @@ def check_evaluate_command(args: list[str]) -> None:
 
     cfg = load_config(args)
     assert (cfg.model is None) != (cfg.cv is None), "exactly one of model= or cv="
-    assert cfg.cv is not None or cfg.data.path is not None, "model= needs data.path="
+    assert cfg.cv is not None or cfg.data.path is not None or cfg.behaviour is not None, "model= needs data.path="
 
 
 README_COMMANDS = readme_commands(README.read_text(encoding="utf-8"))

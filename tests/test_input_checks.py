@@ -28,6 +28,14 @@ def test_a_region_id_must_be_a_string_or_an_integer(rid) -> None:
         labelstudio_to_records(tasks, name="export.json")
 
 
+@pytest.mark.parametrize("doc_id", [["a", "b"], {"a": 1}, 1.5, False])
+def test_a_doc_id_must_be_a_string_or_an_integer(doc_id) -> None:
+    tasks = one_task()
+    tasks[0]["data"]["doc_id"] = doc_id
+    with pytest.raises(DataError, match=r"export.json: task 0: 'data.doc_id' must be a string or an integer"):
+        labelstudio_to_records(tasks, name="export.json")
+
+
 def test_a_lone_surrogate_is_refused_before_add_writes_anything(tmp_path: Path, capsys) -> None:
     tasks = one_task()
     tasks[0]["data"]["text"] += "\udc80"
@@ -72,3 +80,21 @@ def test_an_incomplete_model_folder_with_an_output_is_one_error(tmp_path: Path, 
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "not a complete model folder" in done.stderr and list(out.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["seeds/", "-o", "{tmp}"], "is a folder; give the .json file to write"),
+        (["seeds/", "-o", "{tmp}/file.txt/tasks.json"], "cannot write into"),
+        (["-", "-o", "{tmp}/tasks.json"], "INPUT '-' (standard input) is not read"),
+    ],
+)
+def test_select_checks_its_output_and_inputs_before_predicting(runs, tmp_path: Path, args, message, capsys) -> None:
+    from src.select.__main__ import main as select_main
+
+    (tmp_path / "file.txt").write_text("x")
+    argv = ["--stance", str(runs["stance"]), *(a.format(tmp=tmp_path) for a in args)]
+    with pytest.raises(SystemExit) as exit_:
+        select_main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -80,6 +80,7 @@ def test_the_untouched_folder_loads(runs, tmp_path: Path) -> None:
     [
         (with_("calibration", {"temperature": -1.0}), "field 'calibration.temperature' must be a finite number > 0"),
         (lambda meta: meta | {"labels": list(reversed(meta["labels"]))}, "disagree with config.json's id2label"),
+        (with_("max_length", 4096), "field 'max_length' is 4096, longer than the model's"),
     ],
 )
 def test_predict_and_evaluate_refuse_in_one_line(runs, tmp_path: Path, change, message: str) -> None:
@@ -91,3 +92,16 @@ def test_predict_and_evaluate_refuse_in_one_line(runs, tmp_path: Path, change, m
         done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
         assert message in done.stderr and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_head_larger_than_id2label_is_one_error(runs, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(runs["stance"] / "model", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {"0": "leverage", "1": "neutral"}
+    config["label2id"] = {"leverage": 0, "neutral": 1}
+    (folder / "config.json").write_text(json.dumps(config))
+    command = ["scripts/predict.py", "--stance", str(folder), "seeds/"]
+    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "the weights do not fit config.json" in done.stderr

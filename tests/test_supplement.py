@@ -234,11 +234,12 @@ def test_outlets_command_prints_the_folds(tmp_path: Path) -> None:
 
 def test_make_adds_the_supplement_only_when_there() -> None:
     def dry(*args: str) -> str:
-        return subprocess.run(["make", "-n", "train", *args], cwd=ROOT, capture_output=True, text=True).stdout
+        command = ["make", "-n", "train", *args, "PY=false"]  # PY=false: the warm-start probe runs nothing
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True).stdout
 
-    with_it = dry("SUPPLEMENT=/somewhere/pages.jsonl", "PY=python")
+    with_it = dry("SUPPLEMENT=/somewhere/pages.jsonl")
     assert "'data.extra=[/somewhere/pages.jsonl]'" in with_it and "Stance supplement: /somewhere" in with_it
-    without = dry("SUPPLEMENT=", "PY=python")
+    without = dry("SUPPLEMENT=")
     assert "data.extra" not in without.replace("SUPPLEMENT", "") and "the seed corpus alone" in without
 
 
@@ -253,13 +254,24 @@ def test_leave_one_outlet_out_trains_pools_and_records_the_files(tiny_model_dir:
     args = [f"data.extra=[{extra}]", "data.fold=null", "data.extra_fold=0,1", f"hydra.sweep.dir={sweep}"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     subprocess.run([*train, *args, *TINY_TRAIN], cwd=ROOT, check=True, env=env, capture_output=True)
-    cv = [sys.executable, "-m", "src.evaluate", f"cv={sweep}", "baselines=false", "calibration=false"]
+    suite = ROOT / "data" / "behaviour" / "stance.jsonl"
+    cv = [
+        sys.executable,
+        "-m",
+        "src.evaluate",
+        f"cv={sweep}",
+        "baselines=false",
+        "calibration=false",
+        f"behaviour={suite}",
+    ]
     subprocess.run(cv, cwd=ROOT, check=True, capture_output=True)
     metrics = json.loads((sweep / "cv_metrics.json").read_text())["tasks"]["stance"]
     assert metrics["protocol"] == "outlets" and metrics["outlets"] == {"0": ["A"], "1": ["B"]}
     assert metrics["systems"]["model"]["pooled"]["per_label"]["leverage"]["support"] == 3
     report = (sweep / "cv_report.md").read_text()
     assert "leave one outlet of the extra files out" in report and "Folds: 0: A; 1: B" in report
+    assert "### Behaviour" in report and "| model fold 1 |" in report and "| mean |" in report
+    assert set(metrics["behaviour"]["systems"]["model"]) == {"0", "1"}
     run = next(p for p in sweep.iterdir() if p.name.startswith("0_"))
     meta = json.loads((run / "model" / "newsframe.json").read_text())
     assert meta["training_data"]["extra"][0]["sha256"] == sha256_of([extra])

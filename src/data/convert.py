@@ -290,6 +290,9 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
     if surrogate is not None:  # JSON allows a lone "\udc80"; no UTF-8 file can hold it
         code = f"U+{ord(text[surrogate]):04X}"
         return None, [f"{where}: 'data.text' holds a lone surrogate ({code}) at offset {surrogate}; fix the export"]
+    doc_id = data.get("doc_id")
+    if doc_id is not None and (not isinstance(doc_id, str | int) or isinstance(doc_id, bool)):
+        return None, [f"{where}: 'data.doc_id' must be a string or an integer, got {_json_type(doc_id)}"]
     problems: list[str] = []
     annotations = task.get("annotations", [])
     if not isinstance(annotations, list):

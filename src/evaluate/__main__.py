@@ -1,5 +1,5 @@
-"""``python -m src.evaluate model=DIR data.path=FILE [out_dir=DIR]`` or ``python -m src.evaluate cv=MULTIRUN_DIR
-[store=[RUN,...]]``.
+"""``python -m src.evaluate model=DIR data.path=FILE [out_dir=DIR]``, ``python -m src.evaluate model=DIR
+behaviour=SUITE`` or ``python -m src.evaluate cv=MULTIRUN_DIR [store=[RUN,...]] [behaviour=SUITE]``.
 
 Overrides are ``key=value`` pairs (OmegaConf dot-list, as in Hydra) on configs/evaluate.yaml; an unknown key is an
 error. Not a Hydra app: ``model`` is also the training config's group name, and evaluating makes no outputs/ folder.
@@ -15,6 +15,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from src.files import write_json
+from src.model import resolve_model_dir
+
+from .behaviour import behaviour_table, run_suite
 from .calibration import store
 from .checkpoint import evaluate_checkpoint
 from .cv import write_cv
@@ -60,10 +64,19 @@ def run(argv: list[str] | None = None) -> int:
             "error: give exactly one of model=DIR (with data.path=FILE) or cv=MULTIRUN_DIR; see --help", file=sys.stderr
         )
         return 2
+    behaviour = None if cfg.behaviour is None else str(cfg.behaviour)
+    if behaviour is not None and not Path(behaviour).is_file():
+        print(f"error: behaviour={behaviour}: no such file", file=sys.stderr)
+        return 2
     if cfg.cv is not None:
         data_path = None if cfg.data.path is None else str(cfg.data.path)
         cv_metrics = write_cv(
-            str(cfg.cv), cfg.out_dir and str(cfg.out_dir), data_path, cfg.baselines, cfg.calibration or bool(cfg.store)
+            str(cfg.cv),
+            cfg.out_dir and str(cfg.out_dir),
+            data_path,
+            cfg.baselines,
+            cfg.calibration or bool(cfg.store),
+            behaviour=behaviour,
         )
         for task, result in cv_metrics["tasks"].items():
             for name, system in result["systems"].items():
@@ -75,8 +88,10 @@ def run(argv: list[str] | None = None) -> int:
         for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias):
             print(f"calibrated {line}")
         return 0
+    if behaviour is not None and cfg.data.path is None:
+        return suite(str(cfg.model), behaviour, cfg)
     if cfg.data.path is None:
-        print("error: model=DIR needs data.path=FILE (annotated records)", file=sys.stderr)
+        print("error: model=DIR needs data.path=FILE (annotated records) or behaviour=FILE", file=sys.stderr)
         return 2
     problem = path_problem(Path(str(cfg.data.path)), cfg.out_dir and Path(str(cfg.out_dir)))
     if problem:
@@ -91,6 +106,20 @@ def run(argv: list[str] | None = None) -> int:
     )
     print(per_label_table(metrics))
     print(json.dumps({"headline": metrics["headline"], **{k: str(v) for k, v in paths.items()}}, indent=2))
+    return 0
+
+
+def suite(model: str, behaviour: str, cfg: DictConfig) -> int:
+    """The behavioural suite on one stance model: the table, and behaviour.json in ``out_dir`` (default: beside the
+    model folder)."""
+    result = run_suite(model, behaviour, device=cfg.device, batch_size=cfg.batch_size)
+    print(behaviour_table({model: result}))
+    for failure in result["failures"][:20]:
+        cases = "; ".join(f"{c['id']} expected {c['expect']}, got {c['got']}" for c in failure["cases"])
+        print(f"failed {failure['type']} {failure['test']}: {cases}")
+    folder = Path(resolve_model_dir(model))
+    out = Path(str(cfg.out_dir)) if cfg.out_dir else folder.parent / "behaviour"
+    print(f"wrote {write_json(out / 'behaviour.json', result)}")
     return 0
 
 

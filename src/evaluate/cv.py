@@ -479,6 +479,8 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
             parts.append(calibration_section(task, result, headline))
         if result.get("calibration_skipped"):
             parts.append(f"Calibration skipped for {result['calibration_skipped']}.")
+        if result.get("behaviour"):
+            parts.append(behaviour_section(result))
         for model in models:
             title = "Model" if single else f"`{model}`"
             parts += [f"### {title}, pooled per label", per_label_table(systems[model]["pooled"])]
@@ -492,17 +494,49 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
     return "\n\n".join(parts) + "\n"
 
 
+def fold_behaviour(result: dict, suite: str | Path) -> dict:
+    """The behavioural suite on every stance fold model of every setting: ``{system: {fold: suite result}}``; a fold
+    whose run kept no model folder is left out (and said)."""
+    from .behaviour import run_suite
+
+    scored: dict[str, dict] = {}
+    for system, setting in result["settings"].items():
+        for fold, run in setting["runs"].items():
+            if not (Path(run) / "model" / "config.json").is_file():
+                scored.setdefault(system, {})[fold] = {"skipped": f"{run}: no model/ folder"}
+                continue
+            scored.setdefault(system, {})[fold] = run_suite(run, suite, device="cpu")
+    return {"suite": str(suite), "systems": scored}
+
+
+def behaviour_section(result: dict) -> str:
+    """The pass rates per type of every fold model, and their mean."""
+    from .behaviour import behaviour_table
+
+    parts = [f"### Behaviour (`{result['behaviour']['suite']}`, every fold model)"]
+    for system, folds in result["behaviour"]["systems"].items():
+        scored = {f"{system} fold {k}": r for k, r in folds.items() if "skipped" not in r}
+        if scored:
+            parts.append(behaviour_table(scored))
+        parts += [f"Skipped fold {k}: {r['skipped']}" for k, r in folds.items() if "skipped" in r]
+    return "\n\n".join(parts)
+
+
 def write_cv(
     multirun_dir: str | Path,
     out_dir: str | Path | None = None,
     data_path: str | Path | None = None,
     baselines: bool = True,
     calibration: bool = True,
+    behaviour: str | Path | None = None,
 ) -> dict:
     """Pool a multirun folder and write cv_metrics.json, cv_report.md, a stance confusion PNG and (``calibration``)
-    a reliability diagram per setting into ``out_dir`` (default: the multirun folder); returns the cv metrics."""
+    a reliability diagram per setting into ``out_dir`` (default: the multirun folder); returns the cv metrics. With
+    ``behaviour`` (a suite file) every stance fold model is scored on it too."""
     out = Path(out_dir) if out_dir is not None else Path(multirun_dir)
     cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines, calibration, out)
+    if behaviour is not None and "stance" in cv_metrics["tasks"]:
+        cv_metrics["tasks"]["stance"]["behaviour"] = fold_behaviour(cv_metrics["tasks"]["stance"], behaviour)
     write_json(out / "cv_metrics.json", cv_metrics)
     for task, result in cv_metrics["tasks"].items():
         if task == "stance":

@@ -322,6 +322,11 @@ class Predictor:
             positions = getattr(config, "max_position_embeddings", None)
             length = meta["max_length"] if max_length is None else max_length
             step = meta["stride"] if stride is None and max_length is None else stride
+            if max_length is None and positions is not None and length > positions:  # the folder's own value
+                raise ValueError(
+                    f"{folder}/newsframe.json: field 'max_length' is {length}, longer than the model's {positions} "
+                    "positions (config.json max_position_embeddings)"
+                )
             check_windows(length, step, batch_size, positions, tokenizer)
             task = get_task(expected)
             cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32

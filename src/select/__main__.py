@@ -9,6 +9,7 @@ sentences and what the models are unsure about. Exit 0, 1 when some input could 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -82,8 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"-k must be at least 1, got {args.k}")
     if not 0.0 <= args.diversity <= 1.0:
         parser.error(f"--diversity must be between 0 and 1, got {args.diversity}")
+    if args.output.is_dir():
+        parser.error(f"{args.output} is a folder; give the .json file to write")
     if args.output.exists() and not args.overwrite:
         parser.error(f"{args.output} exists; pass --overwrite to replace it")
+    folder = next((p for p in (args.output.parent, *args.output.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        parser.error(f"{args.output}: cannot write into {folder}")
+    if "-" in args.inputs:
+        parser.error("INPUT '-' (standard input) is not read by src.select: save the articles to a file first")
 
     from src.predict.engine import Predictor  # after the argument checks: importing torch takes seconds
 
