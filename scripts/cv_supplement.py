@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_ARGS = ["task=stance", "trainer.disable_tqdm=true", "trainer.save_strategy=no"]
 BEGIN, END = "<!-- supplement_cv: begin -->", "<!-- supplement_cv: end -->"
 SUITE = ROOT / "data" / "behaviour" / "stance.jsonl"
-REUSE_ONLY = False  # --reuse-only: tabulate the finished parts, train nothing
 LABELS = ("leverage", "economic_cooperation", "neutral")
 
 
@@ -54,11 +53,11 @@ def fresh(folder: Path) -> None:
         print(f"{folder}: unfinished, kept as {aside}")
 
 
-def sweep(out: Path, overrides: list[str]) -> tuple[dict, list[dict]] | None:
+def sweep(out: Path, overrides: list[str], reuse_only: bool = False) -> tuple[dict, list[dict]] | None:
     """A CV sweep into ``out`` pooled by ``src.evaluate cv=`` with the behavioural suite on every fold model; its
-    pooled stance metrics and the suite results (reused when already pooled)."""
+    pooled stance metrics and the suite results (reused when already pooled; None if unfinished and ``reuse_only``)."""
     metrics = out / "cv_metrics.json"
-    if not metrics.is_file() and REUSE_ONLY:
+    if not metrics.is_file() and reuse_only:
         return None
     if not metrics.is_file():
         fresh(out)
@@ -70,10 +69,12 @@ def sweep(out: Path, overrides: list[str]) -> tuple[dict, list[dict]] | None:
     return stance["systems"]["model"]["pooled"], list(stance["behaviour"]["systems"]["model"].values())
 
 
-def held_out_outlets(out: Path, supplement: list[str], seed: int) -> tuple[dict, list[dict]] | None:
+def held_out_outlets(
+    out: Path, supplement: list[str], seed: int, reuse_only: bool = False
+) -> tuple[dict, list[dict]] | None:
     """The model trained on every seed article, evaluated on the supplement and the suite (reused when done)."""
     metrics, suite = out / "eval" / "metrics.json", out / "behaviour" / "behaviour.json"
-    if not metrics.is_file() and REUSE_ONLY:
+    if not metrics.is_file() and reuse_only:
         return None
     if not metrics.is_file():
         fresh(out)
@@ -119,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", nargs="+", default=["seeds", "seeds+supplement", "outlets-seeds", "outlets-loo"])
     parser.add_argument("--reuse-only", action="store_true", help="tabulate what is finished; train nothing")
     args = parser.parse_args(argv)
-    global REUSE_ONLY
-    REUSE_ONLY = args.reuse_only
+    reuse = args.reuse_only
     supplement = [str(p.resolve()) for p in args.supplement]
     missing = [p for p in supplement if not Path(p).is_file()]
     if missing:
@@ -136,10 +136,16 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout.strip()
     loao, looo = ["data.fold=0,1,2,3,4"], [extra, "data.fold=null", f"data.extra_fold={folds}"]
     parts = {
-        "seeds": ("seeds, LOAO", lambda s, o: sweep(o, [f"seed={s}", *loao])),
-        "seeds+supplement": ("seeds, LOAO, supplement in training", lambda s, o: sweep(o, [f"seed={s}", extra, *loao])),
-        "outlets-seeds": ("outlets, trained on the seeds alone", lambda s, o: held_out_outlets(o, supplement, s)),
-        "outlets-loo": ("outlets, leave one outlet out", lambda s, o: sweep(o, [f"seed={s}", *looo])),
+        "seeds": ("seeds, LOAO", lambda s, o: sweep(o, [f"seed={s}", *loao], reuse)),
+        "seeds+supplement": (
+            "seeds, LOAO, supplement in training",
+            lambda s, o: sweep(o, [f"seed={s}", extra, *loao], reuse),
+        ),
+        "outlets-seeds": (
+            "outlets, trained on the seeds alone",
+            lambda s, o: held_out_outlets(o, supplement, s, reuse),
+        ),
+        "outlets-loo": ("outlets, leave one outlet out", lambda s, o: sweep(o, [f"seed={s}", *looo], reuse)),
     }
     unknown = [p for p in args.parts if p not in parts]
     if unknown:

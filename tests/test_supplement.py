@@ -278,3 +278,20 @@ def test_leave_one_outlet_out_trains_pools_and_records_the_files(tiny_model_dir:
     assert meta["training_data"]["held_out"] == ["x1", "x3"]
     card = (run / "model" / "README.md").read_text()
     assert f"Also trained on: `{extra}` (3 records" in card and "outlet `A`" in card
+
+
+def test_the_supplement_table_averages_seeds_and_fold_models() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from cv_supplement import row
+
+    def pooled(macro: float, leverage: float) -> dict:
+        return {"headline": {"value": macro}, "per_label": {"leverage": {"f1": leverage}}}
+
+    def suite(overall: float, pairs: float) -> dict:
+        return {"overall": {"pass_rate": overall}, "types": {"topic_pair": {"pass_rate": pairs}}}
+
+    per_seed = {42: (pooled(0.7, 0.4), [suite(0.6, 0.2), suite(0.8, 0.4)]), 7: (pooled(0.8, 0.6), [suite(0.5, 0.1)])}
+    cells = row("outlets", per_seed)
+    assert cells[:4] == ["outlets", "42, 7", "0.750 (0.700-0.800)", "0.500 (0.400-0.600)"]
+    assert cells[5] == "0.000 (0.000-0.000)"  # a label a model never scored counts as 0
+    assert cells[-2:] == ["0.600 (0.500-0.700)", "0.200 (0.100-0.300)"]  # per seed: the mean of its fold models
