@@ -40,20 +40,22 @@ def find_review(path: Path, reviews_dir: Path | None = REVIEWS_DIR) -> Path | No
     return review if review is not None and review.is_file() else None
 
 
-def apply_review(items: list[tuple[int, object]], path: Path, review_path: Path) -> tuple[list, dict, list[str]]:
+def apply_review(
+    items: list[tuple[int, object]], path: Path, review_path: Path, digest: str
+) -> tuple[list, dict, list[str]]:
     """The records of ``path`` with the review's decisions applied, the review's provenance and its problems.
 
     A review (``data/reviews/README.md``) is bound to the bytes it was made for (``sha256``): a file that changed
     since is refused rather than reviewed by a stale list. It may declare the layers the file annotates
     (``annotated``, for records that do not say) and change sentence stances (``changes``: ``id``, ``start``,
-    ``end``, ``from``, ``to``, ``why``); each change must find its sentence with the ``from`` label.
+    ``end``, ``from``, ``to``, ``why``); each change must find its sentence with the ``from`` label. ``digest`` is
+    the sha256 of ``path``.
     """
     review, problems = read_json_document(review_path)
     if problems:
         return items, {}, problems
     if not isinstance(review, dict) or not isinstance(review.get("changes", []), list):
         return items, {}, [f"{review_path}: expected an object with a 'changes' list"]
-    digest = sha256_of([path])
     if review.get("sha256") != digest:
         return (
             items,
@@ -136,15 +138,16 @@ def load_records(
     items, problems = read_json_file(path)
     review_path = find_review(path, reviews_dir)
     review: dict = {}
+    digest = sha256_of([path]) if review_path is not None or provenance is not None else ""
     if review_path is not None and not problems:
-        items, review, review_problems = apply_review(items, path, review_path)
+        items, review, review_problems = apply_review(items, path, review_path, digest)
         if review_problems:
             raise DataError(review_problems)
     records, problems = validate_items(items, problems, path, entity_labels, stance_labels, root)
     if problems:
         raise DataError(problems)
     if provenance is not None:
-        provenance.update({"path": shown_path(path), "sha256": sha256_of([path]), "records": len(records)})
+        provenance.update({"path": shown_path(path), "sha256": digest, "records": len(records)})
         if review:
             provenance["review"] = review
     return [normalised(r) for r in records]
