@@ -5,13 +5,13 @@ PY := $(VENV)/bin/python
 # CPU wheel unless a GPU is present (an unpinned torch pulls the multi-GB CUDA build).
 TORCH := torch==2.13.0
 
-.PHONY: setup train retrain test lint cv calibrate clean labelstudio conll warmstart
+.PHONY: setup train retrain test lint cv calibrate clean labelstudio conll warmstart serve
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,benchmark,onnx,ray]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,benchmark,onnx,ray,serve]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -31,12 +31,12 @@ keep = if [ -d $(1) ]; then mv $(1) $(1).$$(date +%Y%m%d-%H%M%S); echo "previous
 NER_EXPERIMENT = $$(if [ -f $(CONLL_MODEL) ]; then echo seeds_ner; else echo seeds_ner_plain; fi)
 
 ## The model that the seed NER model warm-starts from (built once; fails if no CoNLL-2003): CoNLL-2003 retyped to
-## our seven types by spaCy en_core_web_sm (scripts/retype_conll.py), then two CPU epochs on it (~13 min).
+## our seven types by spaCy en_core_web_sm (src/data/retype_conll.py), then two CPU epochs on it (~13 min).
 conll: setup
 	$(PY) -m src.data.conll $(if $(CONLL),--dir $(abspath $(CONLL)))
 	$(MAKE) --no-print-directory $(CONLL_MODEL)
 $(ONTO)/retyping.json: | setup
-	$(PY) scripts/retype_conll.py --out $(ONTO) $(if $(CONLL),--dir $(abspath $(CONLL)))
+	$(PY) -m src.data.retype_conll --out $(ONTO) $(if $(CONLL),--dir $(abspath $(CONLL)))
 # Built again when its recipe (the retyping or the experiment config) is newer than the model; the old one is kept.
 ONTO_RECIPE := configs/experiment/conll2003_onto_warmstart.yaml
 $(CONLL_MODEL): $(ONTO)/retyping.json $(ONTO_RECIPE) | setup
@@ -118,7 +118,12 @@ cv: setup
 ## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.
 calibrate: setup
 	@test -d multirun/cv || { echo "error: no multirun/cv: run make cv first" >&2; exit 2; }
-	$(PY) -m src.evaluate cv=multirun/cv baselines=false 'store=[runs/ner,runs/stance]' decision_bias=$(DECISION_BIAS)
+	$(PY) -m src.evaluate cv=multirun/cv baselines=false behaviour=data/behaviour/stance.jsonl \
+	  'store=[runs/ner,runs/stance]' decision_bias=$(DECISION_BIAS)
+
+## Serve both models over HTTP on 127.0.0.1:8000 (POST /v1/annotate, docs at /docs; README "Service").
+serve: setup
+	$(PY) -m src.serve --ner runs/ner --stance runs/stance
 
 ## Run the whole test suite (unit, integration and the slow end-to-end tests).
 test: setup labelstudio

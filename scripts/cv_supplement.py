@@ -10,8 +10,17 @@
 Every model is trained by ``python -m src.train`` with the default stance recipe (configs/task/stance.yaml); nothing
 is tuned here. Finished parts are kept and reused when the command is repeated; an unfinished one is moved aside.
 Every model is also scored on the behavioural suite (data/behaviour/stance.jsonl: pass rate overall and on the
-topic-without-framing pairs). The table goes to ``OUT/supplement_cv.md`` and, with ``--results``, into that file
-between its markers.
+topic-without-framing pairs). Where a part has finished for two seeds or more, a row ``..., ensemble of the seeds``
+scores each fold's seed models averaged (their sentence probabilities, then the most probable label), on the articles
+and on the suite: what one model folder with those members would predict. The table goes to
+``OUT/supplement_cv.md`` and, with ``--results``, into that file between its markers.
+
+``--variant TAG KEY=VALUE ...`` trains every model of the chosen parts with those overrides of the recipe (a training
+idea, fixed before its figure), into folders and a table of their own (``...-TAG``, markers with the tag), so the
+recipe's own rows stay as they are:
+
+    python scripts/cv_supplement.py --supplement ../shared/supplement/stance-outlets.jsonl --parts seeds+supplement \
+        --variant mask-names task.mask_names=0.5 --results docs/results.md
 
     python scripts/cv_supplement.py --supplement ../shared/supplement/stance-outlets.jsonl --seeds 42 7 1234 \
         --out multirun/supplement --results docs/results.md
@@ -35,7 +44,13 @@ from src.markdown import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ARGS = ["task=stance", "trainer.disable_tqdm=true", "trainer.save_strategy=no"]
-BEGIN, END = "<!-- supplement_cv: begin -->", "<!-- supplement_cv: end -->"
+
+
+def markers(tag: str | None) -> tuple[str, str]:
+    name = f"supplement_cv {tag}" if tag else "supplement_cv"
+    return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+
+
 SUITE = ROOT / "data" / "behaviour" / "stance.jsonl"
 LABELS = ("leverage", "economic_cooperation", "neutral")
 
@@ -70,7 +85,7 @@ def sweep(out: Path, overrides: list[str], reuse_only: bool = False) -> tuple[di
 
 
 def held_out_outlets(
-    out: Path, supplement: list[str], seed: int, reuse_only: bool = False
+    out: Path, supplement: list[str], seed: int, overrides: list[str], reuse_only: bool = False
 ) -> tuple[dict, list[dict]] | None:
     """The model trained on every seed article, evaluated on the supplement and the suite (reused when done)."""
     metrics, suite = out / "eval" / "metrics.json", out / "behaviour" / "behaviour.json"
@@ -78,7 +93,8 @@ def held_out_outlets(
         return None
     if not metrics.is_file():
         fresh(out)
-        run([sys.executable, "-m", "src.train", *RUN_ARGS, "data.fold=null", f"seed={seed}", f"hydra.run.dir={out}"])
+        train = [*RUN_ARGS, "data.fold=null", f"seed={seed}", *overrides, f"hydra.run.dir={out}"]
+        run([sys.executable, "-m", "src.train", *train])
         records = out / "supplement.jsonl"
         run([sys.executable, "-c", JOIN, str(records), *supplement])
         run([sys.executable, "-m", "src.evaluate", f"model={out}", f"data.path={records}", f"out_dir={out / 'eval'}"])
@@ -92,6 +108,58 @@ JOIN = (
     "import sys; from src.data.records import load_records, save_records; "
     "save_records([r for p in sys.argv[2:] for r in load_records(p)], sys.argv[1])"
 )
+
+
+def average(members: list[list[dict]]) -> list[dict]:
+    """The members' predictions of the same records, each sentence's probabilities averaged and its label the most
+    probable one."""
+    merged = []
+    for docs in zip(*members, strict=True):
+        if len({d["id"] for d in docs}) != 1:
+            raise ValueError(f"ensemble: members predicted different records {[d['id'] for d in docs]}")
+        sentences = []
+        for sents in zip(*(d["sentences"] for d in docs), strict=True):
+            if len({(s["start"], s["end"]) for s in sents}) != 1:
+                raise ValueError(f"ensemble: {docs[0]['id']}: members split the sentences differently")
+            scores = {k: statistics.fmean(s["scores"][k] for s in sents) for k in sents[0]["scores"]}
+            sentences.append(sents[0] | {"scores": scores, "stance": max(scores, key=scores.get)})
+        merged.append(docs[0] | {"sentences": sentences})
+    return merged
+
+
+def ensemble(folders: list[Path], out: Path) -> tuple[dict, list[dict]]:
+    """Pooled metrics and per-fold suite results of the fold models of ``folders`` (one CV sweep per seed, same
+    folds) averaged fold by fold; kept in ``out`` (a JSON file) and reused while the members are unchanged."""
+    from src.evaluate.behaviour import load_suite, score_suite
+    from src.evaluate.cv import MODEL, cross_validate_settings, fold_splits, group_runs
+    from src.evaluate.report import read_jsonl
+    from src.files import write_json
+    from src.predict import Predictor
+
+    key = [str(f) for f in folders]
+    if out.is_file() and json.loads(out.read_text())["members"] == key:
+        done = json.loads(out.read_text())
+        return done["pooled"], done["suites"]
+    groups = [group_runs(f)["stance"]["settings"]["model"]["folds"] for f in folders]
+    splits = fold_splits(group_runs(folders[0])["stance"])
+    preds = {k: average([read_jsonl(g[k] / "predictions.jsonl") for g in groups]) for k in sorted(splits)}
+    gold = [r for k in sorted(splits) for r in splits[k][1]]
+    result = cross_validate_settings("stance", gold, {MODEL: preds}, baselines=False, splits=splits)
+    cases = load_suite(SUITE)
+    records = [
+        {"id": c["id"], "text": c["text"], "sentences": [{"start": 0, "end": len(c["text"]), "stance": None}]}
+        for c in cases
+    ]
+    suites = []
+    for k in sorted(splits):
+        members = [
+            Predictor.from_pretrained(stance=g[k] / "model", device="cpu", backend="torch").predict_records(records)
+            for g in groups
+        ]
+        suites.append(score_suite(cases, [r["sentences"][0]["stance"] for r in average(members)]))
+    pooled = result["systems"][MODEL]["pooled"]
+    write_json(out, {"members": key, "pooled": pooled, "suites": suites})
+    return pooled, suites
 
 
 def row(name: str, per_seed: dict[int, tuple[dict, list[dict]]]) -> list:
@@ -119,8 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, help="a Markdown file whose marked section gets the table")
     parser.add_argument("--parts", nargs="+", default=["seeds", "seeds+supplement", "outlets-seeds", "outlets-loo"])
     parser.add_argument("--reuse-only", action="store_true", help="tabulate what is finished; train nothing")
+    parser.add_argument("--variant", nargs="+", metavar=("TAG", "KEY=VALUE"), help="a training idea: tag, overrides")
     args = parser.parse_args(argv)
     reuse = args.reuse_only
+    tag, overrides = (args.variant[0], args.variant[1:]) if args.variant else (None, [])
+    if tag is not None and (
+        not tag.replace("-", "").isalnum() or not overrides or not all("=" in o for o in overrides)
+    ):
+        print("error: --variant TAG KEY=VALUE ...: a tag of letters, digits and -, then overrides", file=sys.stderr)
+        return 2
+    suffix = f"-{tag}" if tag else ""
     supplement = [str(p.resolve()) for p in args.supplement]
     missing = [p for p in supplement if not Path(p).is_file()]
     if missing:
@@ -134,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    loao, looo = ["data.fold=0,1,2,3,4"], [extra, "data.fold=null", f"data.extra_fold={folds}"]
+    loao = ["data.fold=0,1,2,3,4", *overrides]
+    looo = [extra, "data.fold=null", f"data.extra_fold={folds}", *overrides]
     parts = {
         "seeds": ("seeds, LOAO", lambda s, o: sweep(o, [f"seed={s}", *loao], reuse)),
         "seeds+supplement": (
@@ -143,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "outlets-seeds": (
             "outlets, trained on the seeds alone",
-            lambda s, o: held_out_outlets(o, supplement, s, reuse),
+            lambda s, o: held_out_outlets(o, supplement, s, overrides, reuse),
         ),
         "outlets-loo": ("outlets, leave one outlet out", lambda s, o: sweep(o, [f"seed={s}", *looo], reuse)),
     }
@@ -155,29 +232,40 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for part in args.parts:
             started = time.perf_counter()
-            result = parts[part][1](seed, args.out / f"{part}-seed{seed}")
+            result = parts[part][1](seed, args.out / f"{part}-seed{seed}{suffix}")
             if result is not None:
                 results.setdefault(part, {})[seed] = result
             print(f"{part} seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
+    rows, name = [], f" [{' '.join(overrides)}]" if tag else ""
+    begin, end = markers(tag)
+    for part in (p for p in args.parts if p in results):
+        rows.append(row(parts[part][0] + name, results[part]))
+        seeds = list(results[part])
+        if len(seeds) > 1 and part != "outlets-seeds":
+            folders = [args.out / f"{part}-seed{s}{suffix}" for s in seeds]
+            pooled, suites = ensemble(folders, args.out / f"{part}-ensemble{suffix}.json")
+            rows.append(
+                row(f"{parts[part][0]}{name}, ensemble of the seeds", {"+".join(map(str, seeds)): (pooled, suites)})
+            )
     table = markdown_table(
-        ["protocol", "seeds", "stance macro-F1", *(f"{label} F1" for label in LABELS), "suite", "topic pairs"],
-        [row(parts[p][0], results[p]) for p in args.parts if p in results],
+        ["protocol", "seeds", "stance macro-F1", *(f"{label} F1" for label in LABELS), "suite", "topic pairs"], rows
     )
     files = ", ".join(f"`{Path(p).name}`" for p in supplement)
+    command = f"--seeds {' '.join(map(str, args.seeds))} --parts {' '.join(args.parts)}"
+    command += f" --variant {' '.join(args.variant)}" if tag else ""
     text = (
-        f"{BEGIN}\nStance with and without the supplement ({files}, its label review applied): pooled F1, and "
+        f"{begin}\nStance with and without the supplement ({files}, its label review applied): pooled F1, and "
         "the behavioural suite's pass rate (`suite`, overall; `topic pairs`, topic-without-framing) averaged over "
-        f"the fold models; mean (min-max) over the seeds listed; `python scripts/cv_supplement.py --seeds "
-        f"{' '.join(map(str, args.seeds))}{' --reuse-only' if args.reuse_only else ''}`, "
-        f"{date.today().isoformat()}, CPU.\n\n{table}\n{END}"
+        f"the fold models; mean (min-max) over the seeds listed; `python scripts/cv_supplement.py {command}"
+        f"{' --reuse-only' if args.reuse_only else ''}`, {date.today().isoformat()}, CPU.\n\n{table}\n{end}"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.out / "supplement_cv.md", text + "\n")
+    write_atomic(args.out / f"supplement_cv{suffix}.md", text + "\n")
     print(text)
     if args.results is not None:
         old = args.results.read_text(encoding="utf-8") if args.results.is_file() else ""
-        if BEGIN in old and END in old:
-            new = old[: old.index(BEGIN)] + text + old[old.index(END) + len(END) :]
+        if begin in old and end in old:
+            new = old[: old.index(begin)] + text + old[old.index(end) + len(end) :]
         else:
             new = old + ("\n" if old else "") + text + "\n"
         write_atomic(args.results, new)

@@ -44,6 +44,7 @@ TRAINER_RULES = {
 TASK_RULES = {
     "max_length": (int, lambda v: v >= 16, "an integer >= 16"),
     "stride": (int, lambda v: v >= 0, "an integer >= 0"),
+    "mask_names": (float, lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
 }
 
 

@@ -61,7 +61,7 @@ def decode_iob2(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
 
     Word-by-word argmax breaks a name wherever one inner word is unsure ("Institute of | Far Eastern Studies",
     "Hanoi | summit" as GPE + EVENT); here every word of a span votes for one type. Leave-one-article-out CV on the
-    seeds: README "Current figures".
+    seeds: docs/results.md.
 
     EXAMPLE: log-probs favouring ``B-ORG, O, I-ORG`` -> ``B-ORG, O, O`` or ``B-ORG, I-ORG, I-ORG``, never a stray ``I-``
     """

@@ -158,6 +158,12 @@ def calibration_line(meta: dict) -> str:
         f"(expected calibration error {c['ece_before']:.3f} before, {c['ece_after_cross_fitted']:.3f} after, "
         "cross-fitted)"
     )
+    if c.get("checked_on"):
+        k = c["checked_on"]
+        line += (
+            f"; checked under shift on `{k['suite']}` ({k['n_cases']} sentences worded unlike the training articles): "
+            f"expected calibration error {k['ece_before']:.3f} raw, {k['ece_after']:.3f} calibrated"
+        )
     if c.get("decision_bias"):
         line += "; stance decisions add a decision bias " + ", ".join(
             f"{k} {v:+.2f}" for k, v in c["decision_bias"].items()

@@ -8,7 +8,7 @@ regression on those few features, fitted on the training sentences, is the proto
 probabilities with the classifier's. ``transformers.pipeline`` runs the classifier alone: the head lives in
 ``newsframe.json`` (``prototypes``), like the calibration.
 
-Leave-one-article-out CV on the seeds (README "Current figures"): see configs/task/stance.yaml.
+Why it is on by default, and its figures: docs/decisions.md, docs/results.md.
 """
 
 from __future__ import annotations

@@ -26,6 +26,45 @@ def is_main_process() -> bool:
 RESUME_MAY_CHANGE = frozenset({"trainer.max_steps", "trainer.num_train_epochs"})
 
 
+def folder_problem(path: Path) -> str | None:
+    """Why the folder ``path`` cannot be made or written (None: it can): the nearest existing part of it must be a
+    writable folder."""
+    for part in (path, *path.parents):
+        if part.exists():
+            if not part.is_dir():
+                return f"{part} is a file, not a folder"
+            if not os.access(part, os.W_OK | os.X_OK):
+                return f"{part} is not writable"
+            return None
+    return None
+
+
+def check_folder_overrides(argv: list[str]) -> None:
+    """Refuse a ``hydra.run.dir`` / ``hydra.sweep.dir`` that cannot be made, before Hydra tries (its mkdir would end
+    in a traceback)."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and "${" not in value:
+            problem = folder_problem(Path(value))
+            if problem:
+                raise ConfigError(f"{arg}: cannot make the run folder ({problem})")
+
+
+def check_experiment(configs: Path) -> str | None:
+    """Under ``hydra.main``: the experiment file (tuned overrides) the run composed, checked. The defaults list takes
+    ``experiment: ${data}_${task}`` as optional, so a new data config needs no experiment files: that case is a
+    line to say (returned), while an ``experiment=`` the user named that does not exist is refused."""
+    if not HydraConfig.initialized():
+        return None
+    name = HydraConfig.get().runtime.choices.get("experiment")
+    if name is None or (configs / "experiment" / f"{name}.yaml").is_file():
+        return None
+    if any(o.split("=", 1)[0].lstrip("+~") == "experiment" for o in HydraConfig.get().overrides.task):
+        options = ", ".join(sorted(p.stem for p in (configs / "experiment").glob("*.yaml")))
+        raise ConfigError(f"experiment={name}: no configs/experiment/{name}.yaml (options: {options})")
+    return f"no configs/experiment/{name}.yaml: no tuned settings for this data and task, the group defaults train"
+
+
 def check_run_folder(cfg: DictConfig, out: Path) -> None:
     """Refuse what would overwrite finished work or mix two configs in one folder.
 

@@ -22,10 +22,10 @@ from src.data.records import DataError
 from src.data.splits import load_splits
 from src.evaluate.checkpoint import evaluate_records
 from src.evaluate.report import console_summary
-from src.files import write_json
+from src.files import PROJECT_ROOT, write_json
 from src.model import ModelNotFound, load_for_training, load_tokenizer, resolve_model_dir
 from src.model_folder import record_held_out, record_metadata, write_model_folder
-from src.run_folder import check_run_folder, is_main_process, save_run_config
+from src.run_folder import check_experiment, check_folder_overrides, check_run_folder, is_main_process, save_run_config
 from src.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     """Train one model as configured; returns the held-out metrics (None without a held-out part) and the run folder."""
     task = get_task(cfg.task.name)
     check_train_config(cfg)
+    untuned = check_experiment(PROJECT_ROOT / "configs")
+    if untuned:
+        log.warning("%s", untuned)
     args = training_arguments(cfg)
     out = Path(cfg.paths.output_dir)
     check_run_folder(cfg, out)
@@ -65,7 +68,8 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         raise ModelNotFound(f"model.name_or_path={base}: {err}") from None
     label2id = {k: int(v) for k, v in model.config.label2id.items()}
     windows = (label2id, cfg.task.max_length, cfg.task.stride)
-    train_set, _, _ = task.dataset(tokenizer, train_records, *windows, cfg.task)
+    augmented = task.augmented(train_records, cfg.task, cfg.seed, tokenizer.mask_token)
+    train_set, _, _ = task.dataset(tokenizer, augmented, *windows, cfg.task)
     log.info("%s: %d training windows from %d documents", task.name, len(train_set), len(train_records))
     dev_set, dev_metric = None, None
     if dev_records:
@@ -122,6 +126,11 @@ def main() -> None:
 
     register_resolvers()
     sys.argv[1:] = distributed_overrides(sys.argv[1:])
+    try:
+        check_folder_overrides(sys.argv[1:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
     @hydra.main(version_base="1.3", config_path="../configs", config_name="train")
     def run(cfg: DictConfig) -> float | None:

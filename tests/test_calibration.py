@@ -138,3 +138,53 @@ def test_storing_refuses_a_model_of_another_setting(stance_run: Path, tmp_path: 
     (fold_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     assert "temperature 2.000" in store(cv, "cv", [str(stance_run)], decision_bias=False)[0]
     assert read_metadata(stance_run / "model")["calibration"]["temperature"] == 2.0
+
+
+def suite_result(cases: list[tuple[str, dict]]) -> dict:
+    return {"scores": [{"id": str(i), "expect": e, "scores": s} for i, (e, s) in enumerate(cases)]}
+
+
+def test_the_suite_check_scores_raw_and_scaled_confidence() -> None:
+    from src.evaluate.calibration import suite_check
+
+    # right and unsure, wrong and unsure: sharpening (t < 1) makes the wrong ones promise more than they deliver
+    right = ("leverage", {"leverage": 0.6, "neutral": 0.4})
+    wrong = ("leverage", {"leverage": 0.4, "neutral": 0.6})
+    folds = [suite_result([right, wrong]), suite_result([right, wrong])]
+    sharp = suite_check(0.3, folds)
+    assert sharp["n_cases"] == 4 and sharp["ece_before"] == pytest.approx(0.1)
+    assert sharp["ece_after"] > sharp["ece_before"]
+    assert suite_check(1.0, folds)["ece_after"] == pytest.approx(sharp["ece_before"])
+    assert suite_check(0.5, [{"skipped": "no model"}]) is None
+
+
+def test_a_temperature_is_stored_only_when_the_shift_check_agrees(stance_run: Path) -> None:
+    import yaml
+
+    from src.evaluate.calibration import store
+
+    config = yaml.safe_load((stance_run / ".hydra" / "config.yaml").read_text())
+
+    def cv(temperature: float, suite: dict | None) -> dict:
+        fit = {"temperature": temperature, "per_fold_temperature": {"0": temperature}, "ece_before": 0.2}
+        fit |= {"ece_after": 0.1} | ({"suite": suite} if suite else {})
+        run = stance_run.parent / "cv-fold"
+        (run / ".hydra").mkdir(parents=True, exist_ok=True)
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+        return {"tasks": {"stance": {"settings": {"model": {"runs": {"0": str(run)}}}, "calibration": {"model": fit}}}}
+
+    before = (stance_run / "model" / "newsframe.json").read_bytes()
+    worse = {"suite": "suite.jsonl", "n_cases": 156, "ece_before": 0.07, "ece_after": 0.13}
+    (line,) = store(cv(1.5, worse), "cv", [str(stance_run)], decision_bias=False)
+    assert line.startswith("not calibrated") and "from 0.070 to 0.130" in line
+    assert (stance_run / "model" / "newsframe.json").read_bytes() == before  # the folder was left as it was
+    (line,) = store(cv(0.55, None), "cv", [str(stance_run)], decision_bias=False)
+    assert "below 1 it makes scores sharper" in line
+    assert (stance_run / "model" / "newsframe.json").read_bytes() == before
+    better = {"suite": "suite.jsonl", "n_cases": 156, "ece_before": 0.13, "ece_after": 0.07}
+    (line,) = store(cv(0.55, better), "cv", [str(stance_run)], decision_bias=False)
+    assert line.startswith("calibrated") and "temperature 0.550" in line
+    stored = read_metadata(stance_run / "model")["calibration"]
+    assert stored["temperature"] == 0.55 and stored["checked_on"]["ece_after"] == 0.07
+    card = (stance_run / "model" / "README.md").read_text(encoding="utf-8")
+    assert "checked under shift on `suite.jsonl` (156 sentences" in card and "0.130 raw, 0.070 calibrated" in card

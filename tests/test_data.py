@@ -431,3 +431,28 @@ def test_from_labelstudio_command_round_trip(corpus: list[dict], tmp_path: Path)
     back = load_records(out, root=ROOT)
     keys = ("id", "text", "entities", "sentences")
     assert [{k: r[k] for k in keys} for r in back] == [{k: r[k] for k in keys} for r in corpus[:2]]
+
+
+def test_validate_and_stats_take_the_labels_of_a_data_config(tmp_path: Path, capsys) -> None:
+    """A corpus with labels of its own is checked against its own data config, not the seeds'."""
+    rename = {"PERSON": "PER", "leverage": "pressure", "economic_cooperation": "trade", "neutral": "none"}
+    records = load_records(SEEDS)
+    for r in records:
+        r["entities"] = [e | {"label": rename.get(e["label"], e["label"])} for e in r["entities"]]
+        r["sentences"] = [s | {"stance": rename.get(s["stance"], s["stance"])} for s in r["sentences"]]
+    corpus = tmp_path / "mine.jsonl"
+    save_records(records, corpus)
+    config = tmp_path / "mine.yaml"
+    config.write_text(
+        "entity_labels: [PER, NORP, ORG, GPE, LOC, DATE, EVENT]\nstance_labels: [pressure, trade, none]\n"
+    )
+    assert main(["validate", str(corpus)]) == 1  # the seeds' labels refuse the renamed ones
+    capsys.readouterr()
+    assert main(["validate", "--config", str(config), str(corpus)]) == 0
+    assert main(["stats", "--config", str(config), str(corpus)]) == 0
+    table = capsys.readouterr().out
+    assert "pressure" in table and "PER" in table and "leverage" not in table
+    config.write_text("entity_labels: []\n")
+    with pytest.raises(SystemExit) as usage:
+        main(["validate", "--config", str(config), str(corpus)])
+    assert usage.value.code == 2

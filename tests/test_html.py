@@ -356,3 +356,13 @@ def test_resume_refuses_another_threshold(runs: dict[str, Path], tmp_path: Path)
     assert usage.value.code == 2
     assert main([*args, "--resume"]) == 0  # the same run continues (here: from nothing) and writes the page
     assert len(Dom(out.read_text(encoding="utf-8")).with_class("entity")) >= 1
+
+
+def test_control_and_bidi_characters_are_shown_not_obeyed() -> None:
+    """U+202E in an id would reverse what follows it (a spoofed id), ESC and NUL would reach the page unchanged."""
+    doc = record("abc\u202etxt.exe", "Kim\x1b[31m met\x00 Putin.\u2066", [("Putin", "PERSON", 0.9)], [("neutral", 0.9)])
+    page = render_page([doc], title="t\u202e")
+    assert not any(c in page for c in "\u202e\u2066\x1b\x00")
+    visible = "".join(Dom(page).text)
+    assert "abc[U+202E]txt.exe" in visible and "Kim[U+001B][31m met[U+0000] PutinPERSON.[U+2066]" in visible
+    assert "t[U+202E]" in visible

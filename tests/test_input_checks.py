@@ -13,7 +13,7 @@ from src.data.__main__ import main as data_main
 from src.data.convert import labelstudio_to_records, records_to_labelstudio
 from src.data.records import DataError, load_records
 from src.evaluate.__main__ import main as evaluate_main
-from tests.conftest import SEEDS
+from tests.conftest import ROOT, SEEDS
 
 
 def one_task() -> list[dict]:
@@ -66,17 +66,19 @@ def test_evaluate_checks_its_paths_before_predicting(runs, args: list[str], mess
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("engine", ["local", "ray"])
 @pytest.mark.parametrize("layout", ["checkpoints", "model"])
-def test_an_incomplete_model_folder_with_an_output_is_one_error(tmp_path: Path, layout: str) -> None:
+def test_an_incomplete_model_folder_with_an_output_is_one_error(tmp_path: Path, layout: str, engine: str) -> None:
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
-
+    if engine == "ray":
+        pytest.importorskip("ray")
     (tmp_path / "broken" / layout).mkdir(parents=True)
-    out = tmp_path / "out" / "o.jsonl"
+    out = tmp_path / "out" / ("o.jsonl" if engine == "local" else "shards")
     out.parent.mkdir()
     command = [sys.executable, "scripts/predict.py", "--ner", str(tmp_path / "broken"), "-o", str(out), "seeds/"]
+    command += ["--engine", engine]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "not a complete model folder" in done.stderr and list(out.parent.iterdir()) == []
@@ -98,3 +100,26 @@ def test_select_checks_its_output_and_inputs_before_predicting(runs, tmp_path: P
     with pytest.raises(SystemExit) as exit_:
         select_main(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_a_run_folder_that_cannot_be_made_is_one_error(key: str, tmp_path: Path) -> None:
+    """Hydra makes the folder before the job starts: its mkdir under a file was a traceback."""
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sweep = ["-m"] if key == "hydra.sweep.dir" else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "src.train", *sweep, "task=stance", f"{key}={blocker}/run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert (
+        proc.stderr.strip()
+        == f"error: {key}={blocker}/run: cannot make the run folder ({blocker} is a file, not a folder)"
+    )

@@ -1,4 +1,4 @@
-"""Nested LOAO CV (scripts/nested_cv.py): inner folds choose without the outer article, finished runs are reused."""
+"""Nested LOAO CV (src.evaluate.nested_cv): inner folds choose without the outer article, finished runs are reused."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from src.evaluate.nested_cv import DEFAULT_CANDIDATES, main, parse_candidates
 from tests.conftest import ROOT, SEEDS, TINY_TRAIN
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from nested_cv import DEFAULT_CANDIDATES, main, parse_candidates
 
 
 def test_candidates_parse_in_order_and_refuse_mistakes() -> None:
@@ -40,7 +38,7 @@ def test_nested_run_chooses_per_outer_article_and_reuses_runs(tiny_model_dir: Pa
     gold.write_text("".join(SEEDS.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8")
     out = tmp_path / "nested"
     cmd = [
-        sys.executable, "scripts/nested_cv.py", "--task", "stance", "--out", str(out), "--gold", str(gold),
+        sys.executable, "-m", "src.evaluate.nested_cv", "--task", "stance", "--out", str(out), "--gold", str(gold),
         "--jobs", "2",
         "--candidate", "lr-small=trainer.learning_rate=1e-6", "--candidate", "lr-large=trainer.learning_rate=1e-3",
         f"model.name_or_path={tiny_model_dir}", *[o for o in TINY_TRAIN if "max_steps" not in o], "trainer.max_steps=2",

@@ -313,3 +313,15 @@ def test_cli_csv_and_labelstudio_formats(runs: dict[str, Path], tmp_path: Path) 
     assert main([*models, "--format", "labelstudio", "--output", str(out_ls), str(docs)]) == 1
     [task] = json.loads(out_ls.read_text(encoding="utf-8"))
     assert task["data"]["text"] == TEXTS[0] and task["predictions"][0]["result"]
+
+
+def test_python_m_src_predict_is_the_batch_command() -> None:
+    """``python -m src.predict`` is the entry point beside src.train and src.evaluate; scripts/predict.py its alias."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    module = subprocess.run([sys.executable, "-m", "src.predict", "--help"], cwd=ROOT, capture_output=True, text=True)
+    script = subprocess.run([sys.executable, "scripts/predict.py", "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert module.returncode == 0 and "--ner" in module.stdout and module.stdout == script.stdout

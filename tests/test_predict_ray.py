@@ -79,6 +79,30 @@ def test_ray_options_without_the_ray_engine_are_usage_errors(runs: dict[str, Pat
     assert usage.value.code == 2
 
 
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "notahost.invalid:6379", "nonsense"])
+def test_an_unreachable_address_is_one_error_before_anything_is_written(
+    address: str, runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """``ray.init`` retried an unreachable cluster for minutes and left a "running" manifest behind."""
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"id": "a", "text": TEXTS[0]}) + "\n")
+    out = tmp_path / "out"
+    argv = ["--ner", str(runs["ner"]), "--engine", "ray", "--address", address.format(port=port), "-o", str(out)]
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv, str(docs)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and time.monotonic() - started < 60
+    assert f"--address {address.format(port=port)}: " in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / MANIFEST).exists()
+
+
 # -- on a real local Ray runtime (2 CPUs) --------------------------------------------------------------------------
 
 
@@ -164,3 +188,35 @@ def test_ray_engine_equals_the_local_engine_on_the_default_model(default_model_d
     out = tmp_path / "ray-out"
     assert main([*models, "--engine", "ray", "--workers", "1", "--shard-size", "7", "-o", str(out), str(docs)]) == 0
     assert_same(shard_union(out), read_jsonl(local))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_ray_run_resumably(runs: dict[str, Path], tmp_path: Path) -> None:
+    """SIGTERM (a scheduler's stop) ends the run as Ctrl-C does: exit 130, the finished shards in the manifest, and
+    --resume completes it."""
+    pytest.importorskip("ray")
+    texts = [f"{TEXTS[i % 5]} Report {i}: Putin met Kim in Moscow. " * 6 for i in range(150)]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    out = tmp_path / "out"
+    argv = ray_argv(["--ner", str(runs["ner"])], out, [str(docs)], "--shard-size", "10")
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *argv], cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        done, deadline = 0, time.monotonic() + 120
+        while done < 1 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                done = len(json.loads((out / MANIFEST).read_text())["shards"]["done"])
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun with --resume" in err
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["status"] == "running" and len(manifest["shards"]["done"]) >= 1
+    assert main([*argv, "--resume"]) == 0
+    assert [r["id"] for r in shard_union(out)] == [f"d{i}" for i in range(150)]

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -400,3 +401,55 @@ def test_a_tampered_onnx_export_is_detected_and_redone(
             (e["start"], e["end"], e["label"]) for e in q["entities"]
         ]
         assert np.allclose([e["score"] for e in p["entities"]], [e["score"] for e in q["entities"]], atol=1e-4)
+
+
+@pytest.mark.parametrize("damage", ["entry is a file", "export is a folder"])
+def test_an_unusable_onnx_cache_entry_costs_an_export_not_the_prediction(
+    damage: str, runs: dict[str, Path], tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path))
+    kwargs = {"ner": str(runs["ner"]), "device": "cpu", "backend": "onnx"}
+    first = Predictor.from_pretrained(**kwargs)
+    reference, path = first.predict(TEXTS), first.ner.model.path
+    if damage == "entry is a file":
+        shutil.rmtree(path.parent)
+        path.parent.write_text("not a folder")
+    else:
+        path.unlink()
+        path.mkdir()
+    with caplog.at_level(logging.WARNING, logger="src.predict.ort"):
+        again = Predictor.from_pretrained(**kwargs)
+    assert any("the ONNX cache cannot be used" in m and "exporting for this run only" in m for m in caplog.messages)
+    assert [p["entities"] for p in again.predict(TEXTS)] == [p["entities"] for p in reference]
+
+
+def test_a_full_disk_is_one_error_and_resume_finishes_the_run(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import errno
+
+    from src.predict import cli
+
+    texts = [f"{TEXTS[i % 5]} Report {i}." for i in range(40)]
+    args = [*models(runs), str(write_docs(tmp_path / "docs.jsonl", texts))]
+    full = tmp_path / "full.jsonl"
+    assert main([*args, "--output", str(full)]) == 0
+    write, calls = cli.PredictionWriter.write, []
+
+    def fills_up(self, line: dict) -> None:
+        calls.append(line)
+        if len(calls) > 25:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(self, line)
+
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setattr(cli.PredictionWriter, "write", fills_up)
+    capsys.readouterr()
+    assert main([*args, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and "No space left on device" in err and "--resume" in err and "Traceback" not in err
+    assert not out.exists() and journal_path(out).exists()
+    monkeypatch.setattr(cli.PredictionWriter, "write", write)
+    assert main([*args, "--output", str(out), "--resume"]) == 0
+    assert out.read_bytes() == full.read_bytes()

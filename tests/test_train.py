@@ -248,3 +248,25 @@ def test_end_to_end_on_default_model(tmp_path: Path) -> None:
     assert metrics["task"] == "ner" and 0.0 <= metrics["micro"]["f1"] <= 1.0
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6
+
+
+def test_a_new_data_config_trains_without_experiment_files(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`experiment: ${data}_${task}` is optional: a data config of one's own trains with the group defaults (said
+    in one line), while a named experiment that does not exist is refused."""
+    extra = tmp_path / "configs" / "data"
+    extra.mkdir(parents=True)
+    shutil.copy(ROOT / "configs" / "data" / "seeds.yaml", extra / "mine.yaml")
+    common = [
+        "--config-dir",
+        str(tmp_path / "configs"),
+        "data=mine",
+        "task=stance",
+        f"model.name_or_path={tiny_model_dir}",
+    ]
+    done = run_train(*common, *TINY_TRAIN, f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no configs/experiment/mine_stance.yaml: no tuned settings" in done.stdout + done.stderr
+    assert (tmp_path / "run" / "model" / "config.json").is_file()
+    typo = run_train(*common, "experiment=seeds_stanse", f"hydra.run.dir={tmp_path / 'typo'}")
+    assert typo.returncode == 2 and "experiment=seeds_stanse: no configs/experiment/seeds_stanse.yaml" in typo.stderr
+    assert not (tmp_path / "typo" / ".hydra").exists()  # refused before the run is recorded

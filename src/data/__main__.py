@@ -15,11 +15,27 @@ from src.data.jsonl import read_json_document
 from src.data.records import DataError, load_records, records_text
 from src.data.stats import corpus_stats, datasheet_table
 from src.data.validate import validate_text
-from src.files import write_atomic
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.files import PROJECT_ROOT, write_atomic
 
 CONLL_SUFFIXES = {".txt", ".conll"}
 CORPUS = Path("data/annotations/seeds.jsonl")
+SEED_CONFIG = PROJECT_ROOT / "configs" / "data" / "seeds.yaml"
+
+
+def config_labels(path: Path) -> tuple[list[str], list[str]]:
+    """``(entity labels, stance labels)`` of a data config (``configs/data/*.yaml``): a corpus of one's own labels is
+    checked against its own config."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg = OmegaConf.load(path)
+        labels = [list(cfg.get(key) or []) for key in ("entity_labels", "stance_labels")]
+    except (OSError, OmegaConfBaseException, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"--config {path}: cannot read a data config ({err})") from None
+    if not all(labels) or not all(isinstance(x, str) and x for group in labels for x in group):
+        raise ValueError(f"--config {path}: needs non-empty lists entity_labels and stance_labels of strings")
+    return labels[0], labels[1]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,11 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate", help="check annotation files; one line per problem, exit 1 if any")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    check.add_argument("--entity-labels", default=",".join(ENTITY_LABELS), help="comma-separated entity labels")
-    check.add_argument("--stance-labels", default=",".join(STANCE_LABELS), help="comma-separated stance labels")
+    check.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
+    check.add_argument("--entity-labels", help="comma-separated entity labels (instead of the config's)")
+    check.add_argument("--stance-labels", help="comma-separated stance labels (instead of the config's)")
     check.add_argument("--root", type=Path, help="extra folder for resolving 'source' paths")
     stats = sub.add_parser("stats", help="print the datasheet table (Markdown) of a .jsonl corpus or a CoNLL file")
     stats.add_argument("path", type=Path, metavar="PATH")
+    stats.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     from_ls = sub.add_parser("from-labelstudio", help="records (.jsonl) from a Label Studio JSON export, validated")
     from_ls.add_argument("export", type=Path, metavar="EXPORT")
     from_ls.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
@@ -44,17 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     outlets.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     outlets.add_argument("--folds", action="store_true", help="print only the fold numbers, as a Hydra sweep list")
     args = parser.parse_args(argv)
+    if args.command in ("validate", "stats"):
+        try:
+            entity_labels, stance_labels = config_labels(args.config)
+        except ValueError as err:
+            parser.error(str(err))
 
     if args.command == "validate":
+        entity_labels = args.entity_labels.split(",") if args.entity_labels else entity_labels
+        stance_labels = args.stance_labels.split(",") if args.stance_labels else stance_labels
         failed = False
         for path in args.paths:
             try:  # as training reads it: a label review of the file (data/reviews/) applied first
-                load_records(
-                    path,
-                    entity_labels=args.entity_labels.split(","),
-                    stance_labels=args.stance_labels.split(","),
-                    root=args.root,
-                )
+                load_records(path, entity_labels=entity_labels, stance_labels=stance_labels, root=args.root)
                 problems = []
             except DataError as err:
                 problems = err.problems
@@ -74,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         return from_labelstudio(args.export, args.output, overwrite=args.overwrite)
 
     try:
-        records = read_conll(args.path) if args.path.suffix in CONLL_SUFFIXES else load_records(args.path)
+        if args.path.suffix in CONLL_SUFFIXES:
+            records = read_conll(args.path)
+        else:
+            records = load_records(args.path, entity_labels=entity_labels, stance_labels=stance_labels)
     except DataError as err:
         print("\n".join(err.problems))
         return 1

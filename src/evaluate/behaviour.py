@@ -55,13 +55,14 @@ def load_suite(path: str | Path, labels: Sequence[str] | None = None) -> list[di
     return cases
 
 
-def predict_cases(predictor, cases: Sequence[dict]) -> list[str | None]:
-    """The stance the Predictor gives each case, read as one whole sentence (as gold sentences are)."""
+def predict_cases(predictor, cases: Sequence[dict]) -> list[dict]:
+    """The Predictor's sentence (``stance``, ``scores``) for each case, read as one whole sentence (as gold sentences
+    are)."""
     records = [
         {"id": c["id"], "text": c["text"], "sentences": [{"start": 0, "end": len(c["text"]), "stance": None}]}
         for c in cases
     ]
-    return [p["sentences"][0]["stance"] for p in predictor.predict_records(records)]
+    return [p["sentences"][0] for p in predictor.predict_records(records)]
 
 
 def score_suite(cases: Sequence[dict], predicted: Sequence[str | None]) -> dict:
@@ -119,7 +120,12 @@ def run_suite(model: str | Path, suite: str | Path, *, device: str = "auto", bat
         raise ValueError(f"{model}: a {meta['task']} model; the behavioural suite is for stance models")
     cases = load_suite(suite, meta["labels"])
     predictor = Predictor.from_pretrained(stance=folder, device=device, batch_size=batch_size, backend="torch")
-    return {"suite": str(suite), "model": str(model)} | score_suite(cases, predict_cases(predictor, cases))
+    got = predict_cases(predictor, cases)
+    # the scores too: the calibration check under shift (src.evaluate.calibration.suite_check) reads them
+    scores = [{"id": c["id"], "expect": c["expect"], "scores": g["scores"]} for c, g in zip(cases, got, strict=True)]
+    return (
+        {"suite": str(suite), "model": str(model)} | score_suite(cases, [g["stance"] for g in got]) | {"scores": scores}
+    )
 
 
 def behaviour_table(results: dict[str, dict]) -> str:

@@ -259,12 +259,54 @@ def ner_arrays(gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path
     return logits_out, gold_out, tags_out, spans_out, correct_out, folds
 
 
+def suite_check(temperature: float, fold_results: Sequence[dict]) -> dict | None:
+    """ECE on the behavioural suite (sentences worded unlike the training articles: a check under shift) of the
+    fold models' raw scores and of the same scores at ``temperature``; None without scored cases. A temperature that
+    helps out of fold but hurts here would make scores on other outlets less honest."""
+    before, after, correct = [], [], []
+    for result in fold_results:
+        for case in result.get("scores", []):
+            labels = list(case["scores"])
+            log_p = np.log(np.maximum([case["scores"][k] for k in labels], 1e-12))
+            raw, scaled = np.exp(log_softmax(log_p)), np.exp(log_softmax(log_p / temperature))
+            before.append(raw.max())
+            after.append(scaled.max())
+            correct.append(labels[int(raw.argmax())] == case["expect"])
+    if not correct:
+        return None
+    flags = np.array(correct)
+    return {
+        "ece_before": expected_calibration_error(np.array(before), flags),
+        "ece_after": expected_calibration_error(np.array(after), flags),
+        "n_cases": len(correct),
+    }
+
+
+def shift_refusal(calibration: dict) -> str | None:
+    """Why a stance temperature must not be stored (None: it may): it makes the suite's ECE worse, or it is below 1
+    (sharper scores) with no suite check to back it."""
+    t, check = calibration["temperature"], calibration.get("suite")
+    if check is not None and check["ece_after"] > check["ece_before"]:
+        return (
+            f"temperature {t:.3f} not stored: on the behavioural suite ({check['n_cases']} sentences worded unlike "
+            f"the training articles) it raises the expected calibration error from {check['ece_before']:.3f} to "
+            f"{check['ece_after']:.3f}; the scores stay raw"
+        )
+    if check is None and t < 1:
+        return (
+            f"temperature {t:.3f} not stored: below 1 it makes scores sharper, which is stored only when the "
+            "behavioural suite agrees (run the CV with behaviour=data/behaviour/stance.jsonl)"
+        )
+    return None
+
+
 # ------------------------------------------------------------------ storing a CV's fit in model folders
 
 
 def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: bool) -> list[str]:
     """Write each target's task calibration (fitted on all folds of the CV setting it was trained with) into its
-    model folder; a target whose training setting is not one of the CV's is refused. Returns what was done."""
+    model folder; a target whose training setting is not one of the CV's is refused, and a stance temperature that
+    fails the check under shift (``shift_refusal``) is not stored. Returns a line per target: what was done."""
     from omegaconf import OmegaConf
 
     from src.config import setting_of
@@ -300,6 +342,10 @@ def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: 
                 "(run the CV with the same overrides)"
             )
         c = task["calibration"][match]
+        refusal = shift_refusal(c) if meta["task"] == "stance" else None
+        if refusal:
+            done.append(f"not calibrated {folder}: {refusal}")
+            continue
         entry = {
             "temperature": round(c["temperature"], 6),
             "fitted_on": f"{cv_dir} ({match})",
@@ -307,11 +353,13 @@ def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: 
             "ece_before": round(c["ece_before"], 6),
             "ece_after_cross_fitted": round(c["ece_after"], 6),
         }
+        if c.get("suite"):
+            entry["checked_on"] = {k: c["suite"][k] for k in ("suite", "n_cases", "ece_before", "ece_after")}
         if decision_bias and c.get("decision_bias") is not None:
             entry["decision_bias"] = {k: round(v, 6) for k, v in c["decision_bias"].items()}
         record_calibration(folder, entry)
         done.append(
-            f"{folder}: temperature {entry['temperature']:.3f}"
+            f"calibrated {folder}: temperature {entry['temperature']:.3f}"
             + (" + decision bias" if "decision_bias" in entry else "")
         )
     return done

@@ -49,6 +49,7 @@ from .calibration import (
     ner_arrays,
     reliability_png,
     stance_arrays,
+    suite_check,
     with_decision_bias,
 )
 from .metrics import SCHEMA_VERSION, evaluate_predictions
@@ -536,7 +537,13 @@ def write_cv(
     out = Path(out_dir) if out_dir is not None else Path(multirun_dir)
     cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines, calibration, out)
     if behaviour is not None and "stance" in cv_metrics["tasks"]:
-        cv_metrics["tasks"]["stance"]["behaviour"] = fold_behaviour(cv_metrics["tasks"]["stance"], behaviour)
+        stance = cv_metrics["tasks"]["stance"]
+        stance["behaviour"] = fold_behaviour(stance, behaviour)
+        for system, fit in (stance.get("calibration") or {}).items():
+            folds = [r for r in stance["behaviour"]["systems"].get(system, {}).values() if "skipped" not in r]
+            check = suite_check(fit["temperature"], folds)
+            if check is not None:
+                fit["suite"] = {"suite": str(behaviour), **check}
     write_json(out / "cv_metrics.json", cv_metrics)
     for task, result in cv_metrics["tasks"].items():
         if task == "stance":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -343,13 +344,28 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         commit()
         print(f"\ninterrupted; finished documents are in {journal}: rerun with --resume", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk, a lost mount: the committed part of the journal stays good for --resume
+        if journal is None:
+            print(f"error: cannot write the predictions: {err}", file=sys.stderr)
+            return 2
+        with contextlib.suppress(OSError):
+            commit()
+        print(f"error: {journal}: {err}; the finished documents are kept: rerun with --resume", file=sys.stderr)
+        return 2
     finally:
         progress.close()
         if journal is not None:
-            stream.close()
+            with contextlib.suppress(OSError):
+                stream.close()
     if journal is not None:
-        commit()
-        finalize(journal, args.output, args.format)
+        try:
+            commit()
+            finalize(journal, args.output, args.format)
+        except OSError as err:
+            print(
+                f"error: {args.output}: {err}; the predictions are in {journal}: rerun with --resume", file=sys.stderr
+            )
+            return 2
         run_record_path(args.output).unlink(missing_ok=True)
     if failed:
         print(f'{failed} document(s) failed; see their "error" fields', file=sys.stderr)

@@ -2,7 +2,9 @@
 ``report.md``): a corpus summary, then each article with its entities highlighted and its sentences tinted.
 
 The page makes no network request (inline CSS, no script, no font or image from elsewhere) and escapes every piece
-of text it shows, attributes included: an article holding ``<script>`` or ``</div>`` renders as that text.
+of text it shows, attributes included: an article holding ``<script>`` or ``</div>`` renders as that text. Control
+and bidirectional-override characters are shown as ``[U+202E]`` marks, so an id or a text cannot hide or reorder what
+the reader sees.
 
 Entities use displaCy's entity markup and colours (``<mark class="entity">TEXT<span>LABEL</span></mark>``, the
 palette of ``spacy.displacy``), rendered here rather than by ``displacy.render``: the entities sit inside tinted
@@ -11,13 +13,23 @@ sentence spans, which displaCy's manual mode cannot nest, and displaCy leaves la
 
 from __future__ import annotations
 
+import html
+import re
 from collections import Counter
 from collections.abc import Sequence
-from html import escape
 
 from src.labels import ENTITY_LABELS, MIXED, NEUTRAL, STANCE_LABELS
 from src.predict.framing import NO_STANCE, FramingTable
 from src.predict.threshold import stance_score
+
+# C0 and C1 controls but tab, newline and carriage return; the bidi marks, embeddings, overrides and isolates.
+HIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape(text: str, quote: bool = True) -> str:
+    """``html.escape`` with the characters a reader cannot see (controls, bidi overrides) shown as ``[U+XXXX]``."""
+    return html.escape(HIDDEN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text), quote=quote)
+
 
 # spacy.displacy.render.DEFAULT_LABEL_COLORS for the OntoNotes types of the scheme; other labels get displaCy's #ddd.
 ENTITY_COLORS = {

@@ -94,24 +94,28 @@ def read_jsonl_lines(lines: Iterable[bytes], file: str, first_line: int = 1) -> 
         except json.JSONDecodeError as err:
             yield error_record(fallback_id, file, number, f"malformed JSON: {err.msg} at column {err.colno}")
             continue
-        if not isinstance(record, dict):
-            yield error_record(fallback_id, file, number, f"expected a JSON object, got {type(record).__name__}")
-            continue
-        doc_id = fallback_id if record.get("id") is None else str(record["id"])
-        if text_problem(doc_id) is not None:
-            yield error_record(fallback_id, file, number, f'"id" is {text_problem(doc_id)}')
-            continue
-        if not isinstance(record.get("text"), str):
-            yield error_record(doc_id, file, number, 'record has no "text" string')
-            continue
-        problem = text_problem(record["text"])
-        if problem is not None:
-            yield error_record(doc_id, file, number, f'"text" is {problem}')
-            continue
-        document = {"id": doc_id, "text": record["text"], "file": file, "line": number}
-        if record.get("sentences") is not None:  # given spans (e.g. gold sentences) are predicted as they are
-            document["sentences"] = record["sentences"]
-        yield document
+        yield read_record(record, file, number)
+
+
+def read_record(record: object, file: str, number: int) -> dict:
+    """One parsed JSON record as a document ``{"id", "text", "file", "line"}`` (and its ``sentences``), or its error
+    record: the checks of ``read_jsonl_lines``, shared with records that arrive another way (``src.serve``), so a
+    record is accepted or refused the same wherever it comes from."""
+    fallback_id = f"{file}:{number}"
+    if not isinstance(record, dict):
+        return error_record(fallback_id, file, number, f"expected a JSON object, got {type(record).__name__}")
+    doc_id = fallback_id if record.get("id") is None else str(record["id"])
+    if text_problem(doc_id) is not None:
+        return error_record(fallback_id, file, number, f'"id" is {text_problem(doc_id)}')
+    if not isinstance(record.get("text"), str):
+        return error_record(doc_id, file, number, 'record has no "text" string')
+    problem = text_problem(record["text"])
+    if problem is not None:
+        return error_record(doc_id, file, number, f'"text" is {problem}')
+    document = {"id": doc_id, "text": record["text"], "file": file, "line": number}
+    if record.get("sentences") is not None:  # given spans (e.g. gold sentences) are predicted as they are
+        document["sentences"] = record["sentences"]
+    return document
 
 
 def folder_files(folder: Path, warn: bool = True) -> list[Path]:
@@ -304,12 +308,16 @@ def finalize(journal: Path, output: Path, fmt: str) -> None:
         os.replace(journal, output)
         return
     tmp = output.with_name(f".{output.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as stream:
-        writer = PredictionWriter(fmt, stream)
-        for line in iter_journal(journal):
-            writer.write(line)
-        writer.close()
-    os.replace(tmp, output)
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as stream:
+            writer = PredictionWriter(fmt, stream)
+            for line in iter_journal(journal):
+                writer.write(line)
+            writer.close()
+        os.replace(tmp, output)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the journal is whole: a rerun converts it again
+        raise
     journal.unlink()
 
 

@@ -120,13 +120,36 @@ def _verified(path: Path) -> bytes | None:
 def load_export(key: str, quantize: str, load_model: Callable[[], PreTrainedModel]) -> tuple[Path, bytes]:
     """The path and verified bytes of the ONNX export cached under ``key`` (``quantize``: ``none`` or ``int8``);
     only when it is missing or fails its check is ``load_model()`` called and the model exported. A lock on the
-    cache entry keeps concurrent processes (e.g. Ray actors) from exporting over each other."""
+    cache entry keeps concurrent processes (e.g. Ray actors) from exporting over each other. A cache that cannot be
+    read or written (read-only, a file where a folder belongs) costs a fresh export for this run, with one warning,
+    instead of every prediction."""
+    try:
+        return _load_cached(key, quantize, load_model)
+    except OSError as err:
+        log.warning("%s: the ONNX cache cannot be used (%s); exporting for this run only", cache_dir() / key, err)
+    scratch = Path(tempfile.mkdtemp(prefix="newsframe-onnx-"))
+    try:
+        path = scratch / key / _file_name(quantize)
+        _export(load_model(), quantize, path.parent)
+        data = _verified(path)
+        if data is None:
+            raise RuntimeError(f"{path}: the fresh ONNX export does not match its own sha256")
+        return path, data
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _file_name(quantize: str) -> str:
+    return "model.int8.onnx" if quantize == "int8" else "model.onnx"
+
+
+def _load_cached(key: str, quantize: str, load_model: Callable[[], PreTrainedModel]) -> tuple[Path, bytes]:
     import fcntl
 
     cache_dir().mkdir(parents=True, exist_ok=True)
     with (cache_dir() / f".{key}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        path = cache_dir() / key / ("model.int8.onnx" if quantize == "int8" else "model.onnx")
+        path = cache_dir() / key / _file_name(quantize)
         data = _verified(path)
         if data is None:
             _export(load_model(), quantize, path.parent)

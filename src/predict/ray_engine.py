@@ -24,6 +24,8 @@ import io
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -52,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 MANIFEST = "manifest.json"
+ADDRESS_TIMEOUT_S = 10.0  # how long --address may take to accept a connection
 # Options that change predictions or the plan: a run is resumed only under the same ones.
 RUN_OPTIONS = ("batch_size", "device", "precision", "quantize", "backend", "max_length", "stride", "shard_size")
 OBJECT_STORE_BYTES = 256 * 1024**2  # local runtime: shards are a few MB each, in flight a few at a time
@@ -306,6 +309,26 @@ def predictor_options(args: argparse.Namespace) -> dict:
     }
 
 
+def address_problem(address: str, timeout: float = ADDRESS_TIMEOUT_S) -> str | None:
+    """Why a cluster ``address`` (``host:port`` or ``ray://host:port``) cannot be reached (None: a connection
+    opened, or ``auto``, which Ray resolves itself). ``ray.init`` would retry an unreachable one for minutes."""
+    if address == "auto":
+        return None
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return "expected HOST:PORT, ray://HOST:PORT or auto"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        return f"cannot reach {host}:{port} within {timeout:g} s ({err.strerror or err})"
+    return None
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends the run as Ctrl-C does: the manifest records the finished shards, and --resume goes on."""
+    raise KeyboardInterrupt
+
+
 def run_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """``scripts/predict.py --engine ray``: exit 0, 1 when some document failed, 2 for usage errors."""
     if args.output is None:
@@ -320,6 +343,13 @@ def run_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         import ray  # noqa: F401
     except ImportError:
         parser.error('--engine ray needs Ray Data: pip install -e ".[ray]"')
+    problem = address_problem(args.address) if args.address is not None else None
+    if problem:
+        parser.error(f"--address {args.address}: {problem}")
+    try:  # fingerprints the model folders: a broken one is found before anything is written
+        run = describe_run(args)
+    except (OSError, ValueError) as err:
+        parser.error(f"cannot load the checkpoints: {err}")
     try:
         args.output.mkdir(parents=True, exist_ok=True)
         lock = lock_output(args.output / MANIFEST)
@@ -327,16 +357,17 @@ def run_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(str(err))
     except OSError as err:
         parser.error(f"--output {args.output}: cannot write there: {err.strerror or err}")
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        return _run(parser, args)
+        return _run(parser, args, run)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         unlock_output(args.output / MANIFEST, lock)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -> int:
     from tqdm import tqdm
 
-    run = describe_run(args)
     old = check_output(parser, args, run)
     if old is not None and old.get("status") == "complete":
         print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
@@ -361,8 +392,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     todo = [{"shard": k, "spec": json.dumps(s), "cwd": cwd} for k, s in enumerate(shards) if part_name(k) not in done]
     import ray
 
-    start_ray(args.address, max(os.cpu_count() or 1, (args.workers or 1) * (args.threads or 1)))
     try:
+        start_ray(args.address, max(os.cpu_count() or 1, (args.workers or 1) * (args.threads or 1)))
+        signal.signal(signal.SIGTERM, stop_on_sigterm)  # ray.init installs a handler of its own that dies
         workers, threads = pool_size(args, int(ray.cluster_resources().get("CPU", 1)))
         address = args.address or "local"
         run["ray"] = {"version": ray.__version__, "address": address, "workers": workers, "threads": threads}

@@ -9,9 +9,9 @@ Candidates are fixed before looking: ``--candidate NAME='override override'``, i
 Without any, the stance question left open on 2026-12-02: the classifier alone against the default (classifier
 averaged with the guideline prototypes, configs/task/stance.yaml).
 
-    python scripts/nested_cv.py --task stance --out multirun/nested-stance            # 5 x 4 x 2 inner + 5 x 2 outer
-    python scripts/nested_cv.py --task stance --out multirun/nested-stance --seed 7 --jobs 2
-    python scripts/nested_cv.py --task ner --out multirun/nested-ner-lr --jobs 2 \
+    python -m src.evaluate.nested_cv --task stance --out multirun/nested-stance   # 5 x 4 x 2 inner + 5 x 2 outer
+    python -m src.evaluate.nested_cv --task stance --out multirun/nested-stance --seed 7 --jobs 2
+    python -m src.evaluate.nested_cv --task ner --out multirun/nested-ner-lr --jobs 2 \
         --candidate lr1e-4=trainer.learning_rate=1e-4 --candidate lr5e-5=trainer.learning_rate=5e-5 \
         --candidate lr2e-4=trainer.learning_rate=2e-4
 
@@ -30,8 +30,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from src.data.folds import leave_one_article_out
 from src.data.records import DataError, load_records, save_records
 from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings
@@ -39,7 +37,7 @@ from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
 from src.markdown import markdown_table
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CANDIDATES = {"stance": {"classifier": ["task.prototypes=null"], "classifier+prototypes": []}}
 
 

@@ -7,7 +7,7 @@ CoNLL's own tokens so its spans align exactly) only decides the type:
 - LOC -> GPE or LOC by the teacher's label on the span (GPE; LOC / FAC), GPE when the teacher has none; with
   ``--loc-typing vote``, by the majority of the teacher's GPE / LOC / FAC labels on every occurrence of the same name
   (case-folded) in the split, the span's own rule on a tie or without any (a place is one type wherever it occurs;
-  compared 2026-12-02 with three seeds of the seed NER CV: a tie, 0.889 / 0.809 against 0.888 / 0.809, README);
+  compared with three seeds of the seed NER CV: docs/decisions.md);
 - MISC -> NORP or EVENT by the teacher, else dropped (other MISC is no type of ours: languages, products, ...);
 - DATE spans of the teacher are added where CoNLL has no entity on any of their tokens.
 
@@ -15,7 +15,7 @@ It writes ``train.txt``, ``dev.txt``, ``test.txt`` (``WORD TAG`` columns, IOB2) 
 entities each rule retyped, and a seeded sample of retyped spans to read) into ``--out``, outside the repository:
 CoNLL-2003's licence allows no redistribution, and neither does a copy of it.
 
-    python scripts/retype_conll.py --out runs/conll2003-onto [--dir /path/to/conll2003]
+    python -m src.data.retype_conll --out runs/conll2003-onto [--dir /path/to/conll2003]
 """
 
 from __future__ import annotations
@@ -26,12 +26,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from src.data import conll  # noqa: E402
-from src.evaluate.baselines import BaselineUnavailable, load_spacy  # noqa: E402
-from src.files import write_atomic, write_json  # noqa: E402
+from src.data import conll
+from src.data.spacy_model import SpacyUnavailable, load_spacy
+from src.files import write_atomic, write_json
 
 SAMPLE = 100
 
@@ -146,7 +143,7 @@ def main() -> int:
         print(f"Teacher: spaCy en_core_web_sm; {source.describe()}", file=sys.stderr)
         splits = conll.load_splits(source)
         nlp = load_spacy()
-    except (conll.ConllNotFound, BaselineUnavailable) as err:
+    except (conll.ConllNotFound, SpacyUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     counts: Counter = Counter()

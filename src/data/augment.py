@@ -1,0 +1,71 @@
+"""Training-time augmentation of records: names masked so they stop carrying a sentence's label.
+
+A stance model trained on a few articles learns the topic of its leverage sentences (Hanoi, the US, the talks)
+instead of the framing. Masking the names of some training sentences makes the rest of the sentence carry the label.
+Names are those the gold entities of the training records use (so stance-only records, which annotate no entities,
+are masked by the names of the others), matched as whole words.
+
+EXAMPLE: ``mask_names([record], {"Hanoi"}, 1.0, random.Random(0), "[MASK]")`` turns the sentence
+"After Hanoi, Kim looks east." into "After [MASK], Kim looks east." (offsets of every sentence moved to match).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+
+from .records import annotates
+
+
+def known_names(records: Iterable[dict], types: Sequence[str]) -> set[str]:
+    """The surface strings of the gold entities of ``types`` in the records that annotate entities."""
+    wanted = set(types)
+    return {
+        r["text"][e["start"] : e["end"]]
+        for r in records
+        if annotates(r, "entities")
+        for e in r["entities"]
+        if e["label"] in wanted and e["end"] - e["start"] > 1
+    }
+
+
+def name_pattern(names: Iterable[str]) -> re.Pattern | None:
+    """One regex of the names as whole words, longest first (so "Kim Jong-un" wins over "Kim"); None for none."""
+    ordered = sorted(set(names), key=lambda n: (-len(n), n))
+    if not ordered:
+        return None
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, ordered)) + r")(?!\w)")
+
+
+def mask_names(
+    records: Sequence[dict], names: Iterable[str], probability: float, rng: random.Random, token: str
+) -> list[dict]:
+    """The records with the names in each labelled sentence replaced by ``token``, a sentence with ``probability``.
+
+    A record with a masked sentence keeps its stance layer only (its entity offsets no longer hold); the others are
+    returned as they are.
+    """
+    pattern = name_pattern(names)
+    if pattern is None or probability <= 0:
+        return list(records)
+    out = []
+    for record in records:
+        text, pieces, sentences, at, length, changed = record["text"], [], [], 0, 0, False
+        for s in record["sentences"]:
+            sentence = text[s["start"] : s["end"]]
+            if s.get("stance") is not None and rng.random() < probability:
+                masked = pattern.sub(token, sentence)
+                changed |= masked != sentence
+                sentence = masked
+            pieces += [text[at : s["start"]], sentence]
+            start = length + s["start"] - at
+            length = start + len(sentence)
+            sentences.append(s | {"start": start, "end": length})
+            at = s["end"]
+        if not changed:
+            out.append(record)
+            continue
+        pieces.append(text[at:])
+        out.append(record | {"text": "".join(pieces), "sentences": sentences, "entities": [], "annotated": ["stance"]})
+    return out

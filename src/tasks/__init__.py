@@ -1,0 +1,50 @@
+"""The tasks, each one object that owns what differs between them, so no stage branches on a task's name.
+
+A task knows its labels (from the data config), how records become examples and sub-word windows, the collator,
+the loss, the metric that selects a model on a dev split, the headline metric, the transformers model class and the
+pipeline tag. One module per task (``ner.py``, ``stance.py``), registered here: ``get_task("ner")`` by name
+(configs), ``task_of_config(config)`` for a model folder.
+
+EXAMPLE: ``get_task("stance").labels({"stance_labels": ["a", "b"]}) -> ["a", "b"]``
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+from src.config import ConfigError
+
+from .base import MODEL_COLUMNS, Task
+from .ner import NerTask
+from .stance import StanceTask, class_weights
+
+__all__ = [
+    "MODEL_COLUMNS",
+    "NER",
+    "STANCE",
+    "TASKS",
+    "NerTask",
+    "StanceTask",
+    "Task",
+    "class_weights",
+    "get_task",
+    "task_of_config",
+]
+
+NER = NerTask("ner", "token-classification", "ForTokenClassification", "micro_f1", "entities")
+STANCE = StanceTask("stance", "text-classification", "ForSequenceClassification", "macro_f1", "stance")
+TASKS: dict[str, Task] = {task.name: task for task in (NER, STANCE)}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"task={name!r}: expected one of {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def task_of_config(config: PretrainedConfig, where: str = "the model") -> Task:
+    """The task of a model from its architecture (``BertForTokenClassification`` -> NER)."""
+    for task in TASKS.values():
+        if any(arch.endswith(task.architecture_suffix) for arch in config.architectures or []):
+            return task
+    raise ValueError(f"{where}: not a newsframe model (architectures {config.architectures})")

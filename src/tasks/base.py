@@ -1,0 +1,80 @@
+"""What every task is: the ``Task`` interface that training, evaluation and prediction call instead of branching on a
+task's name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerFast
+
+from src.data.folds import as_dataset
+from src.data.records import annotates
+
+MODEL_COLUMNS = ("input_ids", "attention_mask", "labels")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a task is; subclasses fill in how it reads records, encodes them and is scored."""
+
+    name: str
+    pipeline_tag: str
+    architecture_suffix: str  # e.g. "ForTokenClassification": how a model folder tells its task
+    headline: str  # the metric a run returns, a sweep optimises and a report puts first
+    layer: str  # the record layer it learns from ("entities", "stance"): records that do not annotate it are skipped
+
+    @property
+    def auto_model(self) -> type:
+        raise NotImplementedError
+
+    def labels(self, data: Mapping) -> list[str]:
+        raise NotImplementedError
+
+    def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
+        """``(inputs, targets)`` of the records' gold annotations, as ``task_cfg`` (the ``task`` config) asks."""
+        raise NotImplementedError
+
+    def encode(
+        self, tokenizer, inputs: Sequence, targets: Sequence | None, label2id: dict, max_length: int, stride: int
+    ):
+        raise NotImplementedError
+
+    def collator(self, tokenizer: PreTrainedTokenizerFast):
+        raise NotImplementedError
+
+    def augmented(self, records: Sequence[dict], task_cfg: Mapping, seed: int, mask_token: str | None) -> list[dict]:
+        """The training records as the task's augmentation options ask (default: unchanged)."""
+        return list(records)
+
+    def annotated(self, records: Sequence[dict]) -> list[dict]:
+        """The records that annotate this task's layer (``src.data.records.annotates``)."""
+        return [r for r in records if annotates(r, self.layer)]
+
+    def loss(self, task_cfg: Mapping, dataset, n_labels: int) -> Callable | None:
+        """A ``compute_loss_func`` for the Trainer, or None for the model's own loss."""
+        return None
+
+    def dev_metric(self, id2label: dict[int, str], encoding: dict, targets: Sequence) -> Callable | None:
+        """A ``compute_metrics`` that scores a dev split the way the reports do, or None."""
+        return None
+
+    def finish(self, folder: Path, records: Sequence[dict], task_cfg: Mapping, device: str) -> dict:
+        """What the task adds to a freshly written model folder's ``newsframe.json`` after training (``{}``: none)."""
+        return {}
+
+    def dataset(
+        self,
+        tokenizer,
+        records: Sequence[dict],
+        label2id: dict,
+        max_length: int,
+        stride: int,
+        task_cfg: Mapping | None = None,
+    ):
+        """``(datasets.Dataset of the model's columns, the full encoding, the targets)`` of gold records."""
+        inputs, targets = self.examples(records, task_cfg)
+        encoding = self.encode(tokenizer, inputs, targets, label2id, max_length, stride)
+        rows = zip(*(encoding[k] for k in MODEL_COLUMNS), strict=True)
+        return as_dataset([dict(zip(MODEL_COLUMNS, row, strict=True)) for row in rows]), encoding, targets

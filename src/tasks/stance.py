@@ -1,0 +1,81 @@
+"""Sentence stance: sequence classification, one label per gold sentence."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from src.config import ConfigError
+from src.data.augment import known_names, mask_names
+from src.data.convert import stance_examples
+from src.features import encode_stance
+
+from .base import Task
+
+
+class StanceTask(Task):
+    @property
+    def auto_model(self) -> type:
+        return AutoModelForSequenceClassification
+
+    def labels(self, data: Mapping) -> list[str]:
+        return list(data["stance_labels"])
+
+    def examples(self, records: Sequence[dict], task_cfg: Mapping | None = None) -> tuple[list, list]:
+        """Inputs are ``(sentence, context or None)`` pairs; ``task.context`` says what context is read."""
+        examples = stance_examples(self.annotated(records), (task_cfg or {}).get("context", "none"))
+        return [(e["text"], e["context"]) for e in examples], [e["label"] for e in examples]
+
+    def encode(self, tokenizer, inputs, targets, label2id, max_length, stride):
+        texts, contexts = zip(*inputs, strict=True) if inputs else ((), ())
+        return encode_stance(tokenizer, texts, targets, label2id, max_length, stride, contexts)
+
+    def collator(self, tokenizer):
+        return DataCollatorWithPadding(tokenizer)
+
+    def augmented(self, records: Sequence[dict], task_cfg: Mapping, seed: int, mask_token: str | None) -> list[dict]:
+        """Names masked in a share of the training sentences (``task.mask_names``: the probability per sentence;
+        ``task.mask_name_types``: the entity types whose names are masked), so names stop carrying the label."""
+        probability = float(task_cfg.get("mask_names") or 0)
+        if probability <= 0:
+            return list(records)
+        if not mask_token:
+            raise ConfigError("task.mask_names needs a tokenizer with a mask token; set task.mask_names=0")
+        names = known_names(records, list(task_cfg.get("mask_name_types") or ()))
+        return mask_names(records, names, probability, random.Random(seed), mask_token)
+
+    def loss(self, task_cfg: Mapping, dataset, n_labels: int) -> Callable | None:
+        """Cross-entropy weighted by inverse class frequency (``task.class_weighting``): neutral dominates."""
+        if not task_cfg.get("class_weighting"):
+            return None
+        weights = class_weights(dataset["labels"], n_labels)
+
+        def compute(outputs: Any, labels: torch.Tensor, num_items_in_batch: int | None = None) -> torch.Tensor:
+            logits = outputs["logits"]
+            return torch.nn.functional.cross_entropy(logits, labels, weight=weights.to(logits.device))
+
+        return compute
+
+    def finish(self, folder: Path, records: Sequence[dict], task_cfg: Mapping, device: str) -> dict:
+        """The guideline-prototype head (``task.prototypes``, src/prototypes.py), fitted on the training sentences
+        with the trained encoder."""
+        if not task_cfg.get("prototypes"):
+            return {}
+        from src.predict.engine import Predictor
+        from src.prototypes import fit_prototypes
+
+        predictor = Predictor.from_pretrained(stance=str(folder), device=device, backend="torch")
+        return {"prototypes": fit_prototypes(predictor, records, task_cfg["prototypes"], task_cfg)}
+
+
+def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
+    """Inverse class frequency, scaled to mean 1 (a label absent from ``labels`` counts as seen once)."""
+    counts = np.bincount(np.asarray(labels), minlength=n_labels).astype(np.float64)
+    weights = counts.sum() / np.maximum(counts, 1) / n_labels
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
