@@ -113,9 +113,17 @@ RUN_ONLY_KEYS = frozenset(
 )
 
 
+# Keys added to the configs after runs were trained, with the value that trains as those runs did: a run config
+# without one reads as having it, so a CV pools (and a calibration fits) runs from before and after the key existed.
+ADDED_KEYS: dict[str, Any] = {"task.mask_names": 0.0}
+# Keys that change nothing while a switch is at its off value: left out of a setting then.
+INERT_WHEN_OFF: dict[str, tuple[str, Any]] = {"task.mask_name_types": ("task.mask_names", 0.0)}
+
+
 def setting_of(cfg: DictConfig | dict, also: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``{"a.b": value}`` of the keys of a run config that make its model (interpolations as written): all but
-    ``paths.*``, ``RUN_ONLY_KEYS`` and ``also``. Two runs with equal settings train the same model."""
+    ``paths.*``, ``RUN_ONLY_KEYS`` and ``also``, with ``ADDED_KEYS`` filled in and ``INERT_WHEN_OFF`` keys left out
+    while their switch is off. Two runs with equal settings train the same model."""
 
     def flat(node: dict, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -128,4 +136,11 @@ def setting_of(cfg: DictConfig | dict, also: frozenset[str] = frozenset()) -> di
 
     node = cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg, resolve=False)
     skip = RUN_ONLY_KEYS | also
-    return {k: v for k, v in flat(node).items() if k not in skip and not k.startswith("paths.")}
+    setting = {k: v for k, v in flat(node).items() if k not in skip and not k.startswith("paths.")}
+    for key, old in ADDED_KEYS.items():
+        if key.split(".")[0] in node and key not in skip:
+            setting.setdefault(key, old)
+    for key, (switch, off) in INERT_WHEN_OFF.items():
+        if setting.get(switch, off) == off:
+            setting.pop(key, None)
+    return setting

@@ -182,3 +182,15 @@ def test_the_cli_prints_a_readme_config_and_exits():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert OmegaConf.create(done.stdout).seed == 7
+
+
+def test_a_run_from_before_a_key_existed_has_the_same_setting() -> None:
+    """Runs trained before ``task.mask_names`` existed pool with later ones in a CV (the key's default trains as they
+    did), and the names list counts only while masking is on."""
+    from src.config import setting_of
+
+    before = {"task": {"name": "stance", "max_length": 256}, "seed": 42}
+    after = {"task": {"name": "stance", "max_length": 256, "mask_names": 0.0, "mask_name_types": ["GPE"]}, "seed": 42}
+    assert setting_of(before) == setting_of(after)
+    on = {"task": {**after["task"], "mask_names": 0.5}, "seed": 42}
+    assert setting_of(on) != setting_of(after) and setting_of(on)["task.mask_name_types"] == ["GPE"]
