@@ -253,7 +253,7 @@ from transformers import pipeline
 nlp = {usage}
 ```
 
-newsframe itself (`scripts/predict.py --{task.name} {here}`) reads `{METADATA}` beside the weights and runs
+newsframe itself (`python -m src.predict --{task.name} {here}`) reads `{METADATA}` beside the weights and runs
 windows of {meta["max_length"]} tokens with a stride of {meta["stride"]}, as the held-out figures were
 measured{decoding}.
 

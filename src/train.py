@@ -110,7 +110,7 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     summary |= {"task": task.name, "train_windows": len(train_set), "wall_minutes": round(minutes, 2)}
     write_json(out / "train_summary.json", {**summary, "device": str(trainer.args.device)})
     print(
-        f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python scripts/predict.py --{task.name} {out} "
+        f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python -m src.predict --{task.name} {out} "
         "-o predictions.jsonl YOUR_ARTICLES/"
     )
     return metrics, out

@@ -316,6 +316,8 @@ def test_cli_html_entity_framing_and_thresholds(runs: dict[str, Path], tmp_path:
     assert len(page.with_class("entity")) == n_entities and "script" not in [t for t, _ in page.elements]
     assert "<script>alert(1)</script>" in "".join(page.text) and "could not be predicted" in "".join(page.text)
     assert not journal_path(page_path).exists() and not run_record_path(page_path).exists()
+    # what the scores mean, per model, under the title (the model card's words)
+    assert "Stance scores: raw softmax probabilities, not calibrated" in "".join(page.text)
 
     framing = tmp_path / "framing.csv"
     assert main([*models, "--format", "entity-framing", "--output", str(framing), str(docs)]) == 1

@@ -261,6 +261,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         unlock_output(args.output, lock)
 
 
+def scores_note(args: argparse.Namespace) -> str:
+    """What the page's scores mean, per model: raw or calibrated, and on what the calibration was checked (the
+    model card's words)."""
+    from src.model import resolve_model_dir
+    from src.model_folder import calibration_line, read_metadata
+
+    models = (("Entity", args.ner), ("Stance", args.stance))
+    return " ".join(
+        f"{name} scores: {calibration_line(read_metadata(resolve_model_dir(path)))}." for name, path in models if path
+    )
+
+
 def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The run itself, with the output (if any) checked and locked."""
     journal = journal_path(args.output) if args.output else None
@@ -308,7 +320,8 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     keep_text = args.format in TEXT_FORMATS  # (a journal of another --format is refused by its run record)
     stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
-    writer = PredictionWriter("jsonl" if journal else args.format, stream)
+    note = scores_note(args) if args.format == "html" else ""
+    writer = PredictionWriter("jsonl" if journal else args.format, stream, note)
     failed = sum("error" in line for line in done)
     lines, last_commit = len(done), time.monotonic()
     complete = dict(run.get("committed", {}))  # the journal's extent at the end of the last whole group
@@ -360,7 +373,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if journal is not None:
         try:
             commit()
-            finalize(journal, args.output, args.format)
+            finalize(journal, args.output, args.format, note)
         except OSError as err:
             print(
                 f"error: {args.output}: {err}; the predictions are in {journal}: rerun with --resume", file=sys.stderr

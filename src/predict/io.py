@@ -206,10 +206,10 @@ class PredictionWriter:
     text), the HTML page (``src.predict.html``; lines carry their ``text``) and the entity-framing CSV
     (``src.predict.framing``, counted as lines come)."""
 
-    def __init__(self, fmt: str, stream: TextIO) -> None:
+    def __init__(self, fmt: str, stream: TextIO, note: str = "") -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
-        self.fmt, self.stream = fmt, stream
+        self.fmt, self.stream, self.note = fmt, stream, note  # note: the HTML page's line under its title
         self.tasks: list[dict] = []
         self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self.csv is not None:
@@ -253,7 +253,7 @@ class PredictionWriter:
         elif self.fmt == "html":
             from src.predict.html import render_page
 
-            self.stream.write(render_page(self.tasks))
+            self.stream.write(render_page(self.tasks, note=self.note))
         elif self.framing is not None:
             self.framing.write_csv(self.stream)
         self.stream.flush()
@@ -301,7 +301,7 @@ def iter_journal(path: Path) -> Iterator[dict]:
             yield json.loads(raw)
 
 
-def finalize(journal: Path, output: Path, fmt: str) -> None:
+def finalize(journal: Path, output: Path, fmt: str, note: str = "") -> None:
     """Turn a complete journal into ``output`` atomically (a rename for JSONL, a conversion through a temp file
     in the same folder otherwise) and remove the journal."""
     if fmt == "jsonl":
@@ -310,7 +310,7 @@ def finalize(journal: Path, output: Path, fmt: str) -> None:
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as stream:
-            writer = PredictionWriter(fmt, stream)
+            writer = PredictionWriter(fmt, stream, note)
             for line in iter_journal(journal):
                 writer.write(line)
             writer.close()
