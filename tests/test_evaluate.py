@@ -492,6 +492,17 @@ def test_a_sweep_of_two_learning_rates_trains_apart_and_pools(tmp_path, tiny_mod
     assert all(list(stance["systems"][m]["per_fold"]) == ["0", "1"] for m in models)
     assert [Path(p).name[0] for p in stance["settings"][models[1]]["runs"].values()] == ["1", "3"]
     assert all(m in printed for m in models)
+    # backend=: the fold models predict again; torch (as the runs predicted) gives the runs' own figures.
+    assert main([f"cv={sweep}", "baselines=false", "backend=torch"]) == 2  # no out_dir=: refused
+    again = tmp_path / "again"
+    assert main([f"cv={sweep}", "baselines=false", "backend=torch", f"out_dir={again}"]) == 0
+    redone = json.loads((again / "cv_metrics.json").read_text())
+    assert redone["engine"] == {"backend": "torch", "quantize": "none"}
+    for m in models:
+        assert redone["tasks"]["stance"]["systems"][m]["pooled"] == stance["systems"][m]["pooled"]
+        assert redone["tasks"]["stance"]["calibration"][m]["ece_before"] == pytest.approx(
+            stance["calibration"][m]["ece_before"], abs=1e-6
+        )
 
 
 def test_cli_cv_and_usage(tmp_path, gold_file, capsys):

@@ -70,3 +70,36 @@ def test_nested_run_chooses_per_outer_article_and_reuses_runs(tiny_model_dir: Pa
     [aside] = (out / "outer0" / "lr-small.unfinished").iterdir()
     assert aside.name.startswith("fold1-") and (aside / "model").is_dir()
     assert set(json.loads((out / "nested_cv.json").read_text(encoding="utf-8"))["chosen"]) == {"0", "1", "2"}
+
+
+def test_calibration_check_fits_on_smaller_models_and_scores_the_bigger_ones(monkeypatch, tmp_path: Path) -> None:
+    """The temperature of the inner (smaller) models is applied to the outer models' held-out sentences: made-up
+    over-confident logits (true temperature 2) get a fitted temperature near 2 and a lower ECE than raw."""
+    import numpy as np
+    from scipy.special import softmax
+
+    from src.evaluate import nested_cv
+
+    rng = np.random.default_rng(0)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        truth = rng.normal(0, 1.5, size=(n, 3))
+        y = np.array([rng.choice(3, p=p) for p in softmax(truth, axis=1)])
+        return np.log(softmax(truth * 2, axis=1)), y  # scores twice as sharp as the truth
+
+    outer_lp, outer_y = sample(600)
+    outer = (outer_lp, outer_y, np.repeat(np.arange(3), 200))
+    inner = {f"outer{k}": (*sample(400), np.repeat(np.arange(2), 200)) for k in range(3)}
+    monkeypatch.setattr(
+        nested_cv, "stance_oof", lambda sweep: outer if sweep.parent.name == "outer" else inner[sweep.parent.name]
+    )
+    result = nested_cv.calibration_transfer(tmp_path, "defaults", 3)
+    smaller = result["per_fold_temperature"]["smaller models"]
+    assert set(smaller) == {"0", "1", "2"} and all(1.6 < t < 2.5 for t in smaller.values())
+    systems = result["systems"]
+    assert systems["smaller models"]["ece"] < systems["raw"]["ece"]
+    assert systems["smaller models"]["nll"] < systems["raw"]["nll"]
+    assert systems["raw"]["accuracy"] == systems["smaller models"]["accuracy"]  # a temperature never changes a decision
+    assert parse_candidates(None, "stance", calibration=True) == {"defaults": []}
+    with pytest.raises(SystemExit, match="at most one"):
+        parse_candidates(["a=", "b="], "stance", calibration=True)

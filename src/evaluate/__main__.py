@@ -70,6 +70,14 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     if cfg.cv is not None:
         data_path = None if cfg.data.path is None else str(cfg.data.path)
+        engine = None if cfg.backend is None else {"backend": str(cfg.backend), "quantize": str(cfg.quantize)}
+        if engine is not None and (cfg.out_dir is None or bool(cfg.store)):
+            print(
+                "error: backend= re-predicts the folds for a comparison: give out_dir= (the runs' own report stays) "
+                "and no store=",
+                file=sys.stderr,
+            )
+            return 2
         cv_metrics = write_cv(
             str(cfg.cv),
             cfg.out_dir and str(cfg.out_dir),
@@ -77,6 +85,7 @@ def run(argv: list[str] | None = None) -> int:
             cfg.baselines,
             cfg.calibration or bool(cfg.store),
             behaviour=behaviour,
+            engine=engine,
         )
         for task, result in cv_metrics["tasks"].items():
             for name, system in result["systems"].items():

@@ -230,10 +230,12 @@ def with_decision_bias(records: Sequence[dict], bias: dict[str, float]) -> list[
     return out
 
 
-def ner_arrays(gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path], device: str = "cpu") -> tuple:
+def ner_arrays(
+    gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path], device: str = "cpu", engine: dict | None = None
+) -> tuple:
     """``(word logits, gold tag ids, decided tag ids, predicted entity word ranges, their correctness, fold)`` per
     gold sentence of each held-out article, from its fold's model (run on the gold sentences and decided as the
-    Predictor decides, as the CV predictions were)."""
+    Predictor decides, as the CV predictions were; ``engine``: the backend and quantize, torch by default)."""
     from seqeval.metrics.sequence_labeling import get_entities
 
     from src.data.convert import ner_examples
@@ -242,7 +244,9 @@ def ner_arrays(gold_by_fold: dict[int, list[dict]], runs_by_fold: dict[int, Path
 
     logits_out, gold_out, tags_out, spans_out, correct_out, folds = [], [], [], [], [], []
     for fold, gold_records in sorted(gold_by_fold.items()):
-        predictor = Predictor.from_pretrained(ner=str(runs_by_fold[fold]), device=device, backend="torch")
+        predictor = Predictor.from_pretrained(
+            ner=str(runs_by_fold[fold]), device=device, **(engine or {"backend": "torch"})
+        )
         labels = predictor.ner.labels
         label2id = {label: i for i, label in enumerate(labels)}
         examples = [e for e in ner_examples(gold_records) if e["words"]]

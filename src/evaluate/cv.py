@@ -284,12 +284,21 @@ def cross_validate_settings(
     return result
 
 
+def repredict(task: str, run: Path, gold: list[dict], engine: dict) -> list[dict]:
+    """The fold model of ``run`` predicting its held-out ``gold`` records with ``engine``'s backend and quantize."""
+    from src.predict.engine import Predictor
+
+    predictor = Predictor.from_pretrained(**{task: str(run)}, device="cpu", **engine)
+    return predictor.predict_records(gold)
+
+
 def calibrate_setting(
     task: str,
     splits: dict[int, tuple[list[dict], list[dict]]],
     folds: dict[int, Path],
     preds: dict[int, list[dict]],
     labels: Sequence[str],
+    engine: dict | None = None,
 ):
     """Cross-fitted calibration of one setting (``calibration.Calibrated``) and, for stance, the pooled metrics of
     its predictions re-decided with each fold's cross-fitted decision bias. NER reruns each fold's model on its
@@ -299,7 +308,7 @@ def calibrate_setting(
         missing = [str(run) for run in folds.values() if not (Path(run) / "model" / "config.json").is_file()]
         if missing:
             raise CVError(f"no model/ folder in {', '.join(missing)}")
-        return calibrate_ner(*ner_arrays(gold_by_fold, folds)), None
+        return calibrate_ner(*ner_arrays(gold_by_fold, folds, engine=engine)), None
     log_probs, y, fold_of = stance_arrays(gold_by_fold, preds, labels)
     if set(fold_of) != set(gold_by_fold):
         raise CVError("the predictions of some fold carry no sentence scores")
@@ -337,18 +346,28 @@ def cross_validate(
     baselines: bool = True,
     calibration: bool = True,
     out_dir: Path | None = None,
+    engine: dict | None = None,
 ) -> tuple[dict, dict[str, dict[str, tuple[list[dict], list[dict]]]]]:
     """cv_metrics dict for every task of the multirun, and per task and model setting the pooled (gold, model
     predictions). With ``calibration``, each setting also gets its cross-fitted temperature, ECE and (stance) the
-    figures with a cross-fitted decision bias, and its reliability diagram is written into ``out_dir``."""
+    figures with a cross-fitted decision bias, and its reliability diagram is written into ``out_dir``. With
+    ``engine`` (``{"backend": ..., "quantize": ...}``) each fold model predicts its held-out articles again that way
+    (NER calibration too) instead of the runs' stored predictions: the same folds, another inference path."""
     out: dict = {"schema_version": SCHEMA_VERSION, "kind": "cv", "multirun_dir": str(multirun_dir), "tasks": {}}
+    if engine is not None:
+        out["engine"] = dict(engine)
     pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]] = {}
     for task, group in sorted(group_runs(multirun_dir, data_path).items()):
         splits = fold_splits(group)
         gold = [r for k in sorted(splits) for r in splits[k][1]]
         settings = group["settings"]
         preds = {
-            system: {k: read_jsonl(run / "predictions.jsonl") for k, run in setting["folds"].items()}
+            system: {
+                k: read_jsonl(run / "predictions.jsonl")
+                if engine is None
+                else repredict(task, run, splits[k][1], engine)
+                for k, run in setting["folds"].items()
+            }
             for system, setting in settings.items()
         }
         result = cross_validate_settings(task, gold, preds, baselines=baselines, splits=splits)
@@ -373,7 +392,9 @@ def cross_validate(
             stance_labels = list(OmegaConf.select(group["config"], "data.stance_labels", default=None) or STANCE_LABELS)
             for i, (system, setting) in enumerate(settings.items(), start=1):
                 try:
-                    calibrated, biased = calibrate_setting(task, splits, setting["folds"], preds[system], stance_labels)
+                    calibrated, biased = calibrate_setting(
+                        task, splits, setting["folds"], preds[system], stance_labels, engine
+                    )
                 except CVError as err:
                     result["calibration_skipped"] = f"{system}: {err}"
                     continue
@@ -530,12 +551,13 @@ def write_cv(
     baselines: bool = True,
     calibration: bool = True,
     behaviour: str | Path | None = None,
+    engine: dict | None = None,
 ) -> dict:
     """Pool a multirun folder and write cv_metrics.json, cv_report.md, a stance confusion PNG and (``calibration``)
     a reliability diagram per setting into ``out_dir`` (default: the multirun folder); returns the cv metrics. With
     ``behaviour`` (a suite file) every stance fold model is scored on it too."""
     out = Path(out_dir) if out_dir is not None else Path(multirun_dir)
-    cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines, calibration, out)
+    cv_metrics, pooled = cross_validate(multirun_dir, data_path, baselines, calibration, out, engine)
     if behaviour is not None and "stance" in cv_metrics["tasks"]:
         stance = cv_metrics["tasks"]["stance"]
         stance["behaviour"] = fold_behaviour(stance, behaviour)

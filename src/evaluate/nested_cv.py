@@ -15,6 +15,16 @@ averaged with the guideline prototypes, configs/task/stance.yaml).
         --candidate lr1e-4=trainer.learning_rate=1e-4 --candidate lr5e-5=trainer.learning_rate=5e-5 \
         --candidate lr2e-4=trainer.learning_rate=2e-4
 
+``--calibration`` asks another question of the same layout, with one setting (the defaults unless one
+``--candidate`` is given): does a stance temperature fitted on models trained on one article fewer make the held-out
+scores of the bigger model more honest? That is what ``make calibrate`` does when it stores the temperature of the
+four-article fold models in the model trained on all five. For outer article k the temperature is fitted on the
+inner (three-article) models' out-of-fold predictions and applied to the outer (four-article) model's predictions of
+article k; beside it, raw scores and the temperature cross-fitted among the outer models (same size, what ``make cv``
+reports). Report: ``OUT/nested_calibration.json`` and ``.md``.
+
+    python -m src.evaluate.nested_cv --task stance --calibration --out multirun/nested-calibration
+
 Arguments after the options are Hydra overrides for every run. Finished runs are kept and reused when the command is
 repeated; an unfinished one is moved aside. The report goes to ``OUT/nested_cv.json`` and ``OUT/nested_cv.md``.
 """
@@ -30,9 +40,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+from omegaconf import OmegaConf
+from scipy.special import log_softmax
+
 from src.data.folds import leave_one_article_out
 from src.data.records import DataError, load_records, save_records
-from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings
+from src.evaluate.calibration import expected_calibration_error, fit_temperature, stance_arrays
+from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings, fold_splits, group_runs
 from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
 from src.markdown import markdown_table
@@ -41,9 +56,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CANDIDATES = {"stance": {"classifier": ["task.prototypes=null"], "classifier+prototypes": []}}
 
 
-def parse_candidates(items: list[str] | None, task: str) -> dict[str, list[str]]:
-    """``["name=ov ov", ...]`` -> ``{name: [ov, ov]}``, keeping their order; the task's defaults without any."""
-    if not items:
+def parse_candidates(items: list[str] | None, task: str, calibration: bool = False) -> dict[str, list[str]]:
+    """``["name=ov ov", ...]`` -> ``{name: [ov, ov]}``, keeping their order; the task's defaults without any. The
+    calibration check takes one setting: the defaults unless one is given."""
+    if calibration:
+        if len(items or []) > 1:
+            raise SystemExit("error: --calibration checks one setting: give at most one --candidate")
+        if not items:
+            return {"defaults": []}
+    elif not items:
         if task not in DEFAULT_CANDIDATES:
             raise SystemExit(f"error: no default candidates for task {task!r}: give --candidate NAME='OVERRIDES'")
         return DEFAULT_CANDIDATES[task]
@@ -53,7 +74,7 @@ def parse_candidates(items: list[str] | None, task: str) -> dict[str, list[str]]
         if not sep or not name or name in out:
             raise SystemExit(f"error: --candidate {item!r}: want NAME='override override' with a new, non-empty NAME")
         out[name] = shlex.split(overrides)
-    if len(out) < 2:
+    if len(out) < 2 and not calibration:
         raise SystemExit("error: nested CV needs at least two candidates to choose between")
     return out
 
@@ -97,6 +118,78 @@ def headline(sweep: Path, task: str) -> tuple[float, dict[int, list[dict]]]:
     }
 
 
+def stance_oof(sweep: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log-probabilities, gold label ids, fold)`` of every held-out stance sentence of a finished LOAO sweep."""
+    group = group_runs(sweep)["stance"]
+    splits = fold_splits(group)
+    preds = {k: read_jsonl(run / "predictions.jsonl") for k, run in group["settings"][MODEL]["folds"].items()}
+    labels = list(OmegaConf.select(group["config"], "data.stance_labels"))
+    return stance_arrays({k: splits[k][1] for k in sorted(preds)}, preds, labels)
+
+
+def scored(log_probs: np.ndarray, y: np.ndarray, temperature: float) -> dict[str, float]:
+    """ECE, negative log-likelihood and mean top score of ``log_probs`` at ``temperature``."""
+    scaled = log_softmax(log_probs / temperature, axis=-1)
+    top = np.exp(scaled).max(1)
+    correct = scaled.argmax(1) == y
+    return {
+        "ece": expected_calibration_error(top, correct),
+        "nll": float(-scaled[np.arange(len(y)), y].mean()),
+        "mean_top_score": float(top.mean()),
+        "accuracy": float(correct.mean()),
+    }
+
+
+def calibration_transfer(out: Path, name: str, n: int) -> dict:
+    """Held-out scores of the outer (n-1 article) models, raw, at the temperature of the inner (n-2 article) models
+    fitted without the held-out article, and at the temperature cross-fitted among the outer models."""
+    outer_lp, outer_y, outer_fold = stance_oof(out / "outer" / name)
+    rows: dict[str, list] = {"raw": [], "smaller models": [], "same size, cross-fitted": []}
+    temperatures: dict[str, dict[str, float]] = {"smaller models": {}, "same size, cross-fitted": {}}
+    for k in range(n):
+        inner_lp, inner_y, _ = stance_oof(out / f"outer{k}" / name)
+        here, others = outer_fold == k, outer_fold != k
+        fitted = {
+            "smaller models": fit_temperature(inner_lp, inner_y),
+            "same size, cross-fitted": fit_temperature(outer_lp[others], outer_y[others]),
+        }
+        rows["raw"].append(log_softmax(outer_lp[here], axis=-1))
+        for key, t in fitted.items():
+            temperatures[key][str(k)] = t
+            rows[key].append(log_softmax(outer_lp[here] / t, axis=-1))
+    y = np.concatenate([outer_y[outer_fold == k] for k in range(n)])
+    return {
+        "n_sentences": len(y),
+        "temperature_all_outer_folds": fit_temperature(outer_lp, outer_y),
+        "per_fold_temperature": temperatures,
+        "systems": {key: scored(np.concatenate(parts), y, 1.0) for key, parts in rows.items()},
+    }
+
+
+def calibration_report(out: Path, name: str, n: int, seed: int, overrides: list[str]) -> str:
+    """Write ``nested_calibration.json`` / ``.md`` and return the markdown."""
+    result = calibration_transfer(out, name, n)
+    table = []
+    for key, s in result["systems"].items():
+        temps = list(result["per_fold_temperature"].get(key, {}).values())
+        t = f"{np.mean(temps):.3f} ({min(temps):.3f}-{max(temps):.3f})" if temps else "1"
+        row = [s["ece"], s["nll"], s["mean_top_score"], s["accuracy"]]
+        table.append([key, t, *(f"{v:.3f}" for v in row)])
+    report = (
+        f"# Does a stance temperature carry to a model trained on one article more? seed {seed}\n\n"
+        f"Setting `{name}`: {' '.join(overrides) or 'the defaults'}. Held-out sentences of the outer models "
+        f"({n - 1} training articles each), pooled over the {n} outer articles ({result['n_sentences']} sentences). "
+        f"`smaller models`: the temperature fitted on the out-of-fold predictions of {n - 2}-article models that never "
+        "saw the held-out article (the situation of `make calibrate`, which stores the fold models' temperature in "
+        "the model trained on every article); `same size`: fitted on the other outer models' predictions.\n\n"
+        + markdown_table(["scores", "temperature: mean (range)", "ECE", "NLL", "mean top score", "accuracy"], table)
+        + f"\n\nTemperature of all {n} outer models together: {result['temperature_all_outer_folds']:.3f}.\n"
+    )
+    write_atomic(out / "nested_calibration.md", report)
+    write_json(out / "nested_calibration.json", {"seed": seed, "setting": name, "overrides": overrides, **result})
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="stance", choices=["stance", "ner"])
@@ -104,10 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gold", type=Path, default=ROOT / "data/annotations/seeds.jsonl")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--candidate", action="append", help="NAME='override override' (repeat; order breaks ties)")
+    parser.add_argument(
+        "--calibration", action="store_true", help="stance: check the temperature across training sizes (see above)"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="sweeps trained at once (each gets cores / jobs threads)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model.name_or_path=DIR")
     args = parser.parse_args(argv)
-    candidates = parse_candidates(args.candidate, args.task)
+    candidates = parse_candidates(args.candidate, args.task, args.calibration)
+    if args.calibration and args.task != "stance":
+        raise SystemExit("error: --calibration checks the stance temperature: use it with --task stance")
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs {args.jobs}: want 1 or more")
     out = args.out.resolve()
@@ -141,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the sweeps not yet started; running ones finish and are kept
             raise
+    if args.calibration:
+        [(name, overrides)] = candidates.items()
+        print(calibration_report(out, name, n, args.seed, [*args.overrides, *overrides]))
+        return 0
 
     inner_scores: dict[int, dict[str, float]] = {}
     chosen: dict[int, str] = {}
