@@ -27,8 +27,11 @@ from src.data.records import DataError, load_records, save_records
 from src.data.segment import split_sentences
 from src.data.stats import corpus_stats, datasheet_table
 from src.data.validate import validate_file
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.labels import seed_scheme
 from tests.conftest import CONLL_SNIPPET
+
+# the seed corpus's labels, which these tests' data uses
+ENTITY_LABELS, STANCE_LABELS = seed_scheme().entity_labels, seed_scheme().stance_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -6,10 +6,10 @@ from src.labels import MIXED, decode_iob2, doc_stance, iob2_allowed, iob2_tags, 
 
 
 def test_doc_stance_majority_tie_and_neutral() -> None:
-    assert doc_stance(["neutral", "leverage", "leverage", "economic_cooperation"]) == "leverage"
-    assert doc_stance(["leverage", "economic_cooperation", "neutral"]) == MIXED
-    assert doc_stance(["neutral", "neutral"]) == "neutral"
-    assert doc_stance([]) == "neutral"
+    assert doc_stance(["neutral", "leverage", "leverage", "economic_cooperation"], "neutral") == "leverage"
+    assert doc_stance(["leverage", "economic_cooperation", "neutral"], "neutral") == MIXED
+    assert doc_stance(["neutral", "neutral"], "neutral") == "neutral"
+    assert doc_stance([], "neutral") == "neutral"
 
 
 def test_iob2_tags_order() -> None:
