@@ -446,16 +446,16 @@ def test_validate_and_stats_take_the_labels_of_a_data_config(tmp_path: Path, cap
     corpus = tmp_path / "mine.jsonl"
     save_records(records, corpus)
     config = tmp_path / "mine.yaml"
-    config.write_text(
-        "entity_labels: [PER, NORP, ORG, GPE, LOC, DATE, EVENT]\nstance_labels: [pressure, trade, none]\n"
-    )
+    labels = "entity_labels: [PER, NORP, ORG, GPE, LOC, DATE, EVENT]\nstance_labels: [pressure, trade, none]\n"
+    config.write_text(labels + "stance_none_label: none\n")
     assert main(["validate", str(corpus)]) == 1  # the seeds' labels refuse the renamed ones
     capsys.readouterr()
     assert main(["validate", "--config", str(config), str(corpus)]) == 0
     assert main(["stats", "--config", str(config), str(corpus)]) == 0
     table = capsys.readouterr().out
     assert "pressure" in table and "PER" in table and "leverage" not in table
-    config.write_text("entity_labels: []\n")
-    with pytest.raises(SystemExit) as usage:
-        main(["validate", "--config", str(config), str(corpus)])
-    assert usage.value.code == 2
+    for bad in ("entity_labels: []\n", labels, labels + "stance_none_label: neutral\n"):  # no 'no frame' label
+        config.write_text(bad)
+        with pytest.raises(SystemExit) as usage:
+            main(["validate", "--config", str(config), str(corpus)])
+        assert usage.value.code == 2
