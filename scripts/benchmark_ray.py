@@ -46,13 +46,14 @@ def build_models(folder: Path) -> tuple[str, str]:
     """The packaged MiniLM with fresh NER and stance heads, as run folders."""
     from transformers import BertForSequenceClassification, BertForTokenClassification
 
-    from src.labels import ENTITY_LABELS, STANCE_LABELS, iob2_tags
+    from src.labels import iob2_tags, seed_scheme
     from src.model import packaged_model_path
     from tests.checkpoints import random_head, save_run
 
     base = Path(packaged_model_path())
-    ner = random_head(BertForTokenClassification, base, iob2_tags(ENTITY_LABELS))
-    stance = random_head(BertForSequenceClassification, base, STANCE_LABELS)
+    scheme = seed_scheme()
+    ner = random_head(BertForTokenClassification, base, iob2_tags(scheme.entity_labels))
+    stance = random_head(BertForSequenceClassification, base, list(scheme.stance_labels))
     return str(save_run(ner, base, folder / "ner")), str(save_run(stance, base, folder / "stance"))
 
 

@@ -131,7 +131,7 @@ def ensemble(folders: list[Path], out: Path) -> tuple[dict, list[dict]]:
     """Pooled metrics and per-fold suite results of the fold models of ``folders`` (one CV sweep per seed, same
     folds) averaged fold by fold; kept in ``out`` (a JSON file) and reused while the members are unchanged."""
     from src.evaluate.behaviour import load_suite, score_suite
-    from src.evaluate.cv import MODEL, cross_validate_settings, fold_splits, group_runs
+    from src.evaluate.cv import MODEL, cross_validate_settings, fold_splits, group_runs, run_scheme
     from src.evaluate.report import read_jsonl
     from src.files import write_json
     from src.predict import Predictor
@@ -141,10 +141,11 @@ def ensemble(folders: list[Path], out: Path) -> tuple[dict, list[dict]]:
         done = json.loads(out.read_text())
         return done["pooled"], done["suites"]
     groups = [group_runs(f)["stance"]["settings"]["model"]["folds"] for f in folders]
-    splits = fold_splits(group_runs(folders[0])["stance"])
+    first = group_runs(folders[0])["stance"]
+    splits = fold_splits(first)
     preds = {k: average([read_jsonl(g[k] / "predictions.jsonl") for g in groups]) for k in sorted(splits)}
     gold = [r for k in sorted(splits) for r in splits[k][1]]
-    result = cross_validate_settings("stance", gold, {MODEL: preds}, baselines=False, splits=splits)
+    result = cross_validate_settings("stance", gold, {MODEL: preds}, run_scheme(first["config"]), False, splits)
     cases = load_suite(SUITE)
     records = [
         {"id": c["id"], "text": c["text"], "sentences": [{"start": 0, "end": len(c["text"]), "stance": None}]}

@@ -100,7 +100,7 @@ def held_out_f1(predictor, test: list[dict]) -> float:
     from src.evaluate.metrics import stance_metrics
 
     predictions = {p["id"]: p for p in predictor.predict_records(test)}
-    return stance_metrics(test, predictions)["headline"]["value"]
+    return stance_metrics(test, predictions, predictor.stance.none_label, predictor.stance.labels)["headline"]["value"]
 
 
 class FineTuned:
@@ -175,12 +175,14 @@ class FrozenEncoder:
     def f1(self, model, test: list[dict]) -> float:
         from src.evaluate.baselines import stance_record
         from src.evaluate.metrics import stance_metrics
+        from src.labels import seed_scheme
 
+        none = seed_scheme().none_label  # the seed corpus's, which this simulation runs on
         texts = [e["text"] for e in stance_examples(test)]
         scores = self.scores(model, texts)
         stances = [max(row, key=row.get) for row in scores]
-        predictions = {test[0]["id"]: stance_record(test[0], stances, scores)}
-        return stance_metrics(test, predictions)["headline"]["value"]
+        predictions = {test[0]["id"]: stance_record(test[0], stances, scores, none)}
+        return stance_metrics(test, predictions, none, self.stances)["headline"]["value"]
 
 
 def curves(learner, records: list[dict], fold: int, seed: int, args: argparse.Namespace) -> dict[str, list[float]]:

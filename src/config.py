@@ -71,10 +71,22 @@ def check_train_config(cfg) -> None:
             f"task.stride={cfg.task.stride}: must be below task.max_length={cfg.task.max_length} minus room for the "
             "special tokens, or consecutive windows would not move forward"
         )
+    from src.labels import LabelScheme
+
+    try:
+        scheme = LabelScheme.from_config(cfg.data, f"data config {cfg.data.get('name')}")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if cfg.task.get("prototypes") is not None:
         from src.prototypes import check_phrases
 
-        check_phrases(OmegaConf.to_container(cfg.task.prototypes), list(cfg.data.stance_labels))
+        check_phrases(OmegaConf.to_container(cfg.task.prototypes), list(scheme.stance_labels))
+    types = cfg.task.get("mask_name_types")
+    if (cfg.task.get("mask_names") or 0) > 0 and types and not set(types) <= set(scheme.entity_labels):
+        raise ConfigError(
+            f"task.mask_name_types={list(types)}: expected entity labels of the data config "
+            f"({', '.join(scheme.entity_labels)}); names of other types would never be masked"
+        )
     if cfg.trainer.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")
 
@@ -115,7 +127,7 @@ RUN_ONLY_KEYS = frozenset(
 
 # Keys added to the configs after runs were trained, with the value that trains as those runs did: a run config
 # without one reads as having it, so a CV pools (and a calibration fits) runs from before and after the key existed.
-ADDED_KEYS: dict[str, Any] = {"task.mask_names": 0.0}
+ADDED_KEYS: dict[str, Any] = {"task.mask_names": 0.0, "data.stance_none_label": "neutral"}
 # Keys that change nothing while a switch is at its off value: left out of a setting then.
 INERT_WHEN_OFF: dict[str, tuple[str, Any]] = {"task.mask_name_types": ("task.mask_names", 0.0)}
 

@@ -1,24 +1,73 @@
-"""Label sets of the newsframe scheme (data/GUIDELINES.md) and the labels derived from them.
+"""Label sets of a corpus (data/GUIDELINES.md for the seeds) and the labels derived from them.
 
-The label sets have one source, the seed data config (``configs/data/seeds.yaml``); the defaults of tools that run
-without a config (the validator, the baselines) are read from it here.
+A corpus names its labels in its data config (``configs/data/*.yaml``: ``entity_labels``, ``stance_labels`` and
+``stance_none_label``, the stance that frames nothing); ``LabelScheme.from_config`` reads them. Tools run without a
+config use ``seed_scheme()``, read from ``configs/data/seeds.yaml`` on first use, never at import.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import OmegaConf
 
-_SEEDS_CONFIG = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "data" / "seeds.yaml")
-ENTITY_LABELS: tuple[str, ...] = tuple(_SEEDS_CONFIG.entity_labels)
-STANCE_LABELS: tuple[str, ...] = tuple(_SEEDS_CONFIG.stance_labels)
-NEUTRAL = "neutral"
-MIXED = "mixed"
+SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "data" / "seeds.yaml"
+MIXED = "mixed"  # the document stance on a tie between framing labels (never a sentence label)
+LEGACY_NONE_LABEL = "neutral"  # the 'no frame' label of folders and run configs written before it was recorded
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """A corpus's labels: entity types, sentence stances and the stance that frames nothing (None without stances)."""
+
+    entity_labels: tuple[str, ...]
+    stance_labels: tuple[str, ...]
+    none_label: str | None
+
+    @classmethod
+    def from_config(cls, data: Mapping, where: str = "data config", *, legacy: bool = False) -> LabelScheme:
+        """The scheme of a data config (a dict or DictConfig). ``stance_none_label`` must be one of
+        ``stance_labels``; with ``legacy`` (a run config written before the key existed) a missing one is
+        ``none_label_of(stance_labels)``.
+
+        EXAMPLE: ``from_config({"entity_labels": ["PER"], "stance_labels": ["pro", "none"],
+        "stance_none_label": "none"}).none_label -> "none"``
+        """
+        entity = tuple(str(x) for x in data.get("entity_labels") or ())
+        stance = tuple(str(x) for x in data.get("stance_labels") or ())
+        none = data.get("stance_none_label")
+        if none is None and stance:
+            if not legacy:
+                raise ValueError(
+                    f"{where}: stance_none_label is missing; name the stance of {list(stance)} that frames nothing"
+                )
+            none = none_label_of(stance)
+        if none is not None and none not in stance:
+            raise ValueError(f"{where}: stance_none_label {none!r} is not one of stance_labels {list(stance)}")
+        return cls(entity, stance, none)
+
+    @property
+    def framing_labels(self) -> tuple[str, ...]:
+        """The stance labels that frame something (all but the none label)."""
+        return tuple(label for label in self.stance_labels if label != self.none_label)
+
+
+def none_label_of(stance_labels: Sequence[str]) -> str:
+    """The 'no frame' label of a model folder or run config that does not record one: ``neutral`` (the seed
+    scheme's, which every such folder was trained on) if it is a label, else the last label."""
+    return LEGACY_NONE_LABEL if LEGACY_NONE_LABEL in stance_labels else stance_labels[-1]
+
+
+@functools.cache
+def seed_scheme() -> LabelScheme:
+    """The seed corpus's scheme (``configs/data/seeds.yaml``), read once on first use."""
+    from omegaconf import OmegaConf
+
+    return LabelScheme.from_config(OmegaConf.load(SEED_CONFIG), str(SEED_CONFIG))
 
 
 def iob2_tags(entity_labels: Sequence[str]) -> list[str]:
@@ -81,14 +130,15 @@ def decode_iob2(log_probs: np.ndarray, tags: Sequence[str]) -> list[int]:
     return path[::-1]
 
 
-def doc_stance(sentence_stances: Iterable[str]) -> str:
-    """Document stance as the guideline derives it: the majority non-neutral label, ``mixed`` on a tie.
+def doc_stance(sentence_stances: Iterable[str], none_label: str) -> str:
+    """Document stance as the guideline derives it: the majority label other than ``none_label``, ``mixed`` on a tie,
+    ``none_label`` when no sentence frames anything.
 
-    EXAMPLE: ``doc_stance(["neutral", "leverage"]) -> "leverage"``; ``doc_stance([]) -> "neutral"``
+    EXAMPLE: ``doc_stance(["none", "pro"], "none") -> "pro"``; ``doc_stance([], "none") -> "none"``
     """
-    counts = Counter(s for s in sentence_stances if s != NEUTRAL)
+    counts = Counter(s for s in sentence_stances if s != none_label)
     if not counts:
-        return NEUTRAL
+        return none_label
     (top, n), *rest = counts.most_common()
     if rest and rest[0][1] == n:
         return MIXED

@@ -10,6 +10,10 @@ the same way (task, labels, window length and stride) and anyone can see what it
      "training_data": {"name": "seeds", "path": "data/annotations/seeds.jsonl", "sha256": "...", "fold": 0},
      "held_out": {"metric": "micro_f1", "value": 0.85, "n_documents": 1, "per_label": {...}} | null,
      "config": {the resolved training config}}
+
+A stance model also records ``none_label``, the label of its data config that frames nothing (``stance_none_label``),
+from which document stance is derived; a folder written before it reads as ``src.labels.none_label_of(labels)``
+(``neutral`` if that is one of its labels, else the last label).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from omegaconf import DictConfig, OmegaConf
 
 from src.files import PROJECT_ROOT, make_readable, shown_path, write_atomic, write_json
+from src.labels import LabelScheme, none_label_of
 from src.model import looks_local, packaged_model_path
 from src.tasks import Task, get_task, task_of_config
 
@@ -124,6 +129,8 @@ def check_metadata(meta: object, path: Path) -> dict:
         bias = calibration.get("decision_bias")
         if bias is not None and not (isinstance(bias, dict) and all(_number(v) for v in bias.values())):
             raise bad("calibration.decision_bias", "an object of finite numbers", bias)
+    if "none_label" in meta and (task != "stance" or meta["none_label"] not in labels):
+        raise bad("none_label", "one of the stance model's labels", meta["none_label"])
     if meta.get("prototypes") is not None and not isinstance(meta["prototypes"], dict):
         raise bad("prototypes", "an object or null", meta["prototypes"])
     return meta
@@ -133,11 +140,26 @@ def task_of_folder(folder: str | Path) -> Task:
     return get_task(read_metadata(folder)["task"])
 
 
+def none_label_of_metadata(meta: dict) -> str | None:
+    """A stance model's 'no frame' label (``none_label``, or the rule for folders without it); None for NER."""
+    if meta["task"] != "stance":
+        return None
+    return meta.get("none_label") or none_label_of(meta["labels"])
+
+
+def scheme_of_metadata(meta: dict) -> LabelScheme | None:
+    """The labels of the data config a folder was trained on (``config.data``), or None when it has no config."""
+    data = (meta.get("config") or {}).get("data")
+    return LabelScheme.from_config(data, "newsframe.json config.data", legacy=True) if data else None
+
+
 def build_metadata(task: Task, model, cfg: DictConfig, base: str, data: dict) -> dict:
+    none_label = LabelScheme.from_config(cfg.data).none_label if task.name == "stance" else None
     return {
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
         "labels": [model.config.id2label[i] for i in range(len(model.config.id2label))],
+        **({"none_label": none_label} if none_label is not None else {}),
         "max_length": cfg.task.max_length,
         "stride": cfg.task.stride,
         "context": cfg.task.get("context", "none"),  # what a stance model reads beside each sentence

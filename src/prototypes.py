@@ -41,7 +41,10 @@ def check_phrases(phrases: Mapping | None, labels: Sequence[str]) -> None:
         return
     if not isinstance(phrases, Mapping) or set(phrases) != set(labels):
         got = sorted(phrases) if isinstance(phrases, Mapping) else phrases
-        raise ConfigError(f"task.prototypes: expected phrases for each of {', '.join(labels)} (or null); got {got}")
+        raise ConfigError(
+            f"task.prototypes: expected phrases for each stance label of the data config ({', '.join(labels)}), or "
+            f"null (task.prototypes=null trains without them); got phrases for {got}"
+        )
     for label in labels:
         value = phrases[label]
         if isinstance(value, str) or not value or not all(isinstance(p, str) and p.strip() for p in value):

@@ -13,7 +13,10 @@ from transformers import AutoTokenizer, BertForSequenceClassification, BertForTo
 
 from src.data.words import word_spans
 from src.features import IGNORE_INDEX, encode_ner
-from src.labels import ENTITY_LABELS, STANCE_LABELS, iob2_tags
+from src.labels import iob2_tags, seed_scheme
+
+# the seed corpus's labels, which these tests' data uses
+ENTITY_LABELS, STANCE_LABELS = seed_scheme().entity_labels, list(seed_scheme().stance_labels)
 
 TOY_SENTENCES = [
     ("Putin met Kim in Moscow on Monday .", {"Putin": "PERSON", "Kim": "PERSON", "Moscow": "GPE"}),

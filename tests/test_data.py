@@ -27,8 +27,11 @@ from src.data.records import DataError, load_records, save_records
 from src.data.segment import split_sentences
 from src.data.stats import corpus_stats, datasheet_table
 from src.data.validate import validate_file
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.labels import seed_scheme
 from tests.conftest import CONLL_SNIPPET
+
+# the seed corpus's labels, which these tests' data uses
+ENTITY_LABELS, STANCE_LABELS = seed_scheme().entity_labels, seed_scheme().stance_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -443,16 +446,16 @@ def test_validate_and_stats_take_the_labels_of_a_data_config(tmp_path: Path, cap
     corpus = tmp_path / "mine.jsonl"
     save_records(records, corpus)
     config = tmp_path / "mine.yaml"
-    config.write_text(
-        "entity_labels: [PER, NORP, ORG, GPE, LOC, DATE, EVENT]\nstance_labels: [pressure, trade, none]\n"
-    )
+    labels = "entity_labels: [PER, NORP, ORG, GPE, LOC, DATE, EVENT]\nstance_labels: [pressure, trade, none]\n"
+    config.write_text(labels + "stance_none_label: none\n")
     assert main(["validate", str(corpus)]) == 1  # the seeds' labels refuse the renamed ones
     capsys.readouterr()
     assert main(["validate", "--config", str(config), str(corpus)]) == 0
     assert main(["stats", "--config", str(config), str(corpus)]) == 0
     table = capsys.readouterr().out
     assert "pressure" in table and "PER" in table and "leverage" not in table
-    config.write_text("entity_labels: []\n")
-    with pytest.raises(SystemExit) as usage:
-        main(["validate", "--config", str(config), str(corpus)])
-    assert usage.value.code == 2
+    for bad in ("entity_labels: []\n", labels, labels + "stance_none_label: neutral\n"):  # no 'no frame' label
+        config.write_text(bad)
+        with pytest.raises(SystemExit) as usage:
+            main(["validate", "--config", str(config), str(corpus)])
+        assert usage.value.code == 2

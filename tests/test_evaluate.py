@@ -15,6 +15,9 @@ from src.evaluate import CVError, evaluate_predictions, write_cv, write_evaluati
 from src.evaluate.__main__ import main
 from src.evaluate.baselines import dictionary_ner, majority_stance, tfidf_logreg_stance
 from src.evaluate.metrics import seqeval_scores, snap_to_words, span_match_scores
+from src.labels import seed_scheme
+
+SEED = seed_scheme()  # the seed corpus's labels, which these tests' data uses
 
 # ---------------------------------------------------------------- builders
 
@@ -233,7 +236,7 @@ def test_stance_metrics_hand_computed(stance_gold):
         prediction(a, stances=["leverage", "neutral", "neutral", "leverage"]),  # 4th has no gold stance: skipped
         prediction(b, stances=["leverage", "neutral", "economic_cooperation"]),
     ]
-    m = evaluate_predictions("stance", stance_gold, pred)
+    m = evaluate_predictions("stance", stance_gold, pred, SEED.stance_labels, SEED.none_label)
     # gold:  L L N | E N N     pred: L N N | L N E
     assert m["n_sentences"] == 6 and m["accuracy"] == pytest.approx(3 / 6)
     assert m["per_label"]["leverage"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
@@ -255,7 +258,7 @@ def test_stance_needs_a_prediction_for_every_gold_sentence(stance_gold):
     pred = [prediction(r) for r in stance_gold]
     pred[1]["sentences"].pop(0)
     with pytest.raises(ValueError, match=r"document b: no predicted sentence at 0-2"):
-        evaluate_predictions("stance", stance_gold, pred)
+        evaluate_predictions("stance", stance_gold, pred, SEED.stance_labels, SEED.none_label)
 
 
 # ---------------------------------------------------------------- schema and files
@@ -265,7 +268,7 @@ COMMON_KEYS = {"schema_version", "task", "n_documents", "n_sentences", "headline
 
 def test_schema_keys_and_json(ner_gold, stance_gold):
     ner = evaluate_predictions("ner", [ner_gold], [prediction(ner_gold, ner_gold["entities"])])
-    stance = evaluate_predictions("stance", stance_gold, [prediction(r) for r in stance_gold])
+    stance = evaluate_predictions("stance", stance_gold, [prediction(r) for r in stance_gold], none_label="neutral")
     assert set(ner) == COMMON_KEYS | {"n_gold", "n_predicted", "span_match"}
     assert set(stance) == COMMON_KEYS | {"accuracy", "confusion_matrix", "doc_stance_accuracy", "doc_stance"}
     for m in (ner, stance):
@@ -286,7 +289,7 @@ def test_write_evaluation_writes_report_and_png(tmp_path, ner_gold, stance_gold)
     assert "False negatives (6)" in report
 
     pred = [prediction(r, stances=["neutral"] * len(r["sentences"])) for r in stance_gold]
-    m = evaluate_predictions("stance", stance_gold, pred)
+    m = evaluate_predictions("stance", stance_gold, pred, SEED.stance_labels, SEED.none_label)
     paths = write_evaluation(m, stance_gold, pred, tmp_path / "stance")
     assert paths["confusion"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = paths["report"].read_text()
@@ -302,7 +305,7 @@ def test_dictionary_baseline_tags_names_seen_in_training():
                                 [("Kim Jong-un", "PERSON"), ("Putin", "PERSON"), ("Moscow", "GPE")]),
                                ("Kim left", "neutral", [("Kim", "PERSON")])])]  # fmt: skip
     test = [make_record("x", [("Kim Jong-un saw Kimberly and moscow and Moscow.", "neutral", [])])]
-    (pred,) = dictionary_ner(train, test)
+    (pred,) = dictionary_ner(train, test, SEED)
     found = [(p["text"], p["label"]) for p in pred["entities"]]
     # longest match first ("Kim Jong-un", not "Kim"), word boundaries ("Kimberly" untouched), case-sensitive
     assert found == [("Kim Jong-un", "PERSON"), ("Moscow", "GPE")]
@@ -317,11 +320,11 @@ def test_stance_baselines_on_a_toy_corpus():
         ])  # fmt: skip
 
     train, test = [doc(i) for i in range(3)], [doc(9)]
-    majority = majority_stance(train, test)
+    majority = majority_stance(train, test, SEED)
     assert {s["stance"] for s in majority[0]["sentences"]} == {"neutral"}
-    tfidf = tfidf_logreg_stance(train, test)
-    m_major = evaluate_predictions("stance", test, majority)
-    m_tfidf = evaluate_predictions("stance", test, tfidf)
+    tfidf = tfidf_logreg_stance(train, test, SEED)
+    m_major = evaluate_predictions("stance", test, majority, none_label="neutral")
+    m_tfidf = evaluate_predictions("stance", test, tfidf, none_label="neutral")
     assert m_tfidf["macro"]["f1"] == 1.0 > m_major["macro"]["f1"]
     assert set(tfidf[0]["sentences"][0]["scores"]) == {"economic_cooperation", "leverage", "neutral"}
 
@@ -356,7 +359,9 @@ def make_multirun(
         for k in folds:
             run = root / f"{task}-fold{k}{name}"
             (run / ".hydra").mkdir(parents=True)
-            cfg = {"task": {"name": task}, "data": {"path": str(gold_path), "fold": k}, "trainer": trainer or {}}
+            data = {"path": str(gold_path), "fold": k, "entity_labels": list(SEED.entity_labels)}
+            data |= {"stance_labels": list(SEED.stance_labels), "stance_none_label": SEED.none_label}
+            cfg = {"task": {"name": task}, "data": data, "trainer": trainer or {}}
             (run / ".hydra" / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
             held_out = gold[k]
             pred = prediction(held_out, held_out["entities"] if k else [])  # fold 0: no entities found
@@ -418,9 +423,9 @@ def test_cv_reports_each_setting_of_a_sweep_with_the_baselines_once(tmp_path, go
 
     calls = []
 
-    def majority(train, test):
+    def majority(train, test, scheme):
         calls.append(len(test))
-        return baselines_module.majority_stance(train, test)
+        return baselines_module.majority_stance(train, test, scheme)
 
     monkeypatch.setitem(cv_module.BASELINES, "stance", {"majority": majority})
     multirun = tmp_path / "m"
@@ -525,9 +530,9 @@ def test_cli_cv_and_usage(tmp_path, gold_file, capsys):
 def test_cli_evaluates_a_checkpoint(task, tmp_path, tiny_model_dir, gold_file, capsys):
     from transformers import AutoTokenizer, BertForSequenceClassification, BertForTokenClassification
 
-    from src.labels import ENTITY_LABELS, STANCE_LABELS, iob2_tags
+    from src.labels import iob2_tags
 
-    labels = iob2_tags(ENTITY_LABELS) if task == "ner" else list(STANCE_LABELS)
+    labels = iob2_tags(SEED.entity_labels) if task == "ner" else list(SEED.stance_labels)
     cls = BertForTokenClassification if task == "ner" else BertForSequenceClassification
     maps = {"id2label": dict(enumerate(labels)), "label2id": {x: i for i, x in enumerate(labels)}}
     run = tmp_path / "run"

@@ -13,12 +13,14 @@ import pytest
 
 from src.evaluate.metrics import evaluate_predictions
 from src.evaluate.report import write_evaluation
-from src.labels import doc_stance
+from src.labels import doc_stance, seed_scheme
 from src.predict.cli import main
 from src.predict.framing import FramingTable, article_keys, framing_rows, name_key, name_tokens
-from src.predict.html import ENTITY_COLORS, entity_verdicts, evidence_sentences, render_page
+from src.predict.html import DISPLACY_COLORS, entity_verdicts, evidence_sentences, render_page
 from src.predict.io import journal_path, run_record_path
 from src.predict.threshold import apply_thresholds
+
+SEED = seed_scheme()  # the seed corpus's labels, which these tests' data uses
 
 HOSTILE = 'Putin met Kim in Moscow.\n<script>alert(1)</script> </div> & "quotes" <b>bold</b>\nKim arrived by train.'
 
@@ -61,7 +63,7 @@ def record(doc_id: str, text: str, entities: list[tuple[str, str, float]], stanc
         "text": text,
         "entities": found,
         "sentences": sentences,
-        "doc_stance": doc_stance(s["stance"] for s in sentences),
+        "doc_stance": doc_stance((s["stance"] for s in sentences), "neutral"),
     }
 
 
@@ -83,7 +85,7 @@ def test_page_escapes_everything_and_shows_each_entity_once() -> None:
     marks = dom.with_class("entity")
     assert len(marks) == len(doc["entities"]) == 3
     assert [m["data-label"] for m in marks] == ["PERSON", "GPE", '"><script>x</script>']
-    assert marks[0]["style"] == f"background: {ENTITY_COLORS['PERSON']}" and "0.90" in marks[0]["title"]
+    assert marks[0]["style"] == f"background: {DISPLACY_COLORS['PERSON']}" and "0.90" in marks[0]["title"]
     sentences = dom.with_class("sent")
     assert [s["data-stance"] for s in sentences] == ["leverage", "neutral", "economic_cooperation"]
     assert "leverage 0.70" in sentences[0]["title"]  # the score on hover
@@ -136,10 +138,10 @@ def test_evidence_is_the_best_scored_sentences_of_the_document_stance() -> None:
         [],
         [("leverage", 0.6), ("neutral", 0.9), ("leverage", 0.95), ("leverage", 0.7), ("economic_cooperation", 0.99)],
     )
-    assert doc["doc_stance"] == "leverage" and evidence_sentences(doc) == [2, 3, 0]
+    assert doc["doc_stance"] == "leverage" and evidence_sentences(doc, "neutral") == [2, 3, 0]
     mixed = record("m", "a\nb\nc", [], [("leverage", 0.6), ("economic_cooperation", 0.8), ("neutral", 0.9)])
-    assert mixed["doc_stance"] == "mixed" and evidence_sentences(mixed) == [1, 0]
-    assert evidence_sentences(record("n", "a", [], [("neutral", 0.9)])) == []
+    assert mixed["doc_stance"] == "mixed" and evidence_sentences(mixed, "neutral") == [1, 0]
+    assert evidence_sentences(record("n", "a", [], [("neutral", 0.9)]), "neutral") == []
     page = Dom(render_page([doc]))
     assert [s["id"] for s in page.with_class("evidence")] == ["doc-0-s0", "doc-0-s2", "doc-0-s3"]
 
@@ -222,12 +224,12 @@ def test_thresholds_drop_or_flag_and_derive_the_document_stance_again() -> None:
         [("Putin", "PERSON", 0.9), ("Kim", "PERSON", 0.4)],
         [("leverage", 0.45), ("economic_cooperation", 0.8), ("neutral", 0.9)],
     )
-    dropped = apply_thresholds(doc, min_score=0.5)
+    dropped = apply_thresholds(doc, min_score=0.5, none_label="neutral")
     assert [e["text"] for e in dropped["entities"]] == ["Putin"]
     assert [s["stance"] for s in dropped["sentences"]] == [None, "economic_cooperation", "neutral"]
     assert dropped["sentences"][0]["scores"] == doc["sentences"][0]["scores"]  # scores stay for the reader
     assert doc["doc_stance"] == "mixed" and dropped["doc_stance"] == "economic_cooperation"
-    flagged = apply_thresholds(doc, flag_below=0.5)
+    flagged = apply_thresholds(doc, flag_below=0.5, none_label="neutral")
     assert [e.get("low_score", False) for e in flagged["entities"]] == [False, True]
     assert [s.get("low_score", False) for s in flagged["sentences"]] == [True, False, False]
     assert flagged["doc_stance"] == "mixed" and doc["entities"][1].get("low_score") is None  # input untouched
@@ -278,8 +280,8 @@ def test_evaluation_page_marks_errors_against_gold(tmp_path: Path) -> None:
     assert [m["start"] for m in missed] == [49] and text[49:55] == "Russia"
 
     for task in ("ner", "stance"):
-        metrics = evaluate_predictions(task, [gold], [pred])
-        paths = write_evaluation(metrics, [gold], [pred], tmp_path / task)
+        metrics = evaluate_predictions(task, [gold], [pred], SEED.stance_labels, SEED.none_label)
+        paths = write_evaluation(metrics, [gold], [pred], tmp_path / task, SEED)
         page = Dom(paths["html"].read_text(encoding="utf-8"))
         assert paths["html"].name == "report.html" and paths["html"].parent == paths["report"].parent
         assert len(page.with_class("entity")) == 4
@@ -323,7 +325,7 @@ def test_cli_html_entity_framing_and_thresholds(runs: dict[str, Path], tmp_path:
     assert main([*models, "--format", "entity-framing", "--output", str(framing), str(docs)]) == 1
     with framing.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sum(int(r["sentences"]) for r in rows) >= 1 and {r["label"] for r in rows} <= set(ENTITY_COLORS)
+    assert sum(int(r["sentences"]) for r in rows) >= 1 and {r["label"] for r in rows} <= set(DISPLACY_COLORS)
 
     strict = tmp_path / "strict.jsonl"
     assert main([*models, "--min-score", "1", "--output", str(strict), str(docs)]) == 1

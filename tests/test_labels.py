@@ -1,15 +1,16 @@
 import itertools
 
 import numpy as np
+import pytest
 
-from src.labels import MIXED, decode_iob2, doc_stance, iob2_allowed, iob2_tags, repair_iob2
+from src.labels import MIXED, LabelScheme, decode_iob2, doc_stance, iob2_allowed, iob2_tags, repair_iob2, seed_scheme
 
 
 def test_doc_stance_majority_tie_and_neutral() -> None:
-    assert doc_stance(["neutral", "leverage", "leverage", "economic_cooperation"]) == "leverage"
-    assert doc_stance(["leverage", "economic_cooperation", "neutral"]) == MIXED
-    assert doc_stance(["neutral", "neutral"]) == "neutral"
-    assert doc_stance([]) == "neutral"
+    assert doc_stance(["neutral", "leverage", "leverage", "economic_cooperation"], "neutral") == "leverage"
+    assert doc_stance(["leverage", "economic_cooperation", "neutral"], "neutral") == MIXED
+    assert doc_stance(["neutral", "neutral"], "neutral") == "neutral"
+    assert doc_stance([], "neutral") == "neutral"
 
 
 def test_iob2_tags_order() -> None:
@@ -60,3 +61,17 @@ def test_decode_iob2_reads_logits_as_log_probabilities() -> None:
     logits = np.random.default_rng(1).normal(size=(12, len(tags)))
     shifted = logits + np.random.default_rng(2).normal(size=(12, 1)) * 5
     assert decode_iob2(logits, tags) == decode_iob2(shifted, tags)
+
+
+def test_label_scheme_of_a_data_config() -> None:
+    data = {"entity_labels": ["PER"], "stance_labels": ["pressure", "none"], "stance_none_label": "none"}
+    scheme = LabelScheme.from_config(data)
+    assert scheme == LabelScheme(("PER",), ("pressure", "none"), "none") and scheme.framing_labels == ("pressure",)
+    with pytest.raises(ValueError, match="mine: stance_none_label 'neutral' is not one of"):
+        LabelScheme.from_config({**data, "stance_none_label": "neutral"}, "mine")
+    with pytest.raises(ValueError, match="stance_none_label is missing"):
+        LabelScheme.from_config({k: v for k, v in data.items() if k != "stance_none_label"})
+    # a run config from before the key: the folders' rule (neutral if a label, else the last)
+    assert LabelScheme.from_config({"stance_labels": ["a", "b"]}, legacy=True).none_label == "b"
+    assert LabelScheme.from_config({"entity_labels": ["PER"]}).none_label is None  # NER only: no stances
+    assert seed_scheme().none_label == "neutral" and "leverage" in seed_scheme().stance_labels

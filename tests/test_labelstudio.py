@@ -20,7 +20,10 @@ from pathlib import Path
 import pytest
 
 from src.data.convert import labelstudio_to_records, records_to_labelstudio
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.labels import seed_scheme
+
+# the seed corpus's labels, which these tests' data uses
+ENTITY_LABELS, STANCE_LABELS = seed_scheme().entity_labels, seed_scheme().stance_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_STUDIO = ROOT / ".venv-labelstudio" / "bin" / "label-studio"

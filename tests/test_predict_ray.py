@@ -16,13 +16,16 @@ from pathlib import Path
 import pytest
 from transformers import BertForSequenceClassification, BertForTokenClassification
 
-from src.labels import ENTITY_LABELS, STANCE_LABELS, iob2_tags
+from src.labels import iob2_tags, seed_scheme
 from src.predict.cli import main
 from src.predict.io import iter_inputs
 from src.predict.ray_engine import MANIFEST, plan_shards, shard_records
 from tests.checkpoints import random_head, save_run
 from tests.conftest import ROOT
 from tests.test_predict import TEXTS, assert_same, write_inputs
+
+# the seed corpus's labels, which these tests' data uses
+ENTITY_LABELS, STANCE_LABELS = seed_scheme().entity_labels, list(seed_scheme().stance_labels)
 
 SCRIPT = ROOT / "scripts" / "predict.py"
 SURROGATE = "Kim \udc80 met Putin."

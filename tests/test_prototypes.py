@@ -11,9 +11,12 @@ import pytest
 import torch
 
 from src.config import ConfigError
-from src.labels import STANCE_LABELS
+from src.labels import seed_scheme
 from src.prototypes import check_phrases, fit_head, head_probabilities, mean_pool, similarity_features
 from tests.conftest import ROOT, TINY_TRAIN, compose_train_config
+
+# the seed corpus's labels, which these tests' data uses
+STANCE_LABELS = list(seed_scheme().stance_labels)
 
 
 def test_mean_pool_ignores_padding() -> None:
@@ -46,7 +49,7 @@ def test_head_with_a_label_missing_from_training_never_picks_it() -> None:
 @pytest.mark.parametrize(
     "phrases, where",
     [
-        ({"leverage": ["x"], "neutral": ["y"]}, "task.prototypes: expected phrases for each of"),
+        ({"leverage": ["x"], "neutral": ["y"]}, "task.prototypes: expected phrases for each stance label"),
         ({"leverage": "x", "economic_cooperation": ["y"], "neutral": ["z"]}, "task.prototypes.leverage"),
         ({"leverage": ["x"], "economic_cooperation": [], "neutral": ["z"]}, "task.prototypes.economic_cooperation"),
     ],

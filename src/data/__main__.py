@@ -1,6 +1,7 @@
 """Command line: ``python -m src.data validate PATH...``, ``python -m src.data stats PATH``,
 ``python -m src.data from-labelstudio EXPORT.json -o OUT.jsonl``, ``python -m src.data add EXPORT.json`` and
-``python -m src.data outlets PATH...`` (the leave-one-outlet-out folds of extra files)."""
+``python -m src.data outlets PATH...`` (the leave-one-outlet-out folds of extra files). Each takes ``--config``, the
+data config whose labels apply (default: the seed corpus's)."""
 
 from __future__ import annotations
 
@@ -15,27 +16,28 @@ from src.data.jsonl import read_json_document
 from src.data.records import DataError, load_records, records_text
 from src.data.stats import corpus_stats, datasheet_table
 from src.data.validate import validate_text
-from src.files import PROJECT_ROOT, write_atomic
+from src.files import write_atomic
+from src.labels import SEED_CONFIG, LabelScheme
 
 CONLL_SUFFIXES = {".txt", ".conll"}
 CORPUS = Path("data/annotations/seeds.jsonl")
-SEED_CONFIG = PROJECT_ROOT / "configs" / "data" / "seeds.yaml"
 
 
-def config_labels(path: Path) -> tuple[list[str], list[str]]:
-    """``(entity labels, stance labels)`` of a data config (``configs/data/*.yaml``): a corpus of one's own labels is
-    checked against its own config."""
+def config_scheme(path: Path) -> LabelScheme:
+    """The labels of a data config (``configs/data/*.yaml``): a corpus of one's own labels is checked against its own
+    config."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         cfg = OmegaConf.load(path)
-        labels = [list(cfg.get(key) or []) for key in ("entity_labels", "stance_labels")]
-    except (OSError, OmegaConfBaseException, TypeError, ValueError, AttributeError) as err:
+        scheme = LabelScheme.from_config(cfg, f"--config {path}")
+    except (OSError, OmegaConfBaseException, TypeError, AttributeError) as err:
         raise ValueError(f"--config {path}: cannot read a data config ({err})") from None
-    if not all(labels) or not all(isinstance(x, str) and x for group in labels for x in group):
+    labels = [*scheme.entity_labels, *scheme.stance_labels]
+    if not scheme.entity_labels or not scheme.stance_labels or not all(labels):
         raise ValueError(f"--config {path}: needs non-empty lists entity_labels and stance_labels of strings")
-    return labels[0], labels[1]
+    return scheme
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,18 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     from_ls.add_argument("export", type=Path, metavar="EXPORT")
     from_ls.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
     from_ls.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only by a valid file)")
+    from_ls.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     add = sub.add_parser("add", help="append a Label Studio export's new articles to the corpus (kept: CORPUS.<time>)")
     add.add_argument("export", type=Path, metavar="EXPORT")
     add.add_argument("--corpus", type=Path, default=CORPUS, help=f"corpus file to append to (default {CORPUS})")
+    add.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     outlets = sub.add_parser("outlets", help="the outlet folds of extra files (data.extra_fold), one line each")
     outlets.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     outlets.add_argument("--folds", action="store_true", help="print only the fold numbers, as a Hydra sweep list")
+    outlets.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     args = parser.parse_args(argv)
-    if args.command in ("validate", "stats"):
-        try:
-            entity_labels, stance_labels = config_labels(args.config)
-        except ValueError as err:
-            parser.error(str(err))
+    try:
+        scheme = config_scheme(args.config)
+    except ValueError as err:
+        parser.error(str(err))
+    entity_labels, stance_labels = list(scheme.entity_labels), list(scheme.stance_labels)
 
     if args.command == "validate":
         entity_labels = args.entity_labels.split(",") if args.entity_labels else entity_labels
@@ -85,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(failed)
 
     if args.command == "add":
-        return add_articles(args.export, args.corpus)
+        return add_articles(args.export, args.corpus, scheme)
 
     if args.command == "outlets":
-        return print_outlets(args.paths, folds_only=args.folds)
+        return print_outlets(args.paths, scheme, folds_only=args.folds)
 
     if args.command == "from-labelstudio":
-        return from_labelstudio(args.export, args.output, overwrite=args.overwrite)
+        return from_labelstudio(args.export, args.output, scheme, overwrite=args.overwrite)
 
     try:
         if args.path.suffix in CONLL_SUFFIXES:
@@ -105,16 +110,23 @@ def main(argv: list[str] | None = None) -> int:
         message = str(err)
         print(message if message.startswith(f"{args.path}:") else f"{args.path}: {message}")
         return 1
-    print(datasheet_table(corpus_stats(records)))
+    print(datasheet_table(corpus_stats(records, scheme)))
     return 0
 
 
-def print_outlets(paths: list[Path], *, folds_only: bool = False) -> int:
+def labels_of(scheme: LabelScheme | None) -> dict:
+    """The label keywords of the validating loaders: ``scheme``'s, or none (the seed corpus's)."""
+    if scheme is None:
+        return {}
+    return {"entity_labels": scheme.entity_labels, "stance_labels": scheme.stance_labels}
+
+
+def print_outlets(paths: list[Path], scheme: LabelScheme | None = None, *, folds_only: bool = False) -> int:
     """The outlet folds of ``paths`` read together (as ``data.extra`` reads them): 0 printed, 1 a bad file."""
     records = []
     for path in paths:
         try:
-            records += load_records(path)
+            records += load_records(path, **labels_of(scheme))
         except (DataError, OSError) as err:
             print("\n".join(err.problems) if isinstance(err, DataError) else f"{path}: {err}")
             return 1
@@ -127,7 +139,7 @@ def print_outlets(paths: list[Path], *, folds_only: bool = False) -> int:
     return 0
 
 
-def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int:
+def from_labelstudio(export: Path, out: Path, scheme: LabelScheme | None = None, *, overwrite: bool = False) -> int:
     """Convert a Label Studio export into a validated corpus file; exit status 0, or 1 with every problem printed.
 
     A corpus is never lost or left invalid: an existing OUT is kept unless ``overwrite``; the records are
@@ -153,7 +165,7 @@ def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int
     except DataError as err:
         return refuse(err.problems, f"{len(err.problems)} problem(s) in the export {export}")
     text = records_text(records)
-    problems = validate_text(text, out)
+    problems = validate_text(text, out, **labels_of(scheme))
     if problems:
         return refuse(problems, f"{len(problems)} problem(s) in the converted records")
     try:
@@ -164,9 +176,9 @@ def from_labelstudio(export: Path, out: Path, *, overwrite: bool = False) -> int
     return 0
 
 
-def add_articles(export: Path, corpus: Path) -> int:
+def add_articles(export: Path, corpus: Path, scheme: LabelScheme | None = None) -> int:
     """``add``: exit 0 with the corpus extended, or 2 with every problem located and the corpus unchanged."""
-    problems, summary = add_export(export, corpus)
+    problems, summary = add_export(export, corpus, scheme)
     if problems:
         for problem in problems:
             print(problem)

@@ -18,6 +18,7 @@ from src.data.jsonl import parse_json_text, read_json_document, read_text
 from src.data.records import DataError, records_text
 from src.data.validate import validate_records, validate_text
 from src.files import exclusive, write_atomic
+from src.labels import LabelScheme, seed_scheme
 
 
 def text_hash(text: str) -> str:
@@ -60,8 +61,9 @@ def backup_path(corpus: Path, now: float | None = None) -> Path:
     return path
 
 
-def add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
+def add_export(export: Path, corpus: Path, scheme: LabelScheme | None = None) -> tuple[list[str], dict]:
     """Append the export's articles to ``corpus``; returns ``(problems, summary)``, and writes only without problems.
+    Labels are checked against ``scheme`` (the corpus's data config; None: the seed corpus's).
 
     ``summary`` holds ``added`` (ids) and ``backup`` (the previous corpus's new name). Two ``add`` runs on one corpus
     take turns (``exclusive``): each reads the corpus the other wrote, so neither article is lost. A corpus that is a
@@ -70,16 +72,17 @@ def add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
     corpus = corpus.resolve() if corpus.is_symlink() else corpus
     try:
         with exclusive(corpus):
-            return _add_export(export, corpus)
+            return _add_export(export, corpus, scheme or seed_scheme())
     except OSError as err:  # the lock file cannot be created: a read-only or missing folder
         return [f"{corpus}: cannot lock it for writing: {err}"], {}
 
 
-def _add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
+def _add_export(export: Path, corpus: Path, scheme: LabelScheme) -> tuple[list[str], dict]:
+    labels = {"entity_labels": scheme.entity_labels, "stance_labels": scheme.stance_labels}
     raw, problems = read_text(corpus)  # read once: what is checked is what is kept and extended
     if raw is None:
         return problems, {}
-    problems = validate_text(raw, corpus)
+    problems = validate_text(raw, corpus, **labels)
     if problems:
         return [*problems, f"{corpus}: the corpus itself is invalid; fix it before adding articles"], {}
     data, problems = read_json_document(export)
@@ -95,12 +98,12 @@ def _add_export(export: Path, corpus: Path) -> tuple[list[str], dict]:
         f"{export}: task {i}" + ("" if not isinstance(t, dict) or t.get("id") is None else f" (id {t['id']})")
         for i, t in enumerate(data)
     ]
-    problems = validate_records(zip(where, new_records, strict=True), base=corpus.parent)
+    problems = validate_records(zip(where, new_records, strict=True), base=corpus.parent, **labels)
     problems += duplicate_problems(new_records, parse_json_text(raw, str(corpus))[0], str(corpus), where)
     if problems:
         return problems, {}
     text = raw + ("" if raw.endswith("\n") or not raw else "\n") + records_text(new_records)
-    problems = validate_text(text, corpus)  # the exact text to be written, as training will read it
+    problems = validate_text(text, corpus, **labels)  # the exact text to be written, as training will read it
     if problems:
         return problems, {}
     backup = backup_path(corpus)

@@ -9,7 +9,6 @@ from pathlib import Path
 from src.data.jsonl import read_json_document, read_json_file
 from src.data.validate import LAYERS, validate_items
 from src.files import sha256_of, shown_path, write_atomic
-from src.labels import ENTITY_LABELS, STANCE_LABELS
 
 Record = dict
 # Label reviews of files the project cannot edit (third-party corpora used by path): ``<file name>.review.json``.
@@ -120,8 +119,8 @@ def normalised(record: Record) -> Record:
 def load_records(
     path: str | Path,
     *,
-    entity_labels: Sequence[str] = ENTITY_LABELS,
-    stance_labels: Sequence[str] = STANCE_LABELS,
+    entity_labels: Sequence[str] | None = None,
+    stance_labels: Sequence[str] | None = None,
     root: str | Path | None = None,
     reviews_dir: Path | None = REVIEWS_DIR,
     provenance: dict | None = None,
@@ -130,7 +129,8 @@ def load_records(
     file must fail before it starts, with the validator's messages. A label review of the file in ``reviews_dir``
     (``find_review``) is applied first; ``provenance``, when given, receives the file's and the review's sha256.
 
-    Raises ``DataError`` listing every problem. ``root`` is an extra folder for resolving ``source`` paths.
+    Raises ``DataError`` listing every problem. ``root`` is an extra folder for resolving ``source`` paths. Labels
+    are checked against the given lists (a data config's; None: the seed corpus's).
 
     EXAMPLE: ``load_records("data/annotations/seeds.jsonl")[0]["id"] -> "000_056989c0f52db9f1"``
     """

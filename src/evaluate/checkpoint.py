@@ -9,20 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from src.files import write_jsonl
+from src.labels import LabelScheme
 from src.model import resolve_model_dir
-from src.model_folder import task_of_folder
+from src.model_folder import read_metadata, scheme_of_metadata
 
 from .metrics import evaluate_predictions
 from .report import write_evaluation
 
 
-def load_gold_file(path: str | Path) -> list[dict]:
-    """Annotated records: .jsonl/.json through the validating loader, anything else read as CoNLL columns."""
+def load_gold_file(path: str | Path, scheme: LabelScheme | None = None) -> list[dict]:
+    """Annotated records: .jsonl/.json through the validating loader (against ``scheme``'s labels, by default the
+    seed corpus's), anything else read as CoNLL columns."""
     path = Path(path)
     if path.suffix in (".jsonl", ".json"):
         from src.data.records import load_records
 
-        return load_records(path)
+        if scheme is None:
+            return load_records(path)
+        return load_records(path, entity_labels=scheme.entity_labels, stance_labels=scheme.stance_labels)
     from src.data.convert import read_conll
 
     return read_conll(path)
@@ -36,12 +40,13 @@ def evaluate_records(
     from src.predict import Predictor
 
     folder = resolve_model_dir(model)
-    task = task_of_folder(folder)
+    task = read_metadata(folder)["task"]
     # torch, as trained: an ONNX export of every freshly trained fold would cost more than its one pass saves.
-    predictor = Predictor.from_pretrained(**{task.name: folder}, device=device, batch_size=batch_size, backend="torch")
+    predictor = Predictor.from_pretrained(**{task: folder}, device=device, batch_size=batch_size, backend="torch")
     pred = predictor.predict_records(gold)
-    metrics = evaluate_predictions(task.name, gold, pred)
-    paths = write_evaluation(metrics, gold, pred, out_dir)
+    scheme = predictor.scheme
+    metrics = evaluate_predictions(task, gold, pred, scheme.stance_labels, scheme.none_label)
+    paths = write_evaluation(metrics, gold, pred, out_dir, scheme)
     paths["predictions"] = write_jsonl(Path(out_dir) / "predictions.jsonl", pred)
     return metrics, paths
 
@@ -54,7 +59,9 @@ def evaluate_checkpoint(
     device: str = "auto",
     batch_size: int = 32,
 ) -> tuple[dict, dict[str, Path]]:
-    """``evaluate_records`` on an annotated file, by default into ``eval-<data stem>`` beside the model folder."""
+    """``evaluate_records`` on an annotated file (checked against the labels of the data config the model was
+    trained on), by default into ``eval-<data stem>`` beside the model folder."""
     folder = Path(resolve_model_dir(model))
     out = Path(out_dir) if out_dir is not None else folder.parent / f"eval-{Path(data_path).stem}"
-    return evaluate_records(folder, load_gold_file(data_path), out, device=device, batch_size=batch_size)
+    gold = load_gold_file(data_path, scheme_of_metadata(read_metadata(folder)))
+    return evaluate_records(folder, gold, out, device=device, batch_size=batch_size)

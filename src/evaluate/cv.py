@@ -39,7 +39,7 @@ from omegaconf.errors import OmegaConfBaseException
 from src.config import setting_of
 from src.data.folds import leave_one_article_out
 from src.files import write_atomic, write_json
-from src.labels import ENTITY_LABELS, STANCE_LABELS
+from src.labels import LabelScheme
 from src.markdown import markdown_table
 
 from .baselines import BASELINES, BaselineUnavailable
@@ -142,12 +142,19 @@ def task_name(group: dict) -> str:
     return str(OmegaConf.select(group["config"], "task.name", default="task"))
 
 
+def run_scheme(cfg: DictConfig) -> LabelScheme:
+    """The labels of a run's data config (a run from before ``stance_none_label`` gets the folders' rule for it)."""
+    try:
+        return LabelScheme.from_config(OmegaConf.select(cfg, "data") or {}, "run config data", legacy=True)
+    except ValueError as err:
+        raise CVError(str(err)) from None
+
+
 def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
     from src.data.records import load_records
 
-    entity_labels = OmegaConf.select(cfg, "data.entity_labels", default=None) or ENTITY_LABELS
-    stance_labels = OmegaConf.select(cfg, "data.stance_labels", default=None) or STANCE_LABELS
-    return load_records(path, entity_labels=list(entity_labels), stance_labels=list(stance_labels))
+    scheme = run_scheme(cfg)
+    return load_records(path, entity_labels=scheme.entity_labels, stance_labels=scheme.stance_labels)
 
 
 # Runs that differ only in these (and in what src.config.RUN_ONLY_KEYS lists) are one setting; data.path is checked
@@ -235,22 +242,27 @@ def fold_summary(per_fold: dict[int, float]) -> dict:
 
 
 def cross_validate_task(
-    task: str, gold: Sequence[dict], fold_predictions: dict[int, list[dict]], baselines: bool = True
+    task: str,
+    gold: Sequence[dict],
+    fold_predictions: dict[int, list[dict]],
+    scheme: LabelScheme,
+    baselines: bool = True,
 ) -> dict:
     """Pooled and per-fold metrics of the model's fold predictions and of each baseline on the same folds."""
-    return cross_validate_settings(task, gold, {MODEL: fold_predictions}, baselines=baselines)
+    return cross_validate_settings(task, gold, {MODEL: fold_predictions}, scheme, baselines=baselines)
 
 
 def cross_validate_settings(
     task: str,
     gold: Sequence[dict],
     models: dict[str, dict[int, list[dict]]],
+    scheme: LabelScheme,
     baselines: bool = True,
     splits: dict[int, tuple[list[dict], list[dict]]] | None = None,
 ) -> dict:
     """Pooled and per-fold metrics of each model setting's fold predictions (``{system: {fold: predictions}}``) and
     of each baseline, computed once, on the same folds: ``splits`` (``{fold: (train, test)}``), by default each
-    article of ``gold`` left out in turn."""
+    article of ``gold`` left out in turn. ``scheme``: the runs' labels (``run_scheme``)."""
     if splits is None:
         splits = {k: leave_one_article_out(gold, k) for k in range(len(gold))}
     folds = sorted(splits)
@@ -266,7 +278,7 @@ def cross_validate_settings(
     skipped: dict[str, str] = {}
     for name, baseline in (BASELINES[task] if baselines else {}).items():
         try:
-            systems[name] = {k: baseline(*splits[k]) for k in folds}
+            systems[name] = {k: baseline(*splits[k], scheme) for k in folds}
         except BaselineUnavailable as err:
             skipped[name] = str(err)
     test_gold = {k: splits[k][1] for k in folds}
@@ -277,8 +289,9 @@ def cross_validate_settings(
             ids, want = sorted(p["id"] for p in preds[k]), sorted(r["id"] for r in test_gold[k])
             if ids != want:
                 raise CVError(f"{task} fold {k} ({name}): predictions for {ids}, but the fold holds out {want}")
-        per_fold = {k: evaluate_predictions(task, test_gold[k], preds[k])["headline"]["value"] for k in preds}
-        pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(preds) for p in preds[k]])
+        score = {"labels": scheme.stance_labels, "none_label": scheme.none_label}
+        per_fold = {k: evaluate_predictions(task, test_gold[k], preds[k], **score)["headline"]["value"] for k in preds}
+        pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(preds) for p in preds[k]], **score)
         result["systems"][name] = {"pooled": pooled, **fold_summary(per_fold)}
     result["best_model"] = max(models, key=lambda n: result["systems"][n]["pooled"]["headline"]["value"])
     return result
@@ -297,7 +310,7 @@ def calibrate_setting(
     splits: dict[int, tuple[list[dict], list[dict]]],
     folds: dict[int, Path],
     preds: dict[int, list[dict]],
-    labels: Sequence[str],
+    scheme: LabelScheme,
     engine: dict | None = None,
 ):
     """Cross-fitted calibration of one setting (``calibration.Calibrated``) and, for stance, the pooled metrics of
@@ -309,14 +322,16 @@ def calibrate_setting(
         if missing:
             raise CVError(f"no model/ folder in {', '.join(missing)}")
         return calibrate_ner(*ner_arrays(gold_by_fold, folds, engine=engine)), None
+    labels = list(scheme.stance_labels)
     log_probs, y, fold_of = stance_arrays(gold_by_fold, preds, labels)
     if set(fold_of) != set(gold_by_fold):
         raise CVError("the predictions of some fold carry no sentence scores")
     result = calibrate_stance(log_probs, y, fold_of, labels, with_bias=True)
     biased = {k: with_decision_bias(preds[k], result.per_fold_bias[k]) for k in gold_by_fold}
-    per_fold = {k: evaluate_predictions(task, gold_by_fold[k], biased[k])["headline"]["value"] for k in biased}
+    score = {"labels": labels, "none_label": scheme.none_label}
+    per_fold = {k: evaluate_predictions(task, gold_by_fold[k], biased[k], **score)["headline"]["value"] for k in biased}
     pooled_gold = [r for k in sorted(gold_by_fold) for r in gold_by_fold[k]]
-    pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(biased) for p in biased[k]])
+    pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(biased) for p in biased[k]], **score)
     return result, {"pooled": pooled, **fold_summary(per_fold)}
 
 
@@ -370,7 +385,8 @@ def cross_validate(
             }
             for system, setting in settings.items()
         }
-        result = cross_validate_settings(task, gold, preds, baselines=baselines, splits=splits)
+        scheme = run_scheme(group["config"])
+        result = cross_validate_settings(task, gold, preds, scheme, baselines=baselines, splits=splits)
         result["data_path"] = str(group["data_path"])
         result["protocol"] = group["protocol"]
         if group["protocol"] == OUTLETS:
@@ -389,11 +405,10 @@ def cross_validate(
             result["runs"] = result["settings"][MODEL]["runs"]
         if calibration:
             result["calibration"] = {}
-            stance_labels = list(OmegaConf.select(group["config"], "data.stance_labels", default=None) or STANCE_LABELS)
             for i, (system, setting) in enumerate(settings.items(), start=1):
                 try:
                     calibrated, biased = calibrate_setting(
-                        task, splits, setting["folds"], preds[system], stance_labels, engine
+                        task, splits, setting["folds"], preds[system], scheme, engine
                     )
                 except CVError as err:
                     result["calibration_skipped"] = f"{system}: {err}"

@@ -8,8 +8,8 @@ touches. Exact character-span matching per type is computed independently over t
 agree with seqeval (``span_match.agrees_with_seqeval``).
 
 Stance is scored per gold sentence with a gold stance (``None`` is skipped), matched to the predicted sentence
-with the same ``(doc_id, start, end)``; document stance is derived with ``src.labels.doc_stance`` from gold and from
-predicted sentence labels of the same sentences.
+with the same ``(doc_id, start, end)``; document stance is derived with ``src.labels.doc_stance`` (and the stance
+model's none label) from gold and from predicted sentence labels of the same sentences.
 
 Labels that occur in neither gold nor predictions are left out of ``per_label`` and of the macro average.
 """
@@ -26,7 +26,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 from sklearn.metrics import classification_report as sklearn_report
 
 from src.data.words import spans_to_word_tags, word_spans
-from src.labels import STANCE_LABELS, doc_stance
+from src.labels import doc_stance
 from src.tasks import TASKS
 
 SCHEMA_VERSION = 1
@@ -34,8 +34,16 @@ SCHEMA_VERSION = 1
 Span = tuple[str, int, int, str]  # (doc_id, start, end, label)
 
 
-def evaluate_predictions(task: str, gold_records: Sequence[dict], pred_records: Sequence[dict]) -> dict:
-    """Metrics dict (module schema) for ``task`` ("ner" or "stance"); prediction ids must equal gold ids."""
+def evaluate_predictions(
+    task: str,
+    gold_records: Sequence[dict],
+    pred_records: Sequence[dict],
+    labels: Sequence[str] = (),
+    none_label: str | None = None,
+) -> dict:
+    """Metrics dict (module schema) for ``task`` ("ner" or "stance"); prediction ids must equal gold ids. Stance
+    needs ``none_label`` (the label that frames nothing, for document stance); ``labels`` orders its per-label rows
+    and confusion matrix (the model's or the data config's stance labels)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     pred_by_id = match_documents(gold_records, pred_records)
@@ -44,7 +52,9 @@ def evaluate_predictions(task: str, gold_records: Sequence[dict], pred_records: 
         raise ValueError(f"no gold record annotates {TASKS[task].layer} (their 'annotated' field): nothing to score")
     if task == "ner":
         return ner_metrics(gold_records, pred_by_id)
-    return stance_metrics(gold_records, pred_by_id)
+    if none_label is None:
+        raise ValueError("stance metrics need the none label (the stance that frames nothing) for document stance")
+    return stance_metrics(gold_records, pred_by_id, none_label, labels)
 
 
 def match_documents(gold_records: Sequence[dict], pred_records: Sequence[dict]) -> dict[str, dict]:
@@ -213,18 +223,23 @@ def stance_pairs(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) -> l
     return pairs
 
 
-def ordered_labels(labels: Iterable[str], known: Sequence[str] = STANCE_LABELS) -> list[str]:
-    """Labels in the scheme's order, unknown ones after it alphabetically."""
+def ordered_labels(labels: Iterable[str], known: Sequence[str] = ()) -> list[str]:
+    """``labels`` in the order of ``known`` (the model's or the data config's), unknown ones after it alphabetically.
+
+    EXAMPLE: ``ordered_labels({"b", "z", "a"}, ["b", "a"]) -> ["b", "a", "z"]``
+    """
     present = set(labels)
     return [x for x in known if x in present] + sorted(present - set(known))
 
 
-def stance_metrics(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) -> dict:
+def stance_metrics(
+    gold_records: Sequence[dict], pred_by_id: dict[str, dict], none_label: str, known: Sequence[str] = ()
+) -> dict:
     pairs = stance_pairs(gold_records, pred_by_id)
     if not pairs:
         raise ValueError("no gold sentence has a stance label: nothing to score for task=stance")
     y_true, y_pred = [p["gold"] for p in pairs], [p["pred"] for p in pairs]
-    labels = ordered_labels(y_true + y_pred)
+    labels = ordered_labels(y_true + y_pred, known)
     report = sklearn_report(y_true, y_pred, labels=labels, output_dict=True, zero_division=0)
     accuracy = float(accuracy_score(y_true, y_pred))
     documents = []
@@ -233,8 +248,8 @@ def stance_metrics(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) ->
         documents.append(
             {
                 "id": gold["id"],
-                "gold": doc_stance(p["gold"] for p in doc_pairs),
-                "pred": doc_stance(p["pred"] for p in doc_pairs),
+                "gold": doc_stance((p["gold"] for p in doc_pairs), none_label),
+                "pred": doc_stance((p["pred"] for p in doc_pairs), none_label),
             }
         )
     macro = prf_from_report(report["macro avg"])

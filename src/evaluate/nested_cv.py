@@ -47,7 +47,7 @@ from scipy.special import log_softmax
 from src.data.folds import leave_one_article_out
 from src.data.records import DataError, load_records, save_records
 from src.evaluate.calibration import expected_calibration_error, fit_temperature, stance_arrays
-from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings, fold_splits, group_runs
+from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings, fold_splits, group_runs, run_scheme
 from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
 from src.markdown import markdown_table
@@ -253,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"outer {k} ({held}): inner {inner_scores[k]} -> {chosen[k]}", flush=True)
     outer = {name: headline(out / "outer" / name, args.task)[1] for name in candidates}
     nested_preds = {k: outer[chosen[k]][k] for k in range(n)}
-    result = cross_validate_settings(args.task, gold, {"nested": nested_preds, **outer}, baselines=False)
+    scheme = run_scheme(group_runs(out / "outer" / next(iter(candidates)))[args.task]["config"])
+    result = cross_validate_settings(args.task, gold, {"nested": nested_preds, **outer}, scheme, baselines=False)
     systems = result["systems"]
 
     first = systems["nested"]["pooled"]

@@ -13,6 +13,7 @@ import numpy as np
 
 from src.data.jsonl import objects_only, read_json_file
 from src.files import write_atomic, write_figure, write_json
+from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.tasks import TASKS
 
@@ -155,10 +156,14 @@ def save_confusion_png(metrics: dict, path: str | Path, title: str = "stance con
 
 
 def write_evaluation(
-    metrics: dict, gold_records: Sequence[dict], pred_records: Sequence[dict], out_dir: str | Path
+    metrics: dict,
+    gold_records: Sequence[dict],
+    pred_records: Sequence[dict],
+    out_dir: str | Path,
+    scheme: LabelScheme | None = None,
 ) -> dict[str, Path]:
     """Write metrics.json, report.md, report.html and (stance) confusion_stance.png into ``out_dir``; returns their
-    paths."""
+    paths. ``scheme``: the model's labels, for the page's legend and colours."""
     from src.predict.html import render_page
 
     out = Path(out_dir)
@@ -166,7 +171,12 @@ def write_evaluation(
     paths["report"] = write_atomic(out / "report.md", render_report(metrics, gold_records, pred_records))
     title = f"Evaluation: {metrics['task']}, {metrics['headline']['name']} {metrics['headline']['value']:.3f}"
     page = render_page(
-        pred_records, title, gold=gold_records, check=(metrics["task"],), note="Errors marked against gold."
+        pred_records,
+        title,
+        gold=gold_records,
+        check=(metrics["task"],),
+        note="Errors marked against gold.",
+        scheme=scheme,
     )
     paths["html"] = write_atomic(out / "report.html", page)
     if metrics["task"] == "stance":

@@ -321,7 +321,9 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     keep_text = args.format in TEXT_FORMATS  # (a journal of another --format is refused by its run record)
     stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
     note = scores_note(args) if args.format == "html" else ""
-    writer = PredictionWriter("jsonl" if journal else args.format, stream, note)
+    scheme = predictor.scheme
+    none_label = scheme.none_label
+    writer = PredictionWriter("jsonl" if journal else args.format, stream, note, scheme)
     failed = sum("error" in line for line in done)
     lines, last_commit = len(done), time.monotonic()
     complete = dict(run.get("committed", {}))  # the journal's extent at the end of the last whole group
@@ -340,7 +342,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 if "error" in prediction:
                     failed += 1
                     tqdm.write(f"error: {prediction['id']}: {prediction['error']['reason']}", file=sys.stderr)
-                prediction = apply_thresholds(prediction, args.min_score, args.flag_below)
+                prediction = apply_thresholds(prediction, args.min_score, args.flag_below, none_label)
                 writer.write({**prediction, "text": text} if keep_text else prediction)
                 progress.update()
             lines += len(group)
@@ -373,7 +375,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if journal is not None:
         try:
             commit()
-            finalize(journal, args.output, args.format, note)
+            finalize(journal, args.output, args.format, note, scheme)
         except OSError as err:
             print(
                 f"error: {args.output}: {err}; the predictions are in {journal}: rerun with --resume", file=sys.stderr

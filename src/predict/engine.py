@@ -25,9 +25,9 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, P
 from src.data.convert import sentence_context
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
-from src.labels import decode_iob2, doc_stance
+from src.labels import LabelScheme, decode_iob2, doc_stance, none_label_of
 from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
-from src.model_folder import read_metadata
+from src.model_folder import none_label_of_metadata, read_metadata
 from src.predict.io import error_record, text_problem
 from src.tasks import get_task
 
@@ -156,6 +156,7 @@ class TaskModel:
         context: str = "none",
         calibration: dict | None = None,
         prototypes: dict | None = None,
+        none_label: str | None = None,
     ) -> None:
         positions = getattr(model.config, "max_position_embeddings", None)
         self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
@@ -194,6 +195,7 @@ class TaskModel:
         # a stance model's guideline-prototype head (src/prototypes.py), averaged with the classifier
         self.prototypes = prototypes
         self.phrase_embeddings: np.ndarray | None = None  # embedded by this model on first use
+        self.none_label = none_label  # a stance model's label that frames nothing (newsframe.json "none_label")
 
     @property
     def labels(self) -> list[str]:
@@ -247,8 +249,9 @@ class _Document:
         self.pending = len(spans)
         self.error: dict | None = None  # the error record once any part of it failed
 
-    def prediction(self, with_stance: bool) -> dict:
-        """The prediction record; without a stance model ``stance`` and ``doc_stance`` are None, ``scores`` {}."""
+    def prediction(self, none_label: str | None) -> dict:
+        """The prediction record; without a stance model (``none_label`` None) ``stance`` and ``doc_stance`` are
+        None, ``scores`` {}."""
         text = self.record["text"]
         sentences = [
             {"start": s, "end": e, "text": text[s:e], "stance": stance, "scores": scores}
@@ -258,7 +261,7 @@ class _Document:
             "id": self.record.get("id"),
             "entities": [entity for sentence in self.entities for entity in sentence],
             "sentences": sentences,
-            "doc_stance": doc_stance(s["stance"] for s in sentences) if with_stance else None,
+            "doc_stance": None if none_label is None else doc_stance((s["stance"] for s in sentences), none_label),
         }
 
 
@@ -276,6 +279,8 @@ class Predictor:
             raise ValueError("a Predictor needs an NER checkpoint, a stance checkpoint, or both")
         self.ner = ner
         self.stance = stance
+        if stance is not None and stance.none_label is None:  # a TaskModel built by hand: the folders' rule
+            stance.none_label = none_label_of(stance.labels)
         self.chunk_sentences = chunk_sentences
         self.chunk_docs = chunk_docs
 
@@ -349,8 +354,17 @@ class Predictor:
                 meta.get("context", "none"),
                 meta.get("calibration"),
                 meta.get("prototypes"),
+                none_label_of_metadata(meta),
             )
         return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
+
+    @property
+    def scheme(self) -> LabelScheme:
+        """The loaded models' labels: entity types of the NER tags, the stance labels and their none label."""
+        types = [tag[2:] for tag in self.ner.labels if tag != "O"] if self.ner is not None else []
+        stance = self.stance.labels if self.stance is not None else []
+        none = self.stance.none_label if self.stance is not None else None
+        return LabelScheme(tuple(dict.fromkeys(types)), tuple(stance), none)
 
     # -- public API ---------------------------------------------------------------------------------------------
 
@@ -487,7 +501,7 @@ class Predictor:
                 yield item.error
             else:
                 try:
-                    yield item.prediction(with_stance=self.stance is not None)
+                    yield item.prediction(None if self.stance is None else self.stance.none_label)
                 except Exception as err:
                     yield self._failure(item.record, f"prediction failed: {type(err).__name__}: {err}")
 

@@ -24,8 +24,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from src.labels import STANCE_LABELS
-
 NO_STANCE = "no_stance"  # sentences without a stance: no stance model, or dropped by --min-score
 _POSSESSIVE = re.compile(r"(?:['’]s|['’])$", re.IGNORECASE)
 _HYPHENS = re.compile(r"[\-‐‑]")
@@ -84,7 +82,8 @@ def article_keys(entities: Sequence[dict]) -> list[str]:
 class FramingTable:
     """Sentence stances per entity group (normalised name, type), added one prediction record at a time."""
 
-    def __init__(self, stances: Sequence[str] = STANCE_LABELS) -> None:
+    def __init__(self, stances: Sequence[str] = ()) -> None:
+        """``stances``: the stance model's labels, the first columns in their order (others follow as they come)."""
         self.stances = list(stances)
         self.counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
         self.surfaces: dict[tuple[str, str], Counter] = defaultdict(Counter)
@@ -152,9 +151,9 @@ class FramingTable:
             )
 
 
-def framing_rows(predictions: Iterable[dict]) -> list[dict]:
+def framing_rows(predictions: Iterable[dict], stances: Sequence[str] = ()) -> list[dict]:
     """``FramingTable.rows`` over many prediction records."""
-    table = FramingTable()
+    table = FramingTable(stances)
     for prediction in predictions:
         table.add(prediction)
     return table.rows()

@@ -9,6 +9,10 @@ the reader sees.
 Entities use displaCy's entity markup and colours (``<mark class="entity">TEXT<span>LABEL</span></mark>``, the
 palette of ``spacy.displacy``), rendered here rather than by ``displacy.render``: the entities sit inside tinted
 sentence spans, which displaCy's manual mode cannot nest, and displaCy leaves labels and titles unescaped.
+
+Labels are the loaded models' (``LabelScheme``; without one, those the documents hold), never a fixed list: a corpus
+with labels of its own gets its own legend, tints and columns. Stance tints are CSS classes by label position
+(``stance-0``, ...), so no label name reaches the stylesheet.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from src.labels import ENTITY_LABELS, MIXED, NEUTRAL, STANCE_LABELS
+from src.labels import MIXED, LabelScheme, doc_stance
 from src.predict.framing import NO_STANCE, FramingTable
 from src.predict.threshold import stance_score
 
@@ -31,30 +35,35 @@ def escape(text: str, quote: bool = True) -> str:
     return html.escape(HIDDEN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text), quote=quote)
 
 
-# spacy.displacy.render.DEFAULT_LABEL_COLORS for the OntoNotes types of the scheme; other labels get displaCy's #ddd.
-ENTITY_COLORS = {
-    "PERSON": "#aa9cfc",
-    "NORP": "#c887fb",
+# spacy.displacy.render.DEFAULT_LABEL_COLORS (spaCy 3): an entity type of that name gets displaCy's colour, any
+# other the palette colour of its position, an entity type no model names displaCy's #ddd.
+DISPLACY_COLORS = {
     "ORG": "#7aecec",
+    "PRODUCT": "#bfeeb7",
     "GPE": "#feca74",
     "LOC": "#ff9561",
-    "DATE": "#bfe1d9",
+    "PERSON": "#aa9cfc",
+    "NORP": "#c887fb",
+    "FAC": "#9cc9cc",
     "EVENT": "#ffeb80",
+    "LAW": "#ff8197",
+    "LANGUAGE": "#ff8197",
+    "WORK_OF_ART": "#f0d0ff",
+    "DATE": "#bfe1d9",
+    "TIME": "#bfe1d9",
+    "MONEY": "#e4e7d2",
+    "QUANTITY": "#e4e7d2",
+    "ORDINAL": "#e4e7d2",
+    "CARDINAL": "#e4e7d2",
+    "PERCENT": "#e4e7d2",
 }
+ENTITY_PALETTE = ("#aa9cfc", "#c887fb", "#7aecec", "#feca74", "#ff9561", "#bfe1d9", "#ffeb80", "#9cc9cc", "#f0d0ff")
 DEFAULT_ENTITY_COLOR = "#ddd"
-STANCE_COLORS = {
-    "leverage": "#f9d0d9",
-    "economic_cooperation": "#d3efc4",
-    "neutral": "#eeeeee",
-    MIXED: "#e6dcf5",
-}
+# Stance tints: the framing labels in order, the none label grey, a mixed document lavender, unknown labels grey-ish.
+STANCE_PALETTE = ("#f9d0d9", "#d3efc4", "#cfe3f7", "#fde2b8", "#e8d9c8", "#d5f0ee", "#f3d9f0")
+NONE_TINT, NONE_BAR, MIXED_TINT, OTHER_TINT = "#eeeeee", "#cfcfcf", "#e6dcf5", "#e0e0e0"
 EVIDENCE_SENTENCES = 3  # the document stance's deciding sentences shown per article
 SUMMARY_ROWS = 15  # rows of "who is framed how" shown before the rest folds away
-EVIDENCE_RULE = (
-    "Evidence: the document stance is the more frequent non-neutral sentence stance (a tie is mixed, none is "
-    f"neutral); its evidence is the up to {EVIDENCE_SENTENCES} sentences predicted with that stance that have the "
-    "highest score for it (for mixed: the highest-scoring sentences of the tied stances)."
-)
 ENTITY_VERDICTS = {  # evaluation pages: how a predicted entity compares with the gold ones
     "wrong_type": "wrong type: same span, other type in gold",
     "wrong_span": "wrong boundary: overlaps a gold entity with other bounds",
@@ -74,8 +83,6 @@ td.n{text-align:right}
 .badge{border-radius:.35em;padding:.1em .5em;font-weight:bold}
 .text{white-space:pre-wrap;line-height:2.5;direction:ltr}
 .sent{border-radius:.3em;padding:.25em 0}
-.stance-leverage{background:#f9d0d9}.stance-economic_cooperation{background:#d3efc4}.stance-neutral{background:#eeeeee}
-.stance-mixed{background:#e6dcf5}.stance-other{background:#e0e0e0}
 .sent.evidence,.evidence-swatch{outline:2px solid #444;outline-offset:1px}
 .evidence-no{font-size:.7em;font-weight:bold;vertical-align:super;color:#444;margin-left:.15em}
 .entity,.missed{padding:.45em .6em;margin:0 .25em;line-height:1;border-radius:.35em}
@@ -89,20 +96,69 @@ margin-left:.5rem}
 .error{color:#b00;font-weight:bold}
 .bar{display:inline-flex;width:110px;height:.9em;border:1px solid #ccc;vertical-align:middle}.bar span{height:100%}
 .summary{display:grid;grid-template-columns:250px minmax(0,1fr);gap:0 2em}.summary ul{padding-left:1.2em}
-.bar .stance-neutral{background:#cfcfcf}
 ol.evidence-list{margin:.3em 0 .6em;padding-left:1.6em;font-size:.92em}
 """
 
 
-def entity_color(label: str) -> str:
-    return ENTITY_COLORS.get(label, DEFAULT_ENTITY_COLOR)
+class PageLabels:
+    """The labels one page shows, in order, with their colours: entity types and stances of the models (or, without
+    them, of the documents) and the stance that frames nothing (None when unknown)."""
 
+    def __init__(self, entity_labels: Sequence[str], stance_labels: Sequence[str], none_label: str | None) -> None:
+        self.entity_labels = list(dict.fromkeys(entity_labels))
+        self.stance_labels = list(dict.fromkeys(stance_labels))
+        self.none_label = none_label
+        self.entity_colors = {
+            label: DISPLACY_COLORS.get(label, ENTITY_PALETTE[i % len(ENTITY_PALETTE)])
+            for i, label in enumerate(self.entity_labels)
+        }
+        framing = [label for label in self.stance_labels if label != none_label]
+        self.tints = [
+            NONE_TINT if label == none_label else STANCE_PALETTE[framing.index(label) % len(STANCE_PALETTE)]
+            for label in self.stance_labels
+        ]
 
-def stance_class(stance: str | None) -> str:
-    """The CSS class of a stance tint (labels are model data: anything unknown gets the generic tint)."""
-    if stance is None:
-        return ""
-    return f"stance-{stance}" if stance in STANCE_COLORS else "stance-other"
+    @classmethod
+    def of(cls, documents: Sequence[dict], scheme: LabelScheme | None) -> PageLabels:
+        """The scheme's labels, then any other label the documents hold (sorted); without a scheme, the documents'."""
+        entities = sorted({e["label"] for d in documents for e in d.get("entities") or []})
+        stances = sorted(
+            {str(label) for d in documents for s in d.get("sentences") or [] for label in (s.get("scores") or {})}
+            | {s["stance"] for d in documents for s in d.get("sentences") or [] if s.get("stance") is not None}
+        )
+        if scheme is None:
+            return cls(entities, stances, None)
+        known = list(scheme.stance_labels)
+        return cls(
+            [*scheme.entity_labels, *entities], [*known, *(x for x in stances if x not in known)], scheme.none_label
+        )
+
+    def entity_color(self, label: str) -> str:
+        return self.entity_colors.get(label, DEFAULT_ENTITY_COLOR)
+
+    def stance_class(self, stance: str | None) -> str:
+        """The CSS class of a stance tint: by position, so a label (model data) never becomes a class name."""
+        if stance is None:
+            return ""
+        if stance in self.stance_labels:
+            return f"stance-{self.stance_labels.index(stance)}"
+        return "stance-mixed" if stance == MIXED else "stance-other"
+
+    def css(self) -> str:
+        """The stance tints' rules (colours only: nothing of a label's name)."""
+        rules = [f".stance-{i}{{background:{tint}}}" for i, tint in enumerate(self.tints)]
+        rules += [f".stance-mixed{{background:{MIXED_TINT}}}", f".stance-other{{background:{OTHER_TINT}}}"]
+        if self.none_label in self.stance_labels:
+            rules.append(f".bar .stance-{self.stance_labels.index(self.none_label)}{{background:{NONE_BAR}}}")
+        return "\n".join(rules) + "\n"
+
+    def evidence_rule(self) -> str:
+        none = self.none_label if self.none_label is not None else "the none label"
+        return (
+            f"Evidence: the document stance is the more frequent sentence stance other than {none} (a tie is mixed, "
+            f"none is {none}); its evidence is the up to {EVIDENCE_SENTENCES} sentences predicted with that stance "
+            "that have the highest score for it (for mixed: the highest-scoring sentences of the tied stances)."
+        )
 
 
 def attrs(**values: str | None) -> str:
@@ -114,23 +170,23 @@ def attrs(**values: str | None) -> str:
     )
 
 
-def stance_badge(stance: str | None) -> str:
+def stance_badge(stance: str | None, labels: PageLabels) -> str:
     if stance is None:
         return '<span class="badge">no stance</span>'
-    return f"<span{attrs(class_=f'badge {stance_class(stance)}')}>{escape(stance)}</span>"
+    return f"<span{attrs(class_=f'badge {labels.stance_class(stance)}')}>{escape(stance)}</span>"
 
 
 # ---------------------------------------------------------------------------------------------- one article
 
 
-def evidence_sentences(prediction: dict, n: int = EVIDENCE_SENTENCES) -> list[int]:
-    """Indices of the sentences that decide the document stance (``EVIDENCE_RULE``), best first."""
+def evidence_sentences(prediction: dict, none_label: str | None, n: int = EVIDENCE_SENTENCES) -> list[int]:
+    """Indices of the sentences that decide the document stance (``PageLabels.evidence_rule``), best first."""
     stance = prediction.get("doc_stance")
     sentences = prediction.get("sentences") or []
-    if stance in (None, NEUTRAL):
+    if stance in (None, none_label):
         return []
     if stance == MIXED:
-        counts = Counter(s["stance"] for s in sentences if s.get("stance") not in (None, NEUTRAL))
+        counts = Counter(s["stance"] for s in sentences if s.get("stance") not in (None, none_label))
         top = max(counts.values(), default=0)
         wanted = {label for label, count in counts.items() if count == top}
     else:
@@ -170,7 +226,7 @@ def entity_verdicts(pred: Sequence[dict], gold: Sequence[dict]) -> tuple[list[tu
     return verdicts, missed
 
 
-def entity_mark(text: str, entity: dict, verdict: tuple[str, str] | None) -> str:
+def entity_mark(text: str, entity: dict, verdict: tuple[str, str] | None, labels: PageLabels) -> str:
     """displaCy's entity markup: ``<mark class="entity">TEXT<span class="entity-label">LABEL</span></mark>``."""
     label = entity["label"]
     classes = ["entity"]
@@ -181,7 +237,7 @@ def entity_mark(text: str, entity: dict, verdict: tuple[str, str] | None) -> str
     if verdict is not None and verdict[0] != "correct":
         classes.append({"wrong_type": "err-type", "wrong_span": "err-span", "spurious": "err-spurious"}[verdict[0]])
         title.append(ENTITY_VERDICTS[verdict[0]].split(":")[0] + (f" ({verdict[1]})" if verdict[1] else ""))
-    style = f"background: {entity_color(label)}"
+    style = f"background: {labels.entity_color(label)}"
     head = f"<mark{attrs(class_=' '.join(classes), data_label=label, style=style, title=' · '.join(title))}>"
     return f'{head}{escape(text)}<span class="entity-label">{escape(label)}</span></mark>'
 
@@ -192,7 +248,9 @@ def missed_mark(text: str, entity: dict) -> str:
     return f"<mark{attrs(class_='missed', data_label=entity['label'], title=title)}>{escape(text)}{label}</mark>"
 
 
-def render_spans(text: str, start: int, end: int, marks: list[tuple[int, int, str, dict, object]]) -> str:
+def render_spans(
+    text: str, start: int, end: int, marks: list[tuple[int, int, str, dict, object]], labels: PageLabels
+) -> str:
     """``text[start:end]`` escaped, with marks (sorted, clipped to the range; one overlapping an earlier mark is
     shown as plain text) as HTML."""
     out, at = [], start
@@ -202,14 +260,19 @@ def render_spans(text: str, start: int, end: int, marks: list[tuple[int, int, st
             continue
         out.append(escape(text[at:s]))
         piece = text[s:e]
-        out.append(missed_mark(piece, entity) if kind == "missed" else entity_mark(piece, entity, verdict))
+        out.append(missed_mark(piece, entity) if kind == "missed" else entity_mark(piece, entity, verdict, labels))
         at = e
     out.append(escape(text[at:end]))
     return "".join(out)
 
 
 def render_article(
-    number: int, prediction: dict, text: str, gold: dict | None = None, check: Sequence[str] = ()
+    number: int,
+    prediction: dict,
+    text: str,
+    labels: PageLabels,
+    gold: dict | None = None,
+    check: Sequence[str] = (),
 ) -> str:
     """One ``<article>``: heading, document stance with its evidence, then the text. With ``gold`` and ``check``
     (``"ner"``, ``"stance"``), errors against the gold record are marked."""
@@ -236,7 +299,8 @@ def render_article(
         + [(g["start"], g["end"], "missed", g, None) for g in missed],
         key=lambda m: (m[0], m[1]),
     )
-    evidence = {i: n for n, i in enumerate(evidence_sentences({**prediction, "sentences": sentences}), start=1)}
+    ranked = evidence_sentences({**prediction, "sentences": sentences}, labels.none_label)
+    evidence = {i: n for n, i in enumerate(ranked, start=1)}
     body, at, mark_at = [], 0, 0
 
     def marks_before(end: int) -> list:
@@ -252,8 +316,8 @@ def render_article(
         s, e = sent["start"], sent["end"]
         if s < at:  # overlapping sentence spans: show the text once
             continue
-        body.append(render_spans(text, at, s, marks_before(s)))  # text between sentences
-        classes = ["sent", stance_class(sent.get("stance"))]
+        body.append(render_spans(text, at, s, marks_before(s), labels))  # text between sentences
+        classes = ["sent", labels.stance_class(sent.get("stance"))]
         title = scores_title(sent)
         wrong = None
         if gold is not None and "stance" in check:
@@ -273,17 +337,17 @@ def render_article(
             data_stance=sent.get("stance"),
             title=title,
         )
-        inner = render_spans(text, s, e, marks_before(e))
+        inner = render_spans(text, s, e, marks_before(e), labels)
         after = f'<sup class="evidence-no">{evidence[i]}</sup>' if i in evidence else ""
         after += f"<sup{attrs(class_='gold-stance')}>gold: {escape(wrong)}</sup>" if wrong else ""
         body.append(f"<span{tag}>{inner}</span>{after}")
         at = e
-    body.append(render_spans(text, at, len(text), marks_before(len(text) + 1)))
+    body.append(render_spans(text, at, len(text), marks_before(len(text) + 1), labels))
     return "".join(
         [
             f"<article{attrs(class_='doc', id=anchor)}>",
             f"<h2>{escape(doc_id)}</h2>",
-            article_header(prediction, sentences, entities, gold, check, evidence, anchor),
+            article_header(prediction, sentences, entities, gold, check, evidence, anchor, labels),
             f'<div class="text">{"".join(body)}</div>',
             "</article>",
         ]
@@ -298,17 +362,17 @@ def article_header(
     check: Sequence[str],
     evidence: dict[int, int],
     anchor: str,
+    labels: PageLabels,
 ) -> str:
     """The document stance (and gold's, on evaluation pages), counts, and the evidence sentences as a list."""
     stance = prediction.get("doc_stance")
     counts = Counter(s.get("stance") or NO_STANCE for s in sentences)
-    parts = [f"Document stance: {stance_badge(stance)}"]
-    if gold is not None and "stance" in check:
-        from src.labels import doc_stance
-
-        want = doc_stance(s["stance"] for s in gold.get("sentences") or [] if s.get("stance") is not None)
+    parts = [f"Document stance: {stance_badge(stance, labels)}"]
+    if gold is not None and "stance" in check and labels.none_label is not None:
+        gold_stances = (s["stance"] for s in gold.get("sentences") or [] if s.get("stance") is not None)
+        want = doc_stance(gold_stances, labels.none_label)
         mark = "" if want == stance else ' <span class="error">wrong</span>'
-        parts.append(f"gold: {stance_badge(want)}{mark}")
+        parts.append(f"gold: {stance_badge(want, labels)}{mark}")
     parts.append(
         f"{len(sentences)} sentences ("
         + ", ".join(f"{escape(label)} {n}" for label, n in sorted(counts.items(), key=lambda kv: -kv[1]))
@@ -326,26 +390,30 @@ def article_header(
                 f"({escape(str(sent.get('stance')))} {0.0 if score is None else score:.2f})</li>"
             )
         html.append(f'<ol class="evidence-list">{"".join(items)}</ol>')
-    elif stance == NEUTRAL:
-        html.append('<p class="meta">No sentence was predicted leverage or economic cooperation.</p>')
+    elif stance is not None and stance == labels.none_label:
+        framing = [label for label in labels.stance_labels if label != labels.none_label]
+        html.append(f'<p class="meta">No sentence was predicted {escape(" or ".join(framing))}.</p>')
     return "".join(html)
 
 
 # ---------------------------------------------------------------------------------------------- the page
 
 
-def legend(entity_labels: Sequence[str], stances: Sequence[str], evaluation: bool) -> str:
+def legend(labels: PageLabels, evaluation: bool) -> str:
     """What the colours, outlines and hover texts mean (its samples use classes of their own, so that counting
     ``entity``, ``sent``, ``missed`` ... elements counts the articles' only)."""
     ents = "".join(
-        f"<span{attrs(class_='swatch', style=f'background: {entity_color(label)}')}>{escape(label)}</span>"
-        for label in entity_labels
+        f"<span{attrs(class_='swatch', style=f'background: {labels.entity_color(label)}')}>{escape(label)}</span>"
+        for label in labels.entity_labels
     )
-    tints = "".join(f"<span{attrs(class_=f'swatch {stance_class(s)}')}>{escape(s)}</span>" for s in stances)
+    tints = "".join(
+        f"<span{attrs(class_=f'swatch {labels.stance_class(s)}')}>{escape(s)}</span>"
+        for s in [*labels.stance_labels, MIXED]
+    )
     lines = [
         f"<p><strong>Entities</strong> (highlighted, type after the name; hover: score): {ents}</p>",
         f"<p><strong>Sentences</strong> are tinted by their predicted stance (hover: each stance's score): {tints}</p>",
-        f'<p><span class="swatch evidence-swatch">outlined</span> with a number: {escape(EVIDENCE_RULE)}</p>',
+        f'<p><span class="swatch evidence-swatch">outlined</span> with a number: {escape(labels.evidence_rule())}</p>',
         '<p><span class="swatch low-score-swatch">dashed outline</span>: score under --flag-below. '
         "A sentence left untinted has no stance (no stance model, or under --min-score).</p>",
     ]
@@ -361,7 +429,7 @@ def legend(entity_labels: Sequence[str], stances: Sequence[str], evaluation: boo
     return f'<section class="legend"><h3>Legend</h3>{"".join(lines)}</section>'
 
 
-def framing_table(table: FramingTable) -> str:
+def framing_table(table: FramingTable, labels: PageLabels) -> str:
     """ "Who is framed how": per entity group, the stances of the sentences that mention it (with a bar)."""
     rows, columns = table.rows(), table.columns()
     if not rows:
@@ -371,10 +439,9 @@ def framing_table(table: FramingTable) -> str:
     def row_html(row: dict) -> str:
         total = max(row["sentences"], 1)
         also = f"also written: {', '.join(row['variants'])}" if row["variants"] else None
-        swatch = attrs(class_="swatch", style=f"background: {entity_color(row['label'])}")
+        swatch = attrs(class_="swatch", style=f"background: {labels.entity_color(row['label'])}")
         bar = "".join(
-            f"<span{attrs(class_=stance_class(c) or 'stance-other', style=f'width: {100 * row[c] / total:.1f}%')}>"
-            "</span>"
+            f"<span{attrs(class_=labels.stance_class(c), style=f'width: {100 * row[c] / total:.1f}%')}></span>"
             for c in columns
             if row[c] and c != NO_STANCE
         )
@@ -396,19 +463,19 @@ def framing_table(table: FramingTable) -> str:
     return html
 
 
-def summary(predictions: Sequence[dict], table: FramingTable) -> str:
+def summary(predictions: Sequence[dict], table: FramingTable, labels: PageLabels) -> str:
     """Articles by document stance, an index of the articles, and who is framed how."""
     stances = Counter(
         "could not be predicted" if "error" in p else (p.get("doc_stance") or "no stance") for p in predictions
     )
-    order = [*STANCE_LABELS, MIXED]
+    order = [*labels.stance_labels, MIXED]
     by_stance = "".join(
-        f'<tr><td>{stance_badge(s) if s in STANCE_COLORS else escape(s)}</td><td class="n">{n}</td></tr>'
+        f'<tr><td>{stance_badge(s, labels) if s in order else escape(s)}</td><td class="n">{n}</td></tr>'
         for s, n in sorted(stances.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0]))
     )
     index = "".join(
         f"<li><a{attrs(href=f'#doc-{n}')}>{escape(str(p.get('id')))}</a> "
-        + ("(error)" if "error" in p else f"{stance_badge(p.get('doc_stance'))}")
+        + ("(error)" if "error" in p else f"{stance_badge(p.get('doc_stance'), labels)}")
         + "</li>"
         for n, p in enumerate(predictions)
     )
@@ -421,7 +488,7 @@ def summary(predictions: Sequence[dict], table: FramingTable) -> str:
         '<p class="meta">Per entity (mentions grouped by normalised name and type: case, possessive \'s, and within an '
         "article a one-word mention of a longer name of the same type, e.g. Kim &rarr; Kim Jong-un), the predicted "
         "stance of the sentences that mention it (hover a name: its other spellings).</p>"
-        f"{framing_table(table)}</div></section>"
+        f"{framing_table(table, labels)}</div></section>"
     )
 
 
@@ -431,28 +498,28 @@ def render_page(
     gold: Sequence[dict] | None = None,
     check: Sequence[str] = (),
     note: str = "",
+    scheme: LabelScheme | None = None,
 ) -> str:
     """The whole page for prediction records that carry their ``text`` (or, on evaluation pages, whose ``gold``
-    record of the same id does); ``check`` names what to mark against gold (``"ner"``, ``"stance"``)."""
+    record of the same id does); ``check`` names what to mark against gold (``"ner"``, ``"stance"``). ``scheme``:
+    the models' labels (``Predictor.scheme``), shown in their order; without it, the labels the documents hold."""
     gold_by_id = {str(g["id"]): g for g in gold or []}
-    table = FramingTable()
+    labels = PageLabels.of(documents, scheme)
+    table = FramingTable(labels.stance_labels)
     for doc in documents:
         table.add(doc)
-    labels = list(ENTITY_LABELS) + sorted(
-        {e["label"] for d in documents for e in d.get("entities") or []} - set(ENTITY_LABELS)
-    )
     articles = []
     for number, doc in enumerate(documents):
         g = gold_by_id.get(str(doc.get("id")))
         text = doc.get("text") if doc.get("text") is not None else (g or {}).get("text", "")
-        articles.append(render_article(number, doc, text, g, check if g is not None else ()))
+        articles.append(render_article(number, doc, text, labels, g, check if g is not None else ()))
     note_html = f'<p class="meta">{escape(note)}</p>' if note else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{escape(title)}</title><style>{CSS}{labels.css()}</style></head><body>"
         f"<h1>{escape(title)}</h1>{note_html}"
-        f"{legend(labels, [*STANCE_LABELS, MIXED], evaluation=bool(gold) and bool(check))}"
-        f"{summary(documents, table)}"
+        f"{legend(labels, evaluation=bool(gold) and bool(check))}"
+        f"{summary(documents, table, labels)}"
         f"{''.join(articles)}</body></html>\n"
     )

@@ -18,9 +18,12 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from src.files import file_sha256
+
+if TYPE_CHECKING:
+    from src.labels import LabelScheme
 
 log = logging.getLogger(__name__)
 
@@ -206,10 +209,13 @@ class PredictionWriter:
     text), the HTML page (``src.predict.html``; lines carry their ``text``) and the entity-framing CSV
     (``src.predict.framing``, counted as lines come)."""
 
-    def __init__(self, fmt: str, stream: TextIO, note: str = "") -> None:
+    def __init__(self, fmt: str, stream: TextIO, note: str = "", scheme: LabelScheme | None = None) -> None:
+        """``scheme``: the models' labels (``Predictor.scheme``), whose order and colours the HTML page and the
+        entity-framing columns follow."""
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
         self.fmt, self.stream, self.note = fmt, stream, note  # note: the HTML page's line under its title
+        self.scheme = scheme
         self.tasks: list[dict] = []
         self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self.csv is not None:
@@ -218,7 +224,7 @@ class PredictionWriter:
         if fmt == "entity-framing":
             from src.predict.framing import FramingTable
 
-            self.framing = FramingTable()
+            self.framing = FramingTable(scheme.stance_labels if scheme is not None else ())
 
     def write(self, line: dict) -> None:
         """Write one prediction line; one that UTF-8 cannot hold is written as an error record instead, so a bad
@@ -253,7 +259,7 @@ class PredictionWriter:
         elif self.fmt == "html":
             from src.predict.html import render_page
 
-            self.stream.write(render_page(self.tasks, note=self.note))
+            self.stream.write(render_page(self.tasks, note=self.note, scheme=self.scheme))
         elif self.framing is not None:
             self.framing.write_csv(self.stream)
         self.stream.flush()
@@ -301,7 +307,7 @@ def iter_journal(path: Path) -> Iterator[dict]:
             yield json.loads(raw)
 
 
-def finalize(journal: Path, output: Path, fmt: str, note: str = "") -> None:
+def finalize(journal: Path, output: Path, fmt: str, note: str = "", scheme: LabelScheme | None = None) -> None:
     """Turn a complete journal into ``output`` atomically (a rename for JSONL, a conversion through a temp file
     in the same folder otherwise) and remove the journal."""
     if fmt == "jsonl":
@@ -310,7 +316,7 @@ def finalize(journal: Path, output: Path, fmt: str, note: str = "") -> None:
     tmp = output.with_name(f".{output.name}.tmp")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as stream:
-            writer = PredictionWriter(fmt, stream, note)
+            writer = PredictionWriter(fmt, stream, note, scheme)
             for line in iter_journal(journal):
                 writer.write(line)
             writer.close()

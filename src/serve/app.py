@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -353,13 +352,15 @@ def describe_models(predictor: Predictor, paths: dict[str, str | None]) -> dict[
     return described
 
 
-def encode_answer(predictions: list[dict], min_score: float | None, flag_below: float | None) -> bytes:
+def encode_answer(
+    predictions: list[dict], min_score: float | None, flag_below: float | None, none_label: str | None = None
+) -> bytes:
     """The response body: each record exactly as ``predict.py --format jsonl`` writes it (the same thresholds and
     the same writer, so the same bytes), joined into ``{"documents": [...]}``."""
     stream = io.StringIO()
     writer = PredictionWriter("jsonl", stream)
     for prediction in predictions:
-        writer.write(apply_thresholds(prediction, min_score, flag_below))
+        writer.write(apply_thresholds(prediction, min_score, flag_below, none_label))
     lines = stream.getvalue().split("\n")[:-1]  # "\n" only: records may hold U+2028 raw
     return ('{"documents":[' + ",".join(lines) + "]}").encode("utf-8")
 
@@ -385,8 +386,11 @@ def create_app(
     state = ServiceState()
     version = project_version()
 
+    loaded: dict[str, str | None] = {}  # the stance model's none label, for the thresholds' document stance
+
     def load() -> Callable[[list[dict]], list[dict]]:
         predictor = predictor_factory()
+        loaded["none_label"] = predictor.stance.none_label if predictor.stance is not None else None
         return lambda records: list(predictor.iter_predict(records))
 
     batcher = MicroBatcher(load, limits.batch_size, limits.batch_wait_ms / 1000, limits.queue_size, WARMUP)
@@ -465,7 +469,10 @@ def create_app(
             return Response(b'{"documents":[]}', media_type="application/json")
         records = [document_record(document, i) for i, document in enumerate(documents, start=1)]
         deadline = request.scope.get(DEADLINE) or time.monotonic() + limits.timeout_s
-        finish = partial(encode_answer, min_score=body.min_score, flag_below=body.flag_below)
+
+        def finish(predictions: list[dict]) -> bytes:  # runs once the predictions exist: load() has set the label
+            return encode_answer(predictions, body.min_score, body.flag_below, loaded.get("none_label"))
+
         try:
             future = batcher.submit(records, finish, deadline)
             content = await asyncio.wait_for(asyncio.wrap_future(future), max(deadline - time.monotonic(), 0))

@@ -47,7 +47,9 @@ class StanceTask(Task):
             return list(records)
         if not mask_token:
             raise ConfigError("task.mask_names needs a tokenizer with a mask token; set task.mask_names=0")
-        names = known_names(records, list(task_cfg.get("mask_name_types") or ()))
+        types = task_cfg.get("mask_name_types")  # null: every entity type the records use
+        types = sorted({e["label"] for r in records for e in r["entities"]}) if types is None else list(types)
+        names = known_names(records, types)
         return mask_names(records, names, probability, random.Random(seed), mask_token)
 
     def loss(self, task_cfg: Mapping, dataset, n_labels: int) -> Callable | None:
