@@ -124,3 +124,26 @@ def test_stance_context_is_saved_and_read_back(tiny_model_dir: Path, tmp_path: P
     mine = predictor.predict_records(gold)
     scored = {r["id"]: r for r in map(json.loads, (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines())}
     assert [s["scores"] for s in mine[0]["sentences"]] == [s["scores"] for s in scored[gold[0]["id"]]["sentences"]]
+
+
+def test_quantize_auto_follows_the_folders_cpu_choice(runs: dict[str, Path], tmp_path: Path) -> None:
+    """``--quantize auto`` (the default) runs int8 where the folder records ``cpu_quantize: int8`` and ONNX Runtime
+    runs on CPU; ``none`` always gives fp32, and the torch backend never quantises by itself."""
+    import shutil
+
+    from src.model_folder import SCHEMA_VERSION, check_metadata
+    from src.predict import Predictor
+
+    folder = shutil.copytree(runs["stance"] / "model", tmp_path / "stance" / "model")
+    labels = json.loads((folder / "config.json").read_text())["id2label"]
+    meta = {"schema_version": SCHEMA_VERSION, "task": "stance", "labels": [labels[str(i)] for i in range(len(labels))]}
+    meta |= {"max_length": 64, "stride": 16, "cpu_quantize": "int8"}
+    (folder / "newsframe.json").write_text(json.dumps(meta))
+    got = {
+        q: Predictor.from_pretrained(stance=str(folder), device="cpu", backend=b, quantize=q).stance.quantize
+        for q, b in (("auto", "onnx"), ("none", "onnx"))
+    }
+    assert got == {"auto": "int8", "none": "none"}
+    assert Predictor.from_pretrained(stance=str(folder), device="cpu", backend="torch").stance.quantize == "none"
+    with pytest.raises(ValueError, match="cpu_quantize"):
+        check_metadata({**meta, "cpu_quantize": "int4"}, folder / "newsframe.json")

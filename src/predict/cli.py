@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     parser.add_argument(
-        "--quantize", choices=("none", "int8"), default="none", help="int8: dynamic int8 linear layers (CPU; faster)"
+        "--quantize",
+        choices=("auto", "none", "int8"),
+        default="auto",
+        help="auto (default): each model folder's choice on CPU with ONNX Runtime (cpu_quantize); none: fp32; "
+        "int8: dynamic int8 linear layers (CPU; faster)",
     )
     parser.add_argument(
         "--backend",

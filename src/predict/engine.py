@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 QUANTIZATIONS = ("none", "int8")
+QUANTIZE_CHOICES = ("auto", *QUANTIZATIONS)  # auto: the model folder's cpu_quantize on CPU with ONNX Runtime
 BACKENDS = ("auto", "torch", "onnx")
 
 
@@ -118,6 +119,14 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
         return backend
     has_ort = all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))
     return "onnx" if has_ort and device.type == "cpu" and dtype == torch.float32 else "torch"
+
+
+def resolve_quantize(quantize: str, meta: dict, onnx_cpu_fp32: bool) -> str:
+    """``auto``: the folder's ``cpu_quantize`` where ONNX Runtime runs it on CPU in fp32 (the path its choice was
+    measured on), else ``none``; an explicit choice stays."""
+    if quantize != "auto":
+        return quantize
+    return meta.get("cpu_quantize", "none") if onnx_cpu_fp32 else "none"
 
 
 def quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
@@ -294,7 +303,7 @@ class Predictor:
         max_length: int | None = None,
         stride: int | None = None,
         precision: str = "auto",
-        quantize: str = "none",
+        quantize: str = "auto",
         backend: str = "auto",
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
@@ -304,12 +313,15 @@ class Predictor:
         quarter of it as stride).
 
         ``precision``: ``auto`` (half precision on CUDA, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16`` (also the fast
-        choice on CPUs with native bf16, e.g. AVX-512 BF16 or AMX). ``quantize``: ``none`` or ``int8`` (dynamic int8
-        linear layers, CPU and fp32 only, see ``quantize_int8``). ``backend``: ``auto`` (default: ONNX Runtime for fp32
-        on CPU where the ``onnx`` extra is installed, else torch), ``torch`` or ``onnx`` (the export cached by
-        ``src.predict.ort`` and loaded from there without the torch weights; with ``quantize="int8"`` the fastest CPU
-        path that keeps F1).
+        choice on CPUs with native bf16, e.g. AVX-512 BF16 or AMX). ``quantize``: ``auto`` (default: the folder's
+        ``cpu_quantize`` where ONNX Runtime runs it on CPU in fp32, chosen per task by cross-validated F1; otherwise
+        none), ``none`` or ``int8`` (dynamic int8 linear layers, CPU and fp32 only, see ``quantize_int8``).
+        ``backend``: ``auto`` (default: ONNX Runtime for fp32 on CPU where the ``onnx`` extra is installed, else
+        torch), ``torch`` or ``onnx`` (the export cached by ``src.predict.ort`` and loaded from there without the torch
+        weights; with ``quantize="int8"`` the fastest CPU path).
         """
+        if quantize not in QUANTIZE_CHOICES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}; got {quantize!r}")
         torch_device = resolve_device(device)
         dtype = resolve_precision(precision, torch_device)
         backend = resolve_backend(backend, torch_device, dtype)
@@ -335,10 +347,11 @@ class Predictor:
             check_windows(length, step, batch_size, positions, tokenizer)
             task = get_task(expected)
             cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
-            if backend == "onnx" and cpu_fp32 and quantize in QUANTIZATIONS:  # else TaskModel says what is wrong
+            chosen = resolve_quantize(quantize, meta, backend == "onnx" and cpu_fp32)
+            if backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
                 from src.predict.ort import OrtModel
 
-                model = OrtModel.from_folder(folder, config, quantize, lambda f=folder, t=task: load_checkpoint(f, t))
+                model = OrtModel.from_folder(folder, config, chosen, lambda f=folder, t=task: load_checkpoint(f, t))
             else:
                 model = load_checkpoint(folder, task)
             loaded[expected] = TaskModel(
@@ -349,7 +362,7 @@ class Predictor:
                 batch_size,
                 length,
                 step,
-                quantize,
+                chosen,
                 backend,
                 meta.get("context", "none"),
                 meta.get("calibration"),

@@ -86,7 +86,12 @@ def build_parser() -> Parser:
         limits.add_argument(flag, type=number(kind, minimum), default=default, help=f"{text} (default {default:_})")
     model = parser.add_argument_group("prediction (as scripts/predict.py)")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    model.add_argument("--quantize", choices=("none", "int8"), default="none", help="int8: faster on CPU")
+    model.add_argument(
+        "--quantize",
+        choices=("auto", "none", "int8"),
+        default="auto",
+        help="auto (default): each model folder's choice on CPU (cpu_quantize); none: fp32; int8: faster on CPU",
+    )
     model.add_argument("--threads", type=number(int, 1), help="CPU threads for inference (default: one per core)")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--access-log", action="store_true", help="log every request")
