@@ -116,10 +116,14 @@ cv: setup
 	@echo "Next: make calibrate (stores the out-of-fold temperature in runs/ner and runs/stance)"
 
 ## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.
+## The stance temperature is extrapolated to the model trained on every article: stance models one article smaller
+## than the fold models are trained for it (multirun/cv-size, 20 models on the seeds, reused until make cv runs again).
 calibrate: setup
 	@test -d multirun/cv || { echo "error: no multirun/cv: run make cv first" >&2; exit 2; }
+	@if [ multirun/cv/cv_metrics.json -nt multirun/cv-size/nested_calibration.json ]; then $(call keep,multirun/cv-size); fi
+	$(PY) -m src.evaluate.nested_cv --task stance --calibration --outer multirun/cv --out multirun/cv-size $(EXTRA)
 	$(PY) -m src.evaluate cv=multirun/cv baselines=false behaviour=data/behaviour/stance.jsonl \
-	  'store=[runs/ner,runs/stance]' decision_bias=$(DECISION_BIAS)
+	  'store=[runs/ner,runs/stance]' decision_bias=$(DECISION_BIAS) size_check=multirun/cv-size/nested_calibration.json
 
 ## Serve both models over HTTP on 127.0.0.1:8000 (POST /v1/annotate, docs at /docs; README "Service").
 serve: setup

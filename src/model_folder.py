@@ -183,6 +183,13 @@ def calibration_line(meta: dict) -> str:
         f"(expected calibration error {c['ece_before']:.3f} before, {c['ece_after_cross_fitted']:.3f} after, "
         "cross-fitted)"
     )
+    if c.get("extrapolated_from"):
+        e = c["extrapolated_from"]
+        line += (
+            f"; extrapolated to this model (trained on one article more than the fold models) from the fold models' "
+            f"temperature {e['temperature_folds']:.3f} and that of models one article smaller "
+            f"{e['temperature_smaller_models']:.3f}"
+        )
     if c.get("checked_on"):
         k = c["checked_on"]
         line += (

@@ -178,13 +178,31 @@ def test_a_temperature_is_stored_only_when_the_shift_check_agrees(stance_run: Pa
     (line,) = store(cv(1.5, worse), "cv", [str(stance_run)], decision_bias=False)
     assert line.startswith("not calibrated") and "from 0.070 to 0.130" in line
     assert (stance_run / "model" / "newsframe.json").read_bytes() == before  # the folder was left as it was
-    (line,) = store(cv(0.55, None), "cv", [str(stance_run)], decision_bias=False)
+    size = {"temperature_smaller_models": 0.386}  # models one article smaller: sharper still
+    (line,) = store(cv(0.55, None), "cv", [str(stance_run)], decision_bias=False, size_check=size)
     assert "below 1 it makes scores sharper" in line
     assert (stance_run / "model" / "newsframe.json").read_bytes() == before
     better = {"suite": "suite.jsonl", "n_cases": 156, "ece_before": 0.13, "ece_after": 0.07}
-    (line,) = store(cv(0.55, better), "cv", [str(stance_run)], decision_bias=False)
-    assert line.startswith("calibrated") and "temperature 0.550" in line
+    (line,) = store(cv(0.55, better), "cv", [str(stance_run)], decision_bias=False)  # no size check: the fold
+    assert "one article fewer" in line  # models' temperature would over-sharpen the bigger model
+    assert (stance_run / "model" / "newsframe.json").read_bytes() == before
+    (line,) = store(cv(0.55, better), "cv", [str(stance_run)], decision_bias=False, size_check=size)
+    assert line.startswith("calibrated") and "temperature 0.784" in line  # 0.55 ** 2 / 0.386, towards 1
     stored = read_metadata(stance_run / "model")["calibration"]
-    assert stored["temperature"] == 0.55 and stored["checked_on"]["ece_after"] == 0.07
+    assert stored["temperature"] == pytest.approx(0.783679, abs=1e-6) and stored["checked_on"]["ece_after"] == 0.07
+    assert stored["extrapolated_from"] == {"temperature_folds": 0.55, "temperature_smaller_models": 0.386}
     card = (stance_run / "model" / "README.md").read_text(encoding="utf-8")
     assert "checked under shift on `suite.jsonl` (156 sentences" in card and "0.130 raw, 0.070 calibrated" in card
+
+
+def test_a_size_check_of_another_cv_is_refused(tmp_path: Path) -> None:
+    from src.evaluate.__main__ import read_size_check
+
+    check = tmp_path / "nested_calibration.json"
+    check.write_text(json.dumps({"outer": str(tmp_path / "cv-a"), "temperature_smaller_models": 0.4}))
+    assert read_size_check(str(check), str(tmp_path / "cv-a"))["temperature_smaller_models"] == 0.4
+    with pytest.raises(ValueError, match="not of cv="):
+        read_size_check(str(check), str(tmp_path / "cv-b"))
+    check.write_text("{}")
+    with pytest.raises(ValueError, match=r"not a nested_calibration\.json"):
+        read_size_check(str(check), str(tmp_path / "cv-a"))

@@ -100,6 +100,16 @@ def test_calibration_check_fits_on_smaller_models_and_scores_the_bigger_ones(mon
     assert systems["smaller models"]["ece"] < systems["raw"]["ece"]
     assert systems["smaller models"]["nll"] < systems["raw"]["nll"]
     assert systems["raw"]["accuracy"] == systems["smaller models"]["accuracy"]  # a temperature never changes a decision
+    assert 1.6 < result["temperature_smaller_models"] < 2.5 and result["outer"] == str(tmp_path / "outer" / "defaults")
     assert parse_candidates(None, "stance", calibration=True) == {"defaults": []}
     with pytest.raises(SystemExit, match="at most one"):
         parse_candidates(["a=", "b="], "stance", calibration=True)
+
+
+def test_the_extrapolated_temperature_moves_towards_1_never_past_it() -> None:
+    from src.evaluate.calibration import extrapolated_temperature
+
+    assert extrapolated_temperature(0.556, 0.386) == pytest.approx(0.801, abs=1e-3)  # 3, 4 -> 5 articles
+    assert extrapolated_temperature(0.9, 0.5) == 1.0  # would cross 1: stops at raw scores
+    assert extrapolated_temperature(0.5, 0.6) == 0.5  # moving away from 1: no sharper than the folds' own
+    assert extrapolated_temperature(2.0, 3.0) == pytest.approx(4 / 3)  # over-confident models soften less

@@ -94,7 +94,8 @@ def run(argv: list[str] | None = None) -> int:
                     f"{system['pooled']['headline']['value']:.3f}  folds {system['mean']:.3f} ± {system['std']:.3f}"
                 )
         print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
-        for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias):
+        size = read_size_check(cfg.size_check, str(cfg.cv)) if cfg.size_check else None
+        for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias, size):
             print(line)
         return 0
     if behaviour is not None and cfg.data.path is None:
@@ -116,6 +117,22 @@ def run(argv: list[str] | None = None) -> int:
     print(per_label_table(metrics))
     print(json.dumps({"headline": metrics["headline"], **{k: str(v) for k, v in paths.items()}}, indent=2))
     return 0
+
+
+def read_size_check(path: str, cv: str) -> dict:
+    """``nested_calibration.json`` made on the outer models of ``cv`` (``ValueError`` otherwise)."""
+    try:
+        check = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"size_check={path}: cannot read it ({err})") from None
+    if not isinstance(check, dict) or "temperature_smaller_models" not in check:
+        raise ValueError(f"size_check={path}: not a nested_calibration.json (src.evaluate.nested_cv --calibration)")
+    if Path(str(check.get("outer"))).resolve() != Path(cv).resolve():
+        raise ValueError(
+            f"size_check={path}: made on the fold models of {check.get('outer')}, not of cv={cv}; run "
+            f"python -m src.evaluate.nested_cv --task stance --calibration --outer {cv} (make calibrate does)"
+        )
+    return check
 
 
 def suite(model: str, behaviour: str, cfg: DictConfig) -> int:

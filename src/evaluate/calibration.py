@@ -286,15 +286,48 @@ def suite_check(temperature: float, fold_results: Sequence[dict]) -> dict | None
     }
 
 
+def extrapolated_temperature(t_folds: float, t_smaller: float) -> float:
+    """The temperature of a model trained on one article more than the fold models: the change from models one
+    article smaller (``t_smaller``) to the fold models (``t_folds``) taken once more, in log space, and never past 1
+    (no flip from softening to sharpening) nor further from 1 than ``t_folds``.
+
+    EXAMPLE: ``extrapolated_temperature(0.556, 0.386) -> 0.80`` (the seeds: 3-, 4- and so 5-article stance models)
+    """
+    t = float(np.exp(2 * np.log(t_folds) - np.log(t_smaller)))
+    low, high = sorted((t_folds, 1.0))
+    return min(max(t, low), high)
+
+
+def size_adjusted(calibration: dict, size_check: dict | None, suite_folds: Sequence[dict]) -> dict:
+    """A stance setting's calibration with its temperature extrapolated to the model trained on every article
+    (``size_check``: ``nested_calibration.json`` of ``src.evaluate.nested_cv --calibration``) and the suite check
+    redone at that temperature; unchanged without a size check."""
+    if size_check is None:
+        return calibration
+    t_folds, t_smaller = calibration["temperature"], size_check["temperature_smaller_models"]
+    out = {**calibration, "temperature": extrapolated_temperature(t_folds, t_smaller)}
+    out["size_check"] = {"temperature_folds": t_folds, "temperature_smaller_models": t_smaller}
+    check = suite_check(out["temperature"], suite_folds) if suite_folds else None
+    if check is not None:
+        out["suite"] = {**(calibration.get("suite") or {}), **check}
+    return out
+
+
 def shift_refusal(calibration: dict) -> str | None:
     """Why a stance temperature must not be stored (None: it may): it makes the suite's ECE worse, or it is below 1
-    (sharper scores) with no suite check to back it."""
+    (sharper scores) without the size check (``size_adjusted``) or the suite check to back it."""
     t, check = calibration["temperature"], calibration.get("suite")
     if check is not None and check["ece_after"] > check["ece_before"]:
         return (
             f"temperature {t:.3f} not stored: on the behavioural suite ({check['n_cases']} sentences worded unlike "
             f"the training articles) it raises the expected calibration error from {check['ece_before']:.3f} to "
             f"{check['ece_after']:.3f}; the scores stay raw"
+        )
+    if t < 1 and "size_check" not in calibration:
+        return (
+            f"temperature {t:.3f} not stored: it was fitted on fold models trained on one article fewer, and below 1 "
+            "it would make the model trained on every article sharper than its own temperature (`make calibrate` "
+            "measures the change with training size: src.evaluate.nested_cv --calibration)"
         )
     if check is None and t < 1:
         return (
@@ -307,10 +340,13 @@ def shift_refusal(calibration: dict) -> str | None:
 # ------------------------------------------------------------------ storing a CV's fit in model folders
 
 
-def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: bool) -> list[str]:
+def store(
+    cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: bool, size_check: dict | None = None
+) -> list[str]:
     """Write each target's task calibration (fitted on all folds of the CV setting it was trained with) into its
-    model folder; a target whose training setting is not one of the CV's is refused, and a stance temperature that
-    fails the check under shift (``shift_refusal``) is not stored. Returns a line per target: what was done."""
+    model folder; a target whose training setting is not one of the CV's is refused; a stance temperature is first
+    extrapolated to the model trained on every article (``size_adjusted``, with ``size_check``) and not stored when
+    it fails the checks (``shift_refusal``). Returns a line per target: what was done."""
     from omegaconf import OmegaConf
 
     from src.config import setting_of
@@ -346,7 +382,11 @@ def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: 
                 "(run the CV with the same overrides)"
             )
         c = task["calibration"][match]
-        refusal = shift_refusal(c) if meta["task"] == "stance" else None
+        refusal = None
+        if meta["task"] == "stance":
+            folds = (task.get("behaviour") or {}).get("systems", {}).get(match, {}).values()
+            c = size_adjusted(c, size_check, [r for r in folds if "skipped" not in r])
+            refusal = shift_refusal(c)
         if refusal:
             done.append(f"not calibrated {folder}: {refusal}")
             continue
@@ -357,6 +397,8 @@ def store(cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: 
             "ece_before": round(c["ece_before"], 6),
             "ece_after_cross_fitted": round(c["ece_after"], 6),
         }
+        if c.get("size_check"):
+            entry["extrapolated_from"] = {k: round(v, 6) for k, v in c["size_check"].items()}
         if c.get("suite"):
             entry["checked_on"] = {k: c["suite"][k] for k in ("suite", "n_cases", "ece_before", "ece_after")}
         if decision_bias and c.get("decision_bias") is not None:

@@ -24,6 +24,11 @@ article k; beside it, raw scores and the temperature cross-fitted among the oute
 reports). Report: ``OUT/nested_calibration.json`` and ``.md``.
 
     python -m src.evaluate.nested_cv --task stance --calibration --out multirun/nested-calibration
+    python -m src.evaluate.nested_cv --task stance --calibration --outer multirun/cv --out multirun/cv-size
+
+``--outer CV`` takes the outer models from a finished LOAO CV (``make cv``'s stance runs) instead of training them;
+the inner runs must then get the CV's overrides. ``make calibrate`` runs it and stores the temperature extrapolated
+to the model trained on every article (``src.evaluate.calibration.extrapolated_temperature``).
 
 Arguments after the options are Hydra overrides for every run. Finished runs are kept and reused when the command is
 repeated; an unfinished one is moved aside. The report goes to ``OUT/nested_cv.json`` and ``OUT/nested_cv.md``.
@@ -46,7 +51,12 @@ from scipy.special import log_softmax
 
 from src.data.folds import leave_one_article_out
 from src.data.records import DataError, load_records, save_records
-from src.evaluate.calibration import expected_calibration_error, fit_temperature, stance_arrays
+from src.evaluate.calibration import (
+    expected_calibration_error,
+    extrapolated_temperature,
+    fit_temperature,
+    stance_arrays,
+)
 from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings, fold_splits, group_runs, run_scheme
 from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
@@ -140,14 +150,18 @@ def scored(log_probs: np.ndarray, y: np.ndarray, temperature: float) -> dict[str
     }
 
 
-def calibration_transfer(out: Path, name: str, n: int) -> dict:
-    """Held-out scores of the outer (n-1 article) models, raw, at the temperature of the inner (n-2 article) models
-    fitted without the held-out article, and at the temperature cross-fitted among the outer models."""
-    outer_lp, outer_y, outer_fold = stance_oof(out / "outer" / name)
+def calibration_transfer(out: Path, name: str, n: int, outer: Path | None = None) -> dict:
+    """Held-out scores of the outer (n-1 article) models (``outer``, by default trained into ``out``), raw, at the
+    temperature of the inner (n-2 article) models fitted without the held-out article, and at the temperature
+    cross-fitted among the outer models; the temperatures of all inner and of all outer predictions pooled."""
+    outer = outer or out / "outer" / name
+    outer_lp, outer_y, outer_fold = stance_oof(outer)
+    inner_all: list[tuple[np.ndarray, np.ndarray]] = []
     rows: dict[str, list] = {"raw": [], "smaller models": [], "same size, cross-fitted": []}
     temperatures: dict[str, dict[str, float]] = {"smaller models": {}, "same size, cross-fitted": {}}
     for k in range(n):
         inner_lp, inner_y, _ = stance_oof(out / f"outer{k}" / name)
+        inner_all.append((inner_lp, inner_y))
         here, others = outer_fold == k, outer_fold != k
         fitted = {
             "smaller models": fit_temperature(inner_lp, inner_y),
@@ -158,17 +172,22 @@ def calibration_transfer(out: Path, name: str, n: int) -> dict:
             temperatures[key][str(k)] = t
             rows[key].append(log_softmax(outer_lp[here] / t, axis=-1))
     y = np.concatenate([outer_y[outer_fold == k] for k in range(n)])
+    t_outer = fit_temperature(outer_lp, outer_y)
+    t_inner = fit_temperature(np.concatenate([lp for lp, _ in inner_all]), np.concatenate([y for _, y in inner_all]))
     return {
+        "outer": str(outer),
         "n_sentences": len(y),
-        "temperature_all_outer_folds": fit_temperature(outer_lp, outer_y),
+        "temperature_all_outer_folds": t_outer,
+        "temperature_smaller_models": t_inner,
+        "temperature_extrapolated": extrapolated_temperature(t_outer, t_inner),
         "per_fold_temperature": temperatures,
         "systems": {key: scored(np.concatenate(parts), y, 1.0) for key, parts in rows.items()},
     }
 
 
-def calibration_report(out: Path, name: str, n: int, seed: int, overrides: list[str]) -> str:
+def calibration_report(out: Path, name: str, n: int, seed: int, overrides: list[str], outer: Path | None) -> str:
     """Write ``nested_calibration.json`` / ``.md`` and return the markdown."""
-    result = calibration_transfer(out, name, n)
+    result = calibration_transfer(out, name, n, outer)
     table = []
     for key, s in result["systems"].items():
         temps = list(result["per_fold_temperature"].get(key, {}).values())
@@ -183,7 +202,9 @@ def calibration_report(out: Path, name: str, n: int, seed: int, overrides: list[
         "saw the held-out article (the situation of `make calibrate`, which stores the fold models' temperature in "
         "the model trained on every article); `same size`: fitted on the other outer models' predictions.\n\n"
         + markdown_table(["scores", "temperature: mean (range)", "ECE", "NLL", "mean top score", "accuracy"], table)
-        + f"\n\nTemperature of all {n} outer models together: {result['temperature_all_outer_folds']:.3f}.\n"
+        + f"\n\nTemperature of all {n} outer models together: {result['temperature_all_outer_folds']:.3f}; of all "
+        f"inner models together: {result['temperature_smaller_models']:.3f}; extrapolated to a model trained on all "
+        f"{n} articles: {result['temperature_extrapolated']:.3f}.\n"
     )
     write_atomic(out / "nested_calibration.md", report)
     write_json(out / "nested_calibration.json", {"seed": seed, "setting": name, "overrides": overrides, **result})
@@ -200,12 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration", action="store_true", help="stance: check the temperature across training sizes (see above)"
     )
+    parser.add_argument("--outer", type=Path, help="--calibration: the outer models from this finished LOAO CV")
     parser.add_argument("--jobs", type=int, default=1, help="sweeps trained at once (each gets cores / jobs threads)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model.name_or_path=DIR")
     args = parser.parse_args(argv)
     candidates = parse_candidates(args.candidate, args.task, args.calibration)
     if args.calibration and args.task != "stance":
         raise SystemExit("error: --calibration checks the stance temperature: use it with --task stance")
+    if args.outer is not None and not (args.calibration and args.outer.is_dir()):
+        raise SystemExit(f"error: --outer {args.outer}: want an existing CV folder, with --calibration")
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs {args.jobs}: want 1 or more")
     out = args.out.resolve()
@@ -227,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, overrides in candidates.items():
             sweeps.append((inner_gold, list(range(n - 1)), out / f"outer{k}" / name, [*args.overrides, *overrides]))
     for name, overrides in candidates.items():
-        sweeps.append((args.gold.resolve(), list(range(n)), out / "outer" / name, [*args.overrides, *overrides]))
+        if args.outer is None:
+            sweeps.append((args.gold.resolve(), list(range(n)), out / "outer" / name, [*args.overrides, *overrides]))
     env = dict(os.environ)
     if args.jobs > 1:  # one BLAS/OpenMP pool per job, not each job claiming every core
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
@@ -241,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
     if args.calibration:
         [(name, overrides)] = candidates.items()
-        print(calibration_report(out, name, n, args.seed, [*args.overrides, *overrides]))
+        print(calibration_report(out, name, n, args.seed, [*args.overrides, *overrides], args.outer))
         return 0
 
     inner_scores: dict[int, dict[str, float]] = {}
