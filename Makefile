@@ -132,6 +132,7 @@ serve: setup
 ## Run the whole test suite (unit, integration and the slow end-to-end tests).
 test: setup labelstudio
 	$(PY) -m ruff check src scripts tests
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 lint: setup

@@ -65,6 +65,12 @@ def mean(values: list[float]) -> str:
     )
 
 
+def shown(path: Path) -> str:
+    """A CV folder as the table names it: from its ``multirun`` folder on, never this machine's absolute path."""
+    parts = path.parts
+    return str(Path(*parts[parts.index("multirun") :])) if "multirun" in parts else path.name
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cv", type=Path, nargs="+", required=True, help="finished CV folders (one per seed)")
@@ -100,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{ECE_TOLERANCE})"
         )
     begin, end = "<!-- cv_engines: begin -->", "<!-- cv_engines: end -->"
-    cvs = " ".join(str(c) for c in args.cv)
+    cvs = " ".join(shown(c) for c in args.cv)
     text = (
         f"{begin}\nThe same fold models, their held-out articles predicted by each engine; mean (min-max) over "
         f"{len(args.cv)} CV folder(s); `python scripts/cv_engines.py --cv {cvs}`, {date.today().isoformat()}, CPU.\n\n"

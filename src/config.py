@@ -9,7 +9,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainingArguments
 
+from src.errors import ConfigError
 from src.model import packaged_model_path, resolve_device
+
+__all__ = ["ConfigError", "check_train_config", "register_resolvers", "setting_of", "training_arguments"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -20,10 +23,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("packaged_model", packaged_model_path)
     if not OmegaConf.has_resolver("project_root"):
         OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT))
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message names the key, the value and what is expected."""
 
 
 # trainer.* keys with a type and range; TrainingArguments checks the rest (its errors are re-raised naming trainer).

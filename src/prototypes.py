@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from src.config import ConfigError
+from src.errors import ConfigError
 
 if TYPE_CHECKING:
     from src.predict.engine import Predictor

@@ -25,6 +25,7 @@ from src.evaluate.report import console_summary
 from src.files import PROJECT_ROOT, write_json
 from src.model import ModelNotFound, load_for_training, load_tokenizer, resolve_model_dir
 from src.model_folder import record_held_out, record_metadata, write_model_folder
+from src.predict.engine import Predictor
 from src.run_folder import check_experiment, check_folder_overrides, check_run_folder, is_main_process, save_run_config
 from src.tasks import get_task
 
@@ -96,7 +97,11 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     write_model_folder(tmp_dir, task, trainer.model, tokenizer, cfg, base, provenance)
     device = "cpu" if cfg.trainer.device == "cpu" else "auto"
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
-    record_metadata(tmp_dir, cfg, task.finish(tmp_dir, train_records, task_cfg, device))
+
+    def load() -> Predictor:  # the folder just written, run as training evaluates it
+        return Predictor.from_pretrained(**{task.name: str(tmp_dir)}, device=device, backend="torch")
+
+    record_metadata(tmp_dir, cfg, task.finish(load, train_records, task_cfg))
     metrics = None
     if test_records:
         metrics, paths = evaluate_records(tmp_dir, test_records, out, device=device)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from src.config import ConfigError
 from src.data import conll
 from src.data.folds import leave_one_article_out, leave_one_outlet_out
 from src.data.records import Record, load_records
+from src.errors import ConfigError
 from src.files import sha256_of, shown_path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from src.config import ConfigError
+from src.errors import ConfigError
 
 from .base import MODEL_COLUMNS, Task
 from .ner import NerTask

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transformers import PreTrainedTokenizerFast
 
 from src.data.folds import as_dataset
 from src.data.records import annotates
+
+if TYPE_CHECKING:
+    from src.predict.engine import Predictor
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "labels")
 
@@ -60,8 +63,9 @@ class Task:
         """A ``compute_metrics`` that scores a dev split the way the reports do, or None."""
         return None
 
-    def finish(self, folder: Path, records: Sequence[dict], task_cfg: Mapping, device: str) -> dict:
-        """What the task adds to a freshly written model folder's ``newsframe.json`` after training (``{}``: none)."""
+    def finish(self, load: Callable[[], Predictor], records: Sequence[dict], task_cfg: Mapping) -> dict:
+        """What the task adds to a freshly written model folder's ``newsframe.json`` after training (``{}``: none);
+        ``load()`` gives a Predictor running that folder (the caller builds it: tasks sit below prediction)."""
         return {}
 
     def dataset(

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from src.config import ConfigError
 from src.data.augment import known_names, mask_names
 from src.data.convert import stance_examples
+from src.errors import ConfigError
 from src.features import encode_stance
+from src.prototypes import fit_prototypes
 
 from .base import Task
+
+if TYPE_CHECKING:
+    from src.predict.engine import Predictor
 
 
 class StanceTask(Task):
@@ -64,16 +67,12 @@ class StanceTask(Task):
 
         return compute
 
-    def finish(self, folder: Path, records: Sequence[dict], task_cfg: Mapping, device: str) -> dict:
+    def finish(self, load: Callable[[], Predictor], records: Sequence[dict], task_cfg: Mapping) -> dict:
         """The guideline-prototype head (``task.prototypes``, src/prototypes.py), fitted on the training sentences
         with the trained encoder."""
         if not task_cfg.get("prototypes"):
             return {}
-        from src.predict.engine import Predictor
-        from src.prototypes import fit_prototypes
-
-        predictor = Predictor.from_pretrained(stance=str(folder), device=device, backend="torch")
-        return {"prototypes": fit_prototypes(predictor, records, task_cfg["prototypes"], task_cfg)}
+        return {"prototypes": fit_prototypes(load(), records, task_cfg["prototypes"], task_cfg)}
 
 
 def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
