@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from src.files import write_atomic
-from src.markdown import markdown_table
+from src.markdown import markdown_table, write_between_markers
 
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = {"onnx fp32": ("onnx", "none"), "onnx int8": ("onnx", "int8")}
@@ -119,12 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     write_atomic(args.out / "cv_engines.md", text + "\n")
     print(text)
     if args.results is not None:
-        old = args.results.read_text(encoding="utf-8") if args.results.is_file() else ""
-        if begin in old and end in old:
-            new = old[: old.index(begin)] + text + old[old.index(end) + len(end) :]
-        else:
-            new = old + ("\n" if old else "") + text + "\n"
-        write_atomic(args.results, new)
+        write_between_markers(args.results, begin, end, text)
         print(f"wrote {args.results}")
     return 0
 
