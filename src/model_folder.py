@@ -193,7 +193,8 @@ def calibration_line(meta: dict) -> str:
     if c.get("checked_on"):
         k = c["checked_on"]
         line += (
-            f"; checked under shift on `{k['suite']}` ({k['n_cases']} sentences worded unlike the training articles): "
+            f"; checked under shift on `{k['suite']}` (sentences worded unlike the training articles, "
+            f"{k['n_cases']} fold-model scores): "
             f"expected calibration error {k['ece_before']:.3f} raw, {k['ece_after']:.3f} calibrated"
         )
     if c.get("decision_bias"):

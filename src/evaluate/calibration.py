@@ -319,9 +319,9 @@ def shift_refusal(calibration: dict) -> str | None:
     t, check = calibration["temperature"], calibration.get("suite")
     if check is not None and check["ece_after"] > check["ece_before"]:
         return (
-            f"temperature {t:.3f} not stored: on the behavioural suite ({check['n_cases']} sentences worded unlike "
-            f"the training articles) it raises the expected calibration error from {check['ece_before']:.3f} to "
-            f"{check['ece_after']:.3f}; the scores stay raw"
+            f"temperature {t:.3f} not stored: on the behavioural suite (sentences worded unlike the training "
+            f"articles; {check['n_cases']} fold-model scores) it raises the expected calibration error from "
+            f"{check['ece_before']:.3f} to {check['ece_after']:.3f}; the scores stay raw"
         )
     if t < 1 and "size_check" not in calibration:
         return (
