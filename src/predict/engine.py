@@ -99,11 +99,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 (or fp16 where bf16 is unsupported) on CUDA, fp32 on CPU where half precision is slow."""
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX-512 BF16, also on CPUs with AMX): there bf16 runs about twice
+    as fast as fp32; elsewhere torch emulates it, slower than fp32."""
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(check and check())
+
+
+def resolve_precision(precision: str, device: torch.device, cpu_precision: str = "fp32") -> torch.dtype:
+    """``auto``: bf16 (or fp16 where bf16 is unsupported) on CUDA; on CPU the model folder's ``cpu_precision``
+    where the CPU has native bf16 (the choice is measured per task, docs/decisions.md), else fp32."""
     if precision == "auto":
         if device.type != "cuda":
-            return torch.float32
+            return torch.bfloat16 if cpu_precision == "bf16" and native_bf16() else torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be auto, {', '.join(PRECISIONS)}; got {precision!r}")
@@ -189,7 +197,7 @@ class TaskModel:
                 self.model = OrtModel.from_model(self.model, quantize)
             elif quantize == "int8":
                 self.model = quantize_int8(self.model)
-        self.backend, self.quantize = backend, quantize
+        self.backend, self.quantize, self.dtype = backend, quantize, dtype
         self.tokenizer = tokenizer
         self.context = context  # what a stance model reads beside each sentence (newsframe.json "context")
         self.device = device
@@ -312,8 +320,9 @@ class Predictor:
         and windows (``max_length`` / ``stride``; an explicit value overrides them, a ``max_length`` alone gets a
         quarter of it as stride).
 
-        ``precision``: ``auto`` (half precision on CUDA, fp32 on CPU), ``fp32``, ``fp16`` or ``bf16`` (also the fast
-        choice on CPUs with native bf16, e.g. AVX-512 BF16 or AMX). ``quantize``: ``auto`` (default: the folder's
+        ``precision``: ``auto`` (half precision on CUDA; on CPU the folder's ``cpu_precision`` where the CPU has
+        native bf16, e.g. AVX-512 BF16 or AMX, and backend and quantize are left to auto; fp32 otherwise),
+        ``fp32``, ``fp16`` or ``bf16``. ``quantize``: ``auto`` (default: the folder's
         ``cpu_quantize`` where ONNX Runtime runs it on CPU in fp32, chosen per task by cross-validated F1; otherwise
         none), ``none`` or ``int8`` (dynamic int8 linear layers, CPU and fp32 only, see ``quantize_int8``).
         ``backend``: ``auto`` (default: ONNX Runtime for fp32 on CPU where the ``onnx`` extra is installed, else
@@ -323,8 +332,9 @@ class Predictor:
         if quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}; got {quantize!r}")
         torch_device = resolve_device(device)
-        dtype = resolve_precision(precision, torch_device)
-        backend = resolve_backend(backend, torch_device, dtype)
+        resolve_precision(precision, torch_device)  # a bad value fails before any folder is read
+        # The folder's cpu_precision is a choice of the default path: an explicit backend or int8 keeps fp32.
+        folder_precision = backend == "auto" and quantize in ("auto", "none")
         loaded = {}
         for expected, path in (("ner", ner), ("stance", stance)):
             if path is None:
@@ -346,9 +356,12 @@ class Predictor:
                 )
             check_windows(length, step, batch_size, positions, tokenizer)
             task = get_task(expected)
+            cpu_precision = meta.get("cpu_precision", "fp32") if folder_precision else "fp32"
+            dtype = resolve_precision(precision, torch_device, cpu_precision)
+            task_backend = resolve_backend(backend, torch_device, dtype)
             cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
-            chosen = resolve_quantize(quantize, meta, backend == "onnx" and cpu_fp32)
-            if backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
+            chosen = resolve_quantize(quantize, meta, task_backend == "onnx" and cpu_fp32)
+            if task_backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
                 from src.predict.ort import OrtModel
 
                 model = OrtModel.from_folder(folder, config, chosen, lambda f=folder, t=task: load_checkpoint(f, t))
@@ -363,7 +376,7 @@ class Predictor:
                 length,
                 step,
                 chosen,
-                backend,
+                task_backend,
                 meta.get("context", "none"),
                 meta.get("calibration"),
                 meta.get("prototypes"),

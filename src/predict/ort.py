@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -34,8 +35,18 @@ from src.files import cache_root, file_sha256, write_json
 log = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
-# Part of every cache key: bump it when the exported graph changes (opset, wrapper), so old exports are not reused.
-EXPORT_VERSION = f"logits-embedding-opset{ONNX_OPSET}"
+# Part of every cache key: bump it when the exported graph changes (opset, wrapper, attention), so old exports are
+# not reused.
+EXPORT_VERSION = f"logits-embedding-opset{ONNX_OPSET}-eager"
+# The attention the graph is traced with: ONNX Runtime runs the eager attention's graph 1.1-1.5x (fp32) and about
+# 1.8x (int8) faster on CPU than the one traced from PyTorch's SDPA, with the same logits to float rounding
+# (docs/decisions.md, "ONNX graphs"; scripts/benchmark_export.py).
+EXPORT_ATTENTION = "eager"
+# The weight products that int8 may leave in fp32: "head" (every product after the last encoder layer: the
+# classifier, a pooler) and "last-ffn" (the last layer's feed-forward output). The recipe is part of the file name.
+INT8_FP32_PARTS = ("head", "last-ffn")
+INT8_FP32_DEFAULT: tuple[str, ...] = ()
+_LAYER = re.compile(r"layer[._]\d+")
 INPUTS = ("input_ids", "attention_mask")
 
 
@@ -117,20 +128,23 @@ def _verified(path: Path) -> bytes | None:
     return data
 
 
-def load_export(key: str, quantize: str, load_model: Callable[[], PreTrainedModel]) -> tuple[Path, bytes]:
-    """The path and verified bytes of the ONNX export cached under ``key`` (``quantize``: ``none`` or ``int8``);
+def load_export(
+    key: str, quantize: str, load_model: Callable[[], PreTrainedModel], fuse: bool = False
+) -> tuple[Path, bytes]:
+    """The path and verified bytes of the ONNX export cached under ``key`` (``quantize``: ``none`` or ``int8``;
+    ``fuse``: the graph rewritten by ONNX Runtime's transformer optimizer, see ``fuse_graph``, cached apart);
     only when it is missing or fails its check is ``load_model()`` called and the model exported. A lock on the
     cache entry keeps concurrent processes (e.g. Ray actors) from exporting over each other. A cache that cannot be
     read or written (read-only, a file where a folder belongs) costs a fresh export for this run, with one warning,
     instead of every prediction."""
     try:
-        return _load_cached(key, quantize, load_model)
+        return _load_cached(key, quantize, load_model, fuse)
     except OSError as err:
         log.warning("%s: the ONNX cache cannot be used (%s); exporting for this run only", cache_dir() / key, err)
     scratch = Path(tempfile.mkdtemp(prefix="newsframe-onnx-"))
     try:
-        path = scratch / key / _file_name(quantize)
-        _export(load_model(), quantize, path.parent)
+        path = scratch / key / _file_name(quantize, fuse)
+        _export(load_model(), quantize, path.parent, fuse)
         data = _verified(path)
         if data is None:
             raise RuntimeError(f"{path}: the fresh ONNX export does not match its own sha256")
@@ -139,62 +153,142 @@ def load_export(key: str, quantize: str, load_model: Callable[[], PreTrainedMode
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _file_name(quantize: str) -> str:
-    return "model.int8.onnx" if quantize == "int8" else "model.onnx"
+def int8_fp32_parts() -> tuple[str, ...]:
+    """What int8 leaves in fp32: ``INT8_FP32_DEFAULT``, or for an experiment the comma list in
+    ``NEWSFRAME_INT8_FP32`` (empty: quantise every weight product)."""
+    raw = os.environ.get("NEWSFRAME_INT8_FP32")
+    parts = INT8_FP32_DEFAULT if raw is None else tuple(p.strip() for p in raw.split(",") if p.strip())
+    unknown = sorted(set(parts) - set(INT8_FP32_PARTS))
+    if unknown:
+        raise ValueError(f"NEWSFRAME_INT8_FP32: unknown part {', '.join(unknown)}; known: {', '.join(INT8_FP32_PARTS)}")
+    return tuple(p for p in INT8_FP32_PARTS if p in parts)
 
 
-def _load_cached(key: str, quantize: str, load_model: Callable[[], PreTrainedModel]) -> tuple[Path, bytes]:
+def _file_name(quantize: str, fuse: bool = False) -> str:
+    int8 = ""
+    if quantize == "int8":
+        parts = int8_fp32_parts()
+        int8 = ".int8" + ("-fp32-" + "-".join(parts) if parts else "")
+    return "model" + (".fused" if fuse else "") + int8 + ".onnx"
+
+
+def fp32_nodes(source: Path, parts: tuple[str, ...]) -> list[str]:
+    """The names of the weight products (``MatMul`` / ``Gemm`` with a stored weight) that ``parts`` keep in fp32;
+    encoder layers are recognised by ``layer.N`` / ``layer_N`` in the node names, as torch's exporter writes them."""
+    import onnx
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    weights = {init.name for init in graph.initializer}
+    products = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(i in weights for i in n.input)]
+    in_layers = [i for i, node in enumerate(products) if _LAYER.search(node.name)]
+    if not in_layers:
+        return []
+    last = in_layers[-1]
+    keep = [node.name for node in products[last + 1 :]] if "head" in parts else []
+    return keep + ([products[last].name] if "last-ffn" in parts else [])
+
+
+def _load_cached(key: str, quantize: str, load_model: Callable[[], PreTrainedModel], fuse: bool) -> tuple[Path, bytes]:
     import fcntl
 
     cache_dir().mkdir(parents=True, exist_ok=True)
     with (cache_dir() / f".{key}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        path = cache_dir() / key / _file_name(quantize)
+        path = cache_dir() / key / _file_name(quantize, fuse)
         data = _verified(path)
         if data is None:
-            _export(load_model(), quantize, path.parent)
+            _export(load_model(), quantize, path.parent, fuse)
             data = _verified(path)
             if data is None:
                 raise RuntimeError(f"{path}: the fresh ONNX export does not match its own sha256")
     return path, data
 
 
-def export(model: PreTrainedModel, quantize: str) -> Path:
+def export(model: PreTrainedModel, quantize: str, fuse: bool = False) -> Path:
     """The ONNX file of ``model``, exported on first use and cached (see ``load_export``)."""
-    return load_export(weights_key(model), quantize, lambda: model)[0]
+    return load_export(weights_key(model), quantize, lambda: model, fuse)[0]
 
 
-def _export(model: PreTrainedModel, quantize: str, target: Path) -> None:
-    """Export into a temporary folder, then move each file into ``target`` and record its sha256, so an
-    interrupted export leaves no file that passes the check."""
-    _require_onnxruntime()
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+def trace(model: PreTrainedModel, path: Path, attention: str = EXPORT_ATTENTION) -> None:
+    """Trace ``model`` (in fp32, with ``attention``) into an ONNX file at ``path``; the model is left as it was."""
+    before = model.config._attn_implementation
+    model.set_attn_implementation(attention)
+    dummy = torch.ones(2, 8, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
     try:
-        log.info("exporting the model to ONNX (%s) in %s", quantize, target)
-        fp32 = scratch / "model.onnx"
-        dummy = torch.ones(2, 8, dtype=torch.long)
-        axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
         with warnings.catch_warnings():  # tracer warnings about Python branches on shapes: none depends on the input
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _Exported(model.float().eval()),
                 (dummy, dummy),
-                str(fp32),
+                str(path),
                 input_names=list(INPUTS),
                 output_names=["logits", "embedding"],
                 dynamic_axes={**axes, "logits": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
                 opset_version=ONNX_OPSET,
                 dynamo=False,
             )
+    finally:
+        model.set_attn_implementation(before)
+
+
+def fuse_graph(source: Path, target: Path, config: PretrainedConfig) -> dict[str, int]:
+    """Rewrite a BERT-family graph with ONNX Runtime's transformer optimizer (attention, embedding + LayerNorm,
+    skip + LayerNorm and bias + GELU fused into single operators); returns the count of each fused operator. Not
+    the default: on CPU it is no faster than the plain graph, which ONNX Runtime already partly fuses when a session
+    starts (docs/decisions.md, "ONNX graphs")."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(
+        str(source),
+        model_type="bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+        opt_level=0,  # fusions only: what ONNX Runtime adds at session start is hardware-specific
+    )
+    optimized.save_model_to_file(str(target))
+    return {name: n for name, n in optimized.get_fused_operator_statistics().items() if n}
+
+
+def quantize_graph(source: Path, target: Path, keep_fp32: tuple[str, ...] = ()) -> None:
+    """ONNX Runtime's dynamic int8: per-channel int8 weights, uint8 activations quantised per batch; the weight
+    products of ``keep_fp32`` (``INT8_FP32_PARTS``) stay fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    excluded = fp32_nodes(source, keep_fp32)
+    logging.disable(logging.WARNING)  # onnxruntime logs a generic "consider pre-processing" hint to root
+    try:  # DefaultTensorType: the fused operators' outputs have no inferred type; they are all fp32
+        quantize_dynamic(
+            source,
+            target,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=excluded,
+            extra_options={"DefaultTensorType": 1},
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def _export(model: PreTrainedModel, quantize: str, target: Path, fuse: bool = False) -> None:
+    """Export into a temporary folder, then move each file into ``target`` and record its sha256, so an
+    interrupted export leaves no file that passes the check."""
+    _require_onnxruntime()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+    try:
+        log.info("exporting the model to ONNX (%s%s) in %s", quantize, ", fused" if fuse else "", target)
+        graph = scratch / "traced.onnx"
+        trace(model, graph)
+        if fuse:
+            fuse_graph(graph, scratch / "fused.onnx", model.config)
+            graph.unlink()
+            graph = scratch / "fused.onnx"
         if quantize == "int8":
-            logging.disable(logging.WARNING)  # onnxruntime logs a generic "consider pre-processing" hint to root
-            try:
-                quantize_dynamic(fp32, scratch / "model.int8.onnx", weight_type=QuantType.QInt8, per_channel=True)
-            finally:
-                logging.disable(logging.NOTSET)
+            quantize_graph(graph, scratch / _file_name(quantize, fuse), int8_fp32_parts())
+            graph.unlink()
+        else:
+            graph.rename(scratch / _file_name(quantize, fuse))
         target.mkdir(exist_ok=True)
         for file in scratch.iterdir():
             digest = hashlib.sha256(file.read_bytes()).hexdigest()
