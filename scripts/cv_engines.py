@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv", type=Path, nargs="+", required=True, help="finished CV folders (one per seed)")
     parser.add_argument("--out", type=Path, default=ROOT / "multirun" / "engines")
     parser.add_argument("--results", type=Path, help="a Markdown file to write the table into, between markers")
+    parser.add_argument("--block", help="name of the block in --results (several comparisons in one file)")
     args = parser.parse_args(argv)
     got: dict[str, dict[str, list[dict]]] = {}  # task -> engine -> per CV folder
     for cv in args.cv:
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"change {ece_rise:+.4f}: {'within' if ok else 'outside'} the rule (F1 loss <= {F1_TOLERANCE}, "
                 f"ECE rise <= {ECE_TOLERANCE})"
             )
-    begin, end = "<!-- cv_engines: begin -->", "<!-- cv_engines: end -->"
+    tag = f"cv_engines {args.block}" if args.block else "cv_engines"
+    begin, end = f"<!-- {tag}: begin -->", f"<!-- {tag}: end -->"
     cvs = " ".join(shown(c) for c in args.cv)
     text = (
         f"{begin}\nThe same fold models, their held-out articles predicted by each engine; mean (min-max) over "

@@ -17,22 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy.special import log_softmax
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.evaluate.calibration import expected_calibration_error, fit_temperature, stance_arrays
+from src.evaluate.calibration import fit_temperature, stance_arrays
+from src.evaluate.nested_cv import scored
 from src.evaluate.report import read_jsonl
 from src.markdown import markdown_table
 from src.model_folder import read_metadata
-
-
-def scored(log_probs: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float]:
-    """(ECE, mean top score) at temperature ``t``."""
-    scaled = log_softmax(log_probs / t, axis=-1)
-    top = np.exp(scaled).max(1)
-    return expected_calibration_error(top, scaled.argmax(1) == y), float(top.mean())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         gold, preds = read_jsonl(run / "supplement.jsonl"), read_jsonl(run / "eval" / "predictions.jsonl")
         log_probs, y, _ = stance_arrays({0: gold}, {0: preds}, labels)
         accuracy = float((log_probs.argmax(1) == y).mean())
-        cells = [f"{e:.3f} ({m:.3f})" for e, m in (scored(log_probs, y, t) for t in (1.0, *args.temperatures))]
+        at = [scored(log_probs, y, t) for t in (1.0, *args.temperatures)]
+        cells = [f"{s['ece']:.3f} ({s['mean_top_score']:.3f})" for s in at]
         best = fit_temperature(log_probs, y)
         rows.append([run.name, str(len(y)), f"{accuracy:.3f}", *cells, f"{best:.3f}"])
     head = ["model", "sentences", "accuracy", "raw", *(f"T = {t:g}" for t in args.temperatures), "best T (reference)"]

@@ -181,17 +181,17 @@ def calibration_line(meta: dict) -> str:
     c = meta.get("calibration")
     if not c:
         return "raw softmax probabilities, not calibrated (`make cv && make calibrate` fits a temperature)"
-    line = (
-        f"calibrated, temperature {c['temperature']:.3f} fitted on out-of-fold predictions of `{c['fitted_on']}` "
-        f"(expected calibration error {c['ece_before']:.3f} before, {c['ece_after_cross_fitted']:.3f} after, "
-        "cross-fitted)"
+    fitted = (
+        f"fitted on out-of-fold predictions of `{c['fitted_on']}` (expected calibration error {c['ece_before']:.3f} "
+        f"before, {c['ece_after_cross_fitted']:.3f} after, cross-fitted)"
     )
-    if c.get("extrapolated_from"):
+    line = f"calibrated, temperature {c['temperature']:.3f} {fitted}"
+    if c.get("extrapolated_from"):  # the out-of-fold figures belong to the fold models' temperature, not this one
         e = c["extrapolated_from"]
-        line += (
-            f"; extrapolated to this model (trained on one article more than the fold models) from the fold models' "
-            f"temperature {e['temperature_folds']:.3f} and that of models one article smaller "
-            f"{e['temperature_smaller_models']:.3f}"
+        line = (
+            f"calibrated, temperature {c['temperature']:.3f}, extrapolated to this model (trained on one article more "
+            f"than the fold models) from the fold models' temperature {e['temperature_folds']:.3f}, {fitted}, and "
+            f"that of models one article smaller, {e['temperature_smaller_models']:.3f}"
         )
     if c.get("checked_on"):
         k = c["checked_on"]

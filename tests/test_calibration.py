@@ -194,6 +194,8 @@ def test_a_temperature_is_stored_only_when_the_shift_check_agrees(stance_run: Pa
     card = (stance_run / "model" / "README.md").read_text(encoding="utf-8")
     assert "checked under shift on `suite.jsonl` (sentences worded unlike the training articles, 156 fold" in card
     assert "0.130 raw, 0.070 calibrated" in card
+    assert "temperature 0.784, extrapolated to this model" in card  # the fold figures are the fold temperature's
+    assert "fold models' temperature 0.550, fitted on out-of-fold predictions" in card
 
 
 def test_a_size_check_of_another_cv_is_refused(tmp_path: Path) -> None:

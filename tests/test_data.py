@@ -459,3 +459,32 @@ def test_validate_and_stats_take_the_labels_of_a_data_config(tmp_path: Path, cap
         with pytest.raises(SystemExit) as usage:
             main(["validate", "--config", str(config), str(corpus)])
         assert usage.value.code == 2
+
+
+def test_the_labelstudio_config_is_written_from_the_data_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The committed config is the seed config's output; another corpus's labels (escaped) get their own config with
+    distinct hotkeys, and nothing of the seed labels."""
+    import xml.etree.ElementTree as ET
+
+    from src.data.convert import labelstudio_config
+    from src.labels import LabelScheme
+
+    committed = Path("data/labelstudio/config.xml").read_text(encoding="utf-8")
+    assert labelstudio_config(seed_scheme()) == committed
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        "entity_labels: [PER, NORP, 'R&D \"lab\"']\nstance_labels: [pressure, press, trade, none]\n"
+        "stance_none_label: none\n",
+        encoding="utf-8",
+    )
+    assert main(["labelstudio-config", "--config", str(mine)]) == 0
+    xml = capsys.readouterr().out
+    view = ET.fromstring(xml)  # the whole file: its comment must be well-formed too
+    entities = view.find("Labels[@name='entity']")
+    assert [label.get("value") for label in entities] == ["PER", "NORP", 'R&D "lab"']
+    stances = view.find("Choices[@name='stance']")
+    assert [c.get("value") for c in stances] == ["pressure", "press", "trade", "none"]
+    keys = [c.get("hotkey") for c in stances]
+    assert keys == ["p", "r", "t", "n"] and len(set(keys)) == len(keys)
+    assert not any(label in xml for label in ("leverage", "economic_cooperation", "PERSON", "GPE"))
+    assert labelstudio_config(LabelScheme(("A",), ("x", "y"), "y")).count("<Choice ") == 2

@@ -1,7 +1,8 @@
 """Command line: ``python -m src.data validate PATH...``, ``python -m src.data stats PATH``,
 ``python -m src.data from-labelstudio EXPORT.json -o OUT.jsonl``, ``python -m src.data add EXPORT.json`` and
-``python -m src.data outlets PATH...`` (the leave-one-outlet-out folds of extra files). Each takes ``--config``, the
-data config whose labels apply (default: the seed corpus's)."""
+``python -m src.data outlets PATH...`` (the leave-one-outlet-out folds of extra files) and ``python -m src.data
+labelstudio-config [-o OUT]`` (the Label Studio config of the labels). Each takes ``--config``, the data config whose
+labels apply (default: the seed corpus's)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 from src.data.add import add_export
-from src.data.convert import labelstudio_to_records, read_conll
+from src.data.convert import labelstudio_config, labelstudio_to_records, read_conll
 from src.data.folds import outlet_groups
 from src.data.jsonl import read_json_document
 from src.data.records import DataError, load_records, records_text
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     outlets.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     outlets.add_argument("--folds", action="store_true", help="print only the fold numbers, as a Hydra sweep list")
     outlets.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
+    ls_config = sub.add_parser("labelstudio-config", help="the Label Studio labelling config (XML) of a data config")
+    ls_config.add_argument("--output", "-o", type=Path, metavar="OUT", help="write it here (default: stdout)")
+    ls_config.add_argument(
+        "--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')"
+    )
     args = parser.parse_args(argv)
     try:
         scheme = config_scheme(args.config)
@@ -91,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "add":
         return add_articles(args.export, args.corpus, scheme)
+
+    if args.command == "labelstudio-config":
+        xml = labelstudio_config(scheme)
+        if args.output is None:
+            sys.stdout.write(xml)
+        else:
+            write_atomic(args.output, xml)
+            print(f"wrote {args.output}", file=sys.stderr)
+        return 0
 
     if args.command == "outlets":
         return print_outlets(args.paths, scheme, folds_only=args.folds)

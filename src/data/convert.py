@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from xml.sax.saxutils import quoteattr
 
 from tqdm import tqdm
 
@@ -14,12 +15,69 @@ from src.data.records import DataError, Record
 from src.data.segment import split_sentences
 from src.data.validate import around
 from src.data.words import spans_to_word_tags, word_spans, word_tags_to_spans
-from src.labels import repair_iob2
+from src.labels import LabelScheme, repair_iob2
 
 # Names in data/labelstudio/config.xml: entity spans, sentence regions, and the per-sentence stance choice.
 LS_TEXT, LS_ENTITY, LS_SENTENCE, LS_STANCE = "text", "entity", "sentence", "stance"
 SENTENCE_LABEL = "Sentence"
 IOB_TAG = re.compile(r"^(O|[BI]-\S+)$")
+LS_COLOURS = ("#e6194b", "#f58231", "#3cb44b", "#4363d8", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#469990")
+# An XML comment: it must never hold a double hyphen (so no command-line options in it).
+LS_CONFIG_HEADER = """<!--
+  newsframe labelling config for Label Studio (data/GUIDELINES.md is the scheme). Written by
+  `python -m src.data labelstudio-config` from the labels of a data config.
+
+  One task per article: {"data": {"text": "<full article>", "doc_id": "<record id>", "source": "seeds/….txt"}}.
+  Make tasks with src.data.convert.records_to_labelstudio: each sentence arrives as a pre-made "Sentence" region
+  (gold sentences, or split_sentences for a new article), so annotators only
+    1. select an entity span and pick one of the entity labels ("entity"), and
+    2. click a Sentence region and pick its stance ("stance", a per-region choice, one per sentence).
+  Fix a wrong sentence boundary by deleting the region and drawing a new one with the Sentence label.
+  Export as JSON; src.data.convert.labelstudio_to_records turns the export into records
+  (python -m src.data validate checks them). The names text/entity/sentence/stance are read by that code.
+-->
+"""
+
+
+def labelstudio_config(scheme: LabelScheme) -> str:
+    """The Label Studio labelling config (XML) for a corpus's labels: entity types on keys 1-9, each stance on the
+    first letter of its name not taken yet; every label value escaped as an XML attribute.
+
+    EXAMPLE: the seed scheme gives ``data/labelstudio/config.xml`` as committed (a test keeps them equal).
+    """
+    entities = "\n".join(
+        f'    <Label value={quoteattr(label)} background="{LS_COLOURS[i % len(LS_COLOURS)]}"'
+        + (f' hotkey="{i + 1}"' if i < 9 else "")
+        + "/>"
+        for i, label in enumerate(scheme.entity_labels)
+    )
+    taken: set[str] = set()
+    choices = []
+    for label in scheme.stance_labels:
+        key = next((c for c in label.lower() if c.isalpha() and c not in taken), None)
+        taken.add(key or "")
+        choices.append(f"    <Choice value={quoteattr(label)}" + (f' hotkey="{key}"' if key else "") + "/>")
+    stances = "\n".join(choices)
+    return (
+        LS_CONFIG_HEADER
+        + f"""<View>
+  <Style>.htx-text {{ white-space: pre-wrap; }}</Style>
+  <Header value="Entities: select a span, pick a type"/>
+  <Labels name="{LS_ENTITY}" toName="{LS_TEXT}" showInline="true">
+{entities}
+  </Labels>
+  <Header value="Sentences: pre-made regions; click one to give its stance"/>
+  <Labels name="{LS_SENTENCE}" toName="{LS_TEXT}" showInline="true">
+    <Label value="{SENTENCE_LABEL}" background="#d9d9d9" hotkey="0"/>
+  </Labels>
+  <Text name="{LS_TEXT}" value="$text"/>
+  <Choices name="{LS_STANCE}" toName="{LS_TEXT}" perRegion="true" choice="single" required="false"
+           visibleWhen="region-selected" whenLabelValue="{SENTENCE_LABEL}">
+{stances}
+  </Choices>
+</View>
+"""
+    )
 
 
 def ner_examples(records: Sequence[Record]) -> list[dict]:
