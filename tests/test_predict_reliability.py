@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -324,6 +325,22 @@ def test_resume_refuses_other_models_or_options(
     assert "the --stance model was" in usage_error([*no_stance, "--resume"], capsys)
     assert "--max-length was None, now 64" in usage_error([*argv, "--max-length", "64", "--resume"], capsys)
     assert "--format was 'jsonl', now 'csv'" in usage_error([*argv, "--format", "csv", "--resume"], capsys)
+
+
+def test_resume_refuses_a_journal_written_on_other_engines(interrupted: tuple, capsys: pytest.CaptureFixture) -> None:
+    """``auto`` can resolve to bf16 on one CPU and fp32 on another: the run record names each model's engine, and a
+    resume that would run others is refused; a record of the same engines resumes."""
+    argv, out, expected = interrupted
+    record = json.loads(run_record_path(out).read_text(encoding="utf-8"))
+    other = record | {"engines": {"ner": "torch bfloat16 none", "stance": "torch bfloat16 none"}}
+    run_record_path(out).write_text(json.dumps(other), encoding="utf-8")
+    message = usage_error([*argv, "--resume"], capsys)
+    assert "was written on other engines (ner: torch bfloat16 none, stance: torch bfloat16 none; now ner: " in message
+    same = record | {"engines": {"ner": "onnx float32 none", "stance": "onnx float32 none"}}
+    if importlib.util.find_spec("onnxruntime") is None:
+        same["engines"] = {"ner": "torch float32 none", "stance": "torch float32 none"}
+    run_record_path(out).write_text(json.dumps(same), encoding="utf-8")
+    assert main([*argv, "--resume"]) == 0 and out.read_bytes() == expected
 
 
 def test_resume_refuses_a_journal_without_run_record(interrupted: tuple, capsys: pytest.CaptureFixture) -> None:

@@ -228,6 +228,32 @@ def check_output(parser: argparse.ArgumentParser, args: argparse.Namespace, run:
     return []
 
 
+def check_engines(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict, predictor) -> None:
+    """Record what each model runs on (backend, precision, quantize) in the run record; on ``--resume`` refuse a
+    journal written on other engines: ``auto`` options can resolve differently on another machine (bf16 where the
+    CPU has it natively), and the output must not mix the two."""
+    models = {"ner": predictor.ner, "stance": predictor.stance}
+    engines = {
+        task: f"{m.backend} {str(m.dtype).removeprefix('torch.')} {m.quantize}" for task, m in models.items() if m
+    }
+    record_path = run_record_path(args.output)
+    if args.resume:
+        try:
+            previous = json.loads(record_path.read_text(encoding="utf-8")).get("engines")
+        except (OSError, ValueError, AttributeError):
+            previous = None  # a fresh run, or a record written before engines were recorded
+        if previous is not None and previous != engines:
+            was = ", ".join(f"{task}: {engine}" for task, engine in sorted(previous.items()))
+            now = ", ".join(f"{task}: {engine}" for task, engine in sorted(engines.items()))
+            parser.error(
+                f"--resume: {journal_path(args.output)} was written on other engines ({was}; now {now}); resume "
+                "on a machine that resolves the same, name them (--backend, --precision, --quantize), or pass "
+                "--overwrite to start over"
+            )
+    run["engines"] = engines
+    write_json(record_path, run)
+
+
 def check_resume(parser: argparse.ArgumentParser, done: list[dict], inputs: Iterator[dict]) -> None:
     """Skip the inputs the interrupted run finished, making sure they are the same documents in the same order."""
     for position, line in enumerate(done, start=1):
@@ -318,6 +344,8 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--{err.option.replace('_', '-')} {err.detail}")
     except (OSError, ValueError, ImportError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
+    if journal is not None:
+        check_engines(parser, args, run, predictor)
 
     inputs = iter_inputs(args.inputs, sys.stdin.buffer if STDIN in args.inputs else None)
     check_resume(parser, done, inputs)
