@@ -38,9 +38,9 @@ ONNX_OPSET = 17
 # Part of every cache key: bump it when the exported graph changes (opset, wrapper, attention), so old exports are
 # not reused.
 EXPORT_VERSION = f"logits-embedding-opset{ONNX_OPSET}-eager"
-# The attention the graph is traced with: ONNX Runtime runs the eager attention's graph 1.1-1.5x (fp32) and about
-# 1.8x (int8) faster on CPU than the one traced from PyTorch's SDPA, with the same logits to float rounding
-# (docs/decisions.md, "ONNX graphs"; scripts/benchmark_export.py).
+# The attention the graph is traced with: the eager attention's graph ran 1.1-1.5x faster (fp32) than the one traced
+# from PyTorch's SDPA in bare ONNX Runtime sessions, 0.98-1.11x in the Predictor, with the same logits to float
+# rounding (docs/decisions.md, "ONNX graphs"; the sdpa-graph row of scripts/benchmark_predict.py).
 EXPORT_ATTENTION = "eager"
 # The weight products that int8 may leave in fp32: "head" (every product after the last encoder layer: the
 # classifier, a pooler) and "last-ffn" (the last layer's feed-forward output). The recipe is part of the file name.
