@@ -80,6 +80,7 @@ def check_train_config(cfg) -> None:
         from src.prototypes import check_phrases
 
         check_phrases(OmegaConf.to_container(cfg.task.prototypes), list(scheme.stance_labels))
+    check_templates(cfg.task)
     types = cfg.task.get("mask_name_types")
     if (cfg.task.get("mask_names") or 0) > 0 and types and not set(types) <= set(scheme.entity_labels):
         raise ConfigError(
@@ -88,6 +89,17 @@ def check_train_config(cfg) -> None:
         )
     if cfg.trainer.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"trainer.device={cfg.trainer.device!r}: expected auto, cpu or cuda")
+
+
+def check_templates(task: DictConfig) -> None:
+    """``task.phrase_templates``: null, or sentences with ``{phrase}`` that need ``task.prototypes``' phrases."""
+    templates = task.get("phrase_templates")
+    if not templates:
+        return
+    if isinstance(templates, str) or not all(isinstance(t, str) and "{phrase}" in t for t in templates):
+        raise ConfigError(f"task.phrase_templates={templates!r}: expected a list of sentences with {{phrase}} in each")
+    if task.get("prototypes") is None:
+        raise ConfigError("task.phrase_templates: needs the phrases of task.prototypes (it is null)")
 
 
 # trainer.* keys that are newsframe's own, not TrainingArguments fields.
@@ -126,7 +138,11 @@ RUN_ONLY_KEYS = frozenset(
 
 # Keys added to the configs after runs were trained, with the value that trains as those runs did: a run config
 # without one reads as having it, so a CV pools (and a calibration fits) runs from before and after the key existed.
-ADDED_KEYS: dict[str, Any] = {"task.mask_names": 0.0, "data.stance_none_label": "neutral"}
+ADDED_KEYS: dict[str, Any] = {
+    "task.mask_names": 0.0,
+    "task.phrase_templates": None,
+    "data.stance_none_label": "neutral",
+}
 # Keys that change nothing while a switch is at its off value: left out of a setting then.
 INERT_WHEN_OFF: dict[str, tuple[str, Any]] = {"task.mask_name_types": ("task.mask_names", 0.0)}
 

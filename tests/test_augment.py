@@ -1,15 +1,18 @@
-"""Name masking of training sentences (``task.mask_names``): what is masked, what is kept, and the config check."""
+"""Training augmentation: name masking (``task.mask_names``) and guideline phrases as sentences
+(``task.phrase_templates``): what is added or masked, what is kept, and the config checks."""
 
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
 
 from src.config import ConfigError
-from src.data.augment import known_names, mask_names
+from src.data.augment import known_names, mask_names, phrase_records
 from src.data.records import load_records
+from src.data.validate import validate_record
 from src.tasks import get_task
 from tests.conftest import ROOT, TINY_TRAIN, compose_train_config
 
@@ -84,3 +87,47 @@ def test_bad_probability_is_refused(value, tiny_model_dir: Path, tmp_path: Path)
     overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", f"task.mask_names={value}", *TINY_TRAIN]
     with pytest.raises(ConfigError, match=r"task\.mask_names"):
         train(compose_train_config(overrides, tmp_path))
+
+
+TEMPLATES = '["{phrase}","Analysts see the trip as {phrase}."]'
+
+
+def test_phrase_templates_add_labelled_minimal_pairs() -> None:
+    phrases = {"leverage": ["a bargaining chip"], "neutral": ["protocol", "dates"]}
+    records = phrase_records(phrases, ["{phrase}", "Analysts see the trip as {phrase}."])
+    assert [r["annotated"] for r in records] == [["stance"], ["stance"]]
+    framed = records[1]
+    got = [(framed["text"][s["start"] : s["end"]], s["stance"]) for s in framed["sentences"]]
+    assert got == [
+        ("Analysts see the trip as a bargaining chip.", "leverage"),
+        ("Analysts see the trip as protocol.", "neutral"),
+        ("Analysts see the trip as dates.", "neutral"),
+    ]
+    assert validate_record(framed) == []
+
+
+def test_training_with_phrase_templates(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from src.train import train
+
+    overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", f"task.phrase_templates={TEMPLATES}"]
+    cfg = compose_train_config([*overrides, *TINY_TRAIN], tmp_path)
+    assert list(cfg.task.phrase_templates) == ["{phrase}", "Analysts see the trip as {phrase}."]
+    records = load_records(ROOT / "data" / "annotations" / "seeds.jsonl")
+    augmented = get_task("stance").augmented(records, cfg.task, 42, "[MASK]")
+    n_phrases = sum(len(v) for v in cfg.task.prototypes.values())
+    assert len(augmented) == len(records) + 2
+    assert sum(len(r["sentences"]) for r in augmented[-2:]) == 2 * n_phrases
+    metrics, out = train(cfg)
+    assert metrics["task"] == "stance" and (out / "model" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("value", "needs"), [('["no placeholder"]', "with {phrase}"), (TEMPLATES, "needs the phrases")]
+)
+def test_bad_phrase_templates_are_refused(value: str, needs: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from src.train import train
+
+    overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", f"task.phrase_templates={value}"]
+    overrides += ["task.prototypes=null"] if needs == "needs the phrases" else []
+    with pytest.raises(ConfigError, match=re.escape(needs)):
+        train(compose_train_config([*overrides, *TINY_TRAIN], tmp_path))

@@ -1,4 +1,5 @@
-"""Training-time augmentation of records: names masked so they stop carrying a sentence's label.
+"""Training-time augmentation of records: names masked so they stop carrying a sentence's label, and the
+guideline's label phrases written into labelled training sentences.
 
 A stance model trained on a few articles learns the topic of its leverage sentences (Hanoi, the US, the talks)
 instead of the framing. Masking the names of some training sentences makes the rest of the sentence carry the label.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .records import annotates
 
@@ -69,3 +70,27 @@ def mask_names(
         pieces.append(text[at:])
         out.append(record | {"text": "".join(pieces), "sentences": sentences, "entities": [], "annotated": ["stance"]})
     return out
+
+
+def phrase_records(phrases: Mapping[str, Sequence[str]], templates: Sequence[str]) -> list[dict]:
+    """One stance-only record per template: every label's phrase written into it (``{phrase}``), each a sentence
+    labelled with that label. The same template around phrases of different labels makes minimal pairs: the frame
+    words carry no label, the phrase does.
+
+    EXAMPLE: ``phrase_records({"leverage": ["a bargaining chip"]}, ["Analysts see the trip as {phrase}."])`` ->
+    one record with the sentence "Analysts see the trip as a bargaining chip." labelled leverage.
+    """
+    records = []
+    for i, template in enumerate(templates):
+        pieces, sentences, at = [], [], 0
+        for label, label_phrases in phrases.items():
+            for phrase in label_phrases:
+                sentence = template.replace("{phrase}", phrase)
+                sentences.append({"start": at, "end": at + len(sentence), "stance": label})
+                pieces.append(sentence)
+                at += len(sentence) + 1
+        text = " ".join(pieces)
+        records.append(
+            {"id": f"phrases-{i}", "text": text, "entities": [], "sentences": sentences, "annotated": ["stance"]}
+        )
+    return records

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from src.data.augment import known_names, mask_names
+from src.data.augment import known_names, mask_names, phrase_records
 from src.data.convert import stance_examples
 from src.errors import ConfigError
 from src.features import encode_stance
@@ -44,7 +44,13 @@ class StanceTask(Task):
 
     def augmented(self, records: Sequence[dict], task_cfg: Mapping, seed: int, mask_token: str | None) -> list[dict]:
         """Names masked in a share of the training sentences (``task.mask_names``: the probability per sentence;
-        ``task.mask_name_types``: the entity types whose names are masked), so names stop carrying the label."""
+        ``task.mask_name_types``: the entity types whose names are masked), so names stop carrying the label; the
+        prototype phrases written into ``task.phrase_templates`` added as labelled sentences."""
+        templates = task_cfg.get("phrase_templates") or []
+        phrases = phrase_records(task_cfg["prototypes"], templates) if templates else []
+        return self.masked(records, task_cfg, seed, mask_token) + phrases
+
+    def masked(self, records: Sequence[dict], task_cfg: Mapping, seed: int, mask_token: str | None) -> list[dict]:
         probability = float(task_cfg.get("mask_names") or 0)
         if probability <= 0:
             return list(records)
