@@ -45,6 +45,12 @@ TASK_RULES = {
     "stride": (int, lambda v: v >= 0, "an integer >= 0"),
     "mask_names": (float, lambda v: 0 <= v <= 1, "a probability from 0 to 1"),
 }
+SELF_TRAINING_RULES = {
+    "rounds": (int, lambda v: v >= 0, "an integer >= 0"),
+    "confidence": (float, lambda v: 0 < v <= 1, "a probability above 0, at most 1"),
+    "per_label": (int, lambda v: v >= 1, "an integer >= 1"),
+    "temperature": (float, lambda v: v > 0, "a number > 0"),
+}
 
 
 def check_values(section: str, values: dict, rules: dict) -> None:
@@ -65,6 +71,8 @@ def check_train_config(cfg) -> None:
         raise ConfigError(f"seed={seed!r}: expected an integer from 0 to 2**32 - 1")
     check_values("trainer", cfg.trainer, TRAINER_RULES)
     check_values("task", cfg.task, TASK_RULES)
+    if cfg.task.get("self_training") is not None:
+        check_values("task.self_training", cfg.task.self_training, SELF_TRAINING_RULES)
     if cfg.task.stride >= cfg.task.max_length - 8:
         raise ConfigError(
             f"task.stride={cfg.task.stride}: must be below task.max_length={cfg.task.max_length} minus room for the "
@@ -142,9 +150,16 @@ ADDED_KEYS: dict[str, Any] = {
     "task.mask_names": 0.0,
     "task.phrase_templates": None,
     "data.stance_none_label": "neutral",
+    "data.unlabelled": None,
 }
 # Keys that change nothing while a switch is at its off value: left out of a setting then.
-INERT_WHEN_OFF: dict[str, tuple[str, Any]] = {"task.mask_name_types": ("task.mask_names", 0.0)}
+INERT_WHEN_OFF: dict[str, tuple[str, Any]] = {
+    "task.mask_name_types": ("task.mask_names", 0.0),
+    **{
+        f"task.self_training.{k}": ("data.unlabelled", None)
+        for k in ("rounds", "confidence", "per_label", "temperature")
+    },
+}
 
 
 def setting_of(cfg: DictConfig | dict, also: frozenset[str] = frozenset()) -> dict[str, Any]:

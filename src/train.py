@@ -11,7 +11,9 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -26,8 +28,9 @@ from src.files import PROJECT_ROOT, write_json
 from src.model import ModelNotFound, load_for_training, load_tokenizer, resolve_model_dir
 from src.model_folder import record_held_out, record_metadata, write_model_folder
 from src.predict.engine import Predictor
+from src.predict.io import iter_inputs
 from src.run_folder import check_experiment, check_folder_overrides, check_run_folder, is_main_process, save_run_config
-from src.tasks import get_task
+from src.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -53,41 +56,26 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     args = training_arguments(cfg)
     out = Path(cfg.paths.output_dir)
     check_run_folder(cfg, out)
-    set_seed(cfg.seed)
     started = time.perf_counter()
 
     train_records, dev_records, test_records, provenance = load_splits(cfg.data)
     base = resolve_base(cfg)
     if cfg.get("notice"):
         log.warning("%s", cfg.notice)
+    pool, pool_provenance = unlabelled_pool(cfg, test_records)
+    provenance = provenance | pool_provenance
     save_run_config(cfg, out)
-    head_init = OmegaConf.to_container(cfg.model.head_init) if cfg.model.get("head_init") else None
     try:
         tokenizer = load_tokenizer(base, cfg.model.trust_remote_code)
-        model = load_for_training(task, base, task.labels(cfg.data), cfg.model.trust_remote_code, head_init)
     except OSError as err:  # a Hub id that is offline, unknown or gated: the Hub's own message, with the key
         raise ModelNotFound(f"model.name_or_path={base}: {err}") from None
-    label2id = {k: int(v) for k, v in model.config.label2id.items()}
-    windows = (label2id, cfg.task.max_length, cfg.task.stride)
     augmented = task.augmented(train_records, cfg.task, cfg.seed, tokenizer.mask_token)
-    train_set, _, _ = task.dataset(tokenizer, augmented, *windows, cfg.task)
-    log.info("%s: %d training windows from %d documents", task.name, len(train_set), len(train_records))
-    dev_set, dev_metric = None, None
-    if dev_records:
-        dev_set, encoding, targets = task.dataset(tokenizer, dev_records, *windows, cfg.task)
-        dev_metric = task.dev_metric(model.config.id2label, encoding, targets)
-
-    trainer = Trainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=dev_set,
-        data_collator=task.collator(tokenizer),
-        processing_class=tokenizer,
-        compute_metrics=dev_metric,
-        compute_loss_func=task.loss(cfg.task, train_set, len(label2id)),
-    )
-    result = trainer.train(resume_from_checkpoint=cfg.trainer.resume_from_checkpoint or None)
+    trainer, result, n_windows = fit(cfg, task, base, tokenizer, augmented, dev_records, args)
+    for round_ in range(int(cfg.task.self_training.rounds) if pool else 0):
+        pseudo = pseudo_label(cfg, task, trainer, tokenizer, base, provenance, train_records, pool, out)
+        log.info("self-training round %d: %s", round_ + 1, describe_pseudo(pseudo))
+        provenance = provenance | {"self_training_rounds": round_ + 1}
+        trainer, result, n_windows = fit(cfg, task, base, tokenizer, augmented + pseudo, dev_records, args, False)
     if not trainer.is_world_process_zero():
         return None, out
 
@@ -112,13 +100,114 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state is not needed once the model is saved
     minutes = (time.perf_counter() - started) / 60
     summary = {k: result.metrics.get(k) for k in ("train_runtime", "train_samples_per_second")}
-    summary |= {"task": task.name, "train_windows": len(train_set), "wall_minutes": round(minutes, 2)}
+    summary |= {"task": task.name, "train_windows": n_windows, "wall_minutes": round(minutes, 2)}
     write_json(out / "train_summary.json", {**summary, "device": str(trainer.args.device)})
     print(
         f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python -m src.predict --{task.name} {out} "
         "-o predictions.jsonl YOUR_ARTICLES/"
     )
     return metrics, out
+
+
+def fit(
+    cfg: DictConfig,
+    task: Task,
+    base: str,
+    tokenizer,
+    records: list[dict],
+    dev_records: list[dict],
+    args,
+    resume: bool = True,
+) -> tuple[Trainer, Any, int]:
+    """A fresh model from ``base`` trained on ``records``: ``(trainer, train output, training windows)``."""
+    set_seed(cfg.seed)
+    head_init = OmegaConf.to_container(cfg.model.head_init) if cfg.model.get("head_init") else None
+    try:
+        model = load_for_training(task, base, task.labels(cfg.data), cfg.model.trust_remote_code, head_init)
+    except OSError as err:
+        raise ModelNotFound(f"model.name_or_path={base}: {err}") from None
+    label2id = {k: int(v) for k, v in model.config.label2id.items()}
+    windows = (label2id, cfg.task.max_length, cfg.task.stride)
+    train_set, _, _ = task.dataset(tokenizer, records, *windows, cfg.task)
+    log.info("%s: %d training windows from %d documents", task.name, len(train_set), len(records))
+    dev_set, dev_metric = None, None
+    if dev_records:
+        dev_set, encoding, targets = task.dataset(tokenizer, dev_records, *windows, cfg.task)
+        dev_metric = task.dev_metric(model.config.id2label, encoding, targets)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=task.collator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=dev_metric,
+        compute_loss_func=task.loss(cfg.task, train_set, len(label2id)),
+    )
+    checkpoint = cfg.trainer.resume_from_checkpoint if resume else None
+    return trainer, trainer.train(resume_from_checkpoint=checkpoint or None), len(train_set)
+
+
+def unlabelled_pool(cfg: DictConfig, held_out: list[dict]) -> tuple[list[dict], dict]:
+    """The documents self-training labels (``data.unlabelled``): ``heldout`` (the held-out articles' text, their
+    labels unread: a user adapting to the batch about to be labelled), or files / folders as ``src.predict`` reads
+    them; ``([], {})`` when unset. The second item is its provenance for the model folder."""
+    where = cfg.data.get("unlabelled")
+    if not where:
+        return [], {}
+    if "self_training" not in cfg.task:
+        raise ConfigError(f"data.unlabelled: the {cfg.task.name} task has no self-training; set data.unlabelled=null")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("data.unlabelled: self-training runs in one process; train without torchrun")
+    if cfg.trainer.resume_from_checkpoint:
+        raise ConfigError("data.unlabelled: a self-training run cannot resume from a checkpoint; start it again")
+    if where == "heldout":
+        if not held_out:
+            raise ConfigError("data.unlabelled=heldout: this split holds nothing out (data.fold=null); name files")
+        docs = [{"id": r["id"], "text": r["text"]} for r in held_out]
+        return docs, {"unlabelled": {"source": "heldout", "documents": len(docs)}}
+    inputs = [str(where)] if isinstance(where, str) else [str(w) for w in where]
+    docs = list(iter_inputs(inputs))
+    bad = next((d for d in docs if "error" in d), None)
+    if bad is not None:
+        raise DataError([f"data.unlabelled: {bad['error']['file']}: {bad['error']['reason']}"])
+    if not docs:
+        raise ConfigError(f"data.unlabelled={where}: no documents found")
+    return docs, {"unlabelled": {"source": inputs, "documents": len(docs)}}
+
+
+def pseudo_label(
+    cfg: DictConfig,
+    task: Task,
+    trainer: Trainer,
+    tokenizer,
+    base: str,
+    provenance: dict,
+    train_records: list[dict],
+    pool: list[dict],
+    out: Path,
+) -> list[dict]:
+    """The trained model, written and finished as a model folder, labels the pool; its most confident sentences
+    come back as training records (``Task.pseudo_labelled``, ``task.self_training``)."""
+    folder = out / "self-training.tmp"
+    shutil.rmtree(folder, ignore_errors=True)
+    write_model_folder(folder, task, trainer.model, tokenizer, cfg, base, provenance)
+    device = "cpu" if cfg.trainer.device == "cpu" else "auto"
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+
+    def load() -> Predictor:
+        return Predictor.from_pretrained(**{task.name: str(folder)}, device=device, backend="torch")
+
+    record_metadata(folder, cfg, task.finish(load, train_records, task_cfg))
+    predictions = load().predict_records(pool)
+    shutil.rmtree(folder, ignore_errors=True)
+    return task.pseudo_labelled(pool, predictions, task_cfg["self_training"])
+
+
+def describe_pseudo(records: list[dict]) -> str:
+    counts = Counter(s["stance"] for r in records for s in r["sentences"] if s.get("stance") is not None)
+    labelled = ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "nothing"
+    return f"{labelled} pseudo-labelled from {len(records)} documents"
 
 
 # Mistakes in the config or the data (a missing folder, an unreachable Hub id too), reported as one line with exit 2;

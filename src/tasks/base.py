@@ -11,6 +11,7 @@ from transformers import PreTrainedTokenizerFast
 
 from src.data.folds import as_dataset
 from src.data.records import annotates
+from src.errors import ConfigError
 
 if TYPE_CHECKING:
     from src.predict.engine import Predictor
@@ -62,6 +63,11 @@ class Task:
     def dev_metric(self, id2label: dict[int, str], encoding: dict, targets: Sequence) -> Callable | None:
         """A ``compute_metrics`` that scores a dev split the way the reports do, or None."""
         return None
+
+    def pseudo_labelled(self, documents: Sequence[dict], predictions: Sequence[dict], settings: Mapping) -> list[dict]:
+        """Training records of a model's own most confident ``predictions`` of unlabelled ``documents`` (the same
+        order; self-training, ``data.unlabelled``): a task without it refuses the option."""
+        raise ConfigError(f"data.unlabelled: the {self.name} task has no self-training; set data.unlabelled=null")
 
     def finish(self, load: Callable[[], Predictor], records: Sequence[dict], task_cfg: Mapping) -> dict:
         """What the task adds to a freshly written model folder's ``newsframe.json`` after training (``{}``: none);

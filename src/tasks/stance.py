@@ -73,6 +73,42 @@ class StanceTask(Task):
 
         return compute
 
+    def pseudo_labelled(self, documents: Sequence[dict], predictions: Sequence[dict], settings: Mapping) -> list[dict]:
+        """Stance-only records of the sentences predicted most confidently (``task.self_training``): probabilities
+        sharpened or softened by ``temperature`` (the cross-fitted one of ``make cv``), kept at ``confidence`` or
+        above, at most ``per_label`` per label, the most confident first, so every label adds about as many."""
+        temperature, confidence = float(settings["temperature"]), float(settings["confidence"])
+        candidates: dict[str, list[tuple[float, int, int]]] = {}
+        for d, doc in enumerate(predictions):
+            for i, sentence in enumerate(doc.get("sentences") or []):
+                labels = list(sentence["scores"])
+                logp = np.log(np.maximum([sentence["scores"][k] for k in labels], 1e-12)) / temperature
+                p = np.exp(logp - logp.max())
+                p /= p.sum()
+                best = int(p.argmax())
+                if p[best] >= confidence:
+                    candidates.setdefault(labels[best], []).append((float(p[best]), d, i))
+        chosen: dict[int, dict[int, str]] = {}
+        for label, found in candidates.items():
+            for _, d, i in sorted(found, key=lambda c: (-c[0], c[1], c[2]))[: int(settings["per_label"])]:
+                chosen.setdefault(d, {})[i] = label
+        records = []
+        for d, picks in sorted(chosen.items()):
+            doc = predictions[d]
+            sentences = [
+                {"start": s["start"], "end": s["end"], "stance": picks.get(i)} for i, s in enumerate(doc["sentences"])
+            ]
+            records.append(
+                {
+                    "id": f"unlabelled-{documents[d]['id']}",
+                    "text": documents[d]["text"],
+                    "entities": [],
+                    "sentences": sentences,
+                    "annotated": ["stance"],
+                }
+            )
+        return records
+
     def finish(self, load: Callable[[], Predictor], records: Sequence[dict], task_cfg: Mapping) -> dict:
         """The guideline-prototype head (``task.prototypes``, src/prototypes.py), fitted on the training sentences
         with the trained encoder."""
