@@ -10,7 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainingArguments
 
 from src.errors import ConfigError
+from src.labels import LabelScheme
 from src.model import packaged_model_path, resolve_device
+from src.prototypes import check_phrases
 
 __all__ = ["ConfigError", "check_train_config", "register_resolvers", "setting_of", "training_arguments"]
 
@@ -78,15 +80,12 @@ def check_train_config(cfg) -> None:
             f"task.stride={cfg.task.stride}: must be below task.max_length={cfg.task.max_length} minus room for the "
             "special tokens, or consecutive windows would not move forward"
         )
-    from src.labels import LabelScheme
 
     try:
         scheme = LabelScheme.from_config(cfg.data, f"data config {cfg.data.get('name')}")
     except ValueError as err:
         raise ConfigError(str(err)) from None
     if cfg.task.get("prototypes") is not None:
-        from src.prototypes import check_phrases
-
         check_phrases(OmegaConf.to_container(cfg.task.prototypes), list(scheme.stance_labels))
     check_templates(cfg.task)
     types = cfg.task.get("mask_name_types")

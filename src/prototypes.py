@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from src.data.convert import stance_examples
 from src.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -85,8 +86,6 @@ def head_probabilities(features: np.ndarray, head: Mapping) -> np.ndarray:
 def fit_prototypes(predictor: Predictor, records: Sequence[dict], phrases: Mapping, task_cfg: Mapping) -> dict:
     """The ``prototypes`` entry of a stance model's ``newsframe.json``, fitted on the gold ``records`` with the
     trained model that ``predictor`` runs (its own encoder embeds both the sentences and the phrases)."""
-    from src.data.convert import stance_examples
-
     labels = predictor.stance.labels
     examples = stance_examples(records, task_cfg.get("context", "none"))
     embeddings = predictor.sentence_embeddings([e["text"] for e in examples], [e["context"] for e in examples])

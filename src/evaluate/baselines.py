@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from src.data.spacy_model import SpacyUnavailable, load_spacy
 from src.data.words import word_spans
 from src.labels import LabelScheme, doc_stance
+from src.model import packaged_model_path
 
 from .metrics import ordered_labels
 
@@ -148,7 +149,6 @@ def setfit_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelSche
         from setfit import TrainingArguments as SetFitArguments
     except ImportError as err:
         raise BaselineUnavailable("setfit is not installed (pip install -e .[benchmark])") from err
-    from src.model import packaged_model_path
 
     x, y = labelled_sentences(train)
     model = SetFitModel.from_pretrained(packaged_model_path())

@@ -20,6 +20,9 @@ from pathlib import Path
 
 from src.data.jsonl import objects_only, read_json_file
 from src.markdown import markdown_table
+from src.model import resolve_model_dir
+from src.model_folder import read_metadata
+from src.predict import Predictor
 
 TYPES = ("mft", "topic_pair", "invariance", "negation")
 GROUPED = {"topic_pair", "invariance"}
@@ -110,10 +113,6 @@ def score_suite(cases: Sequence[dict], predicted: Sequence[str | None]) -> dict:
 
 def run_suite(model: str | Path, suite: str | Path, *, device: str = "auto", batch_size: int = 32) -> dict:
     """Score a stance model folder on a suite file."""
-    from src.model import resolve_model_dir
-    from src.model_folder import read_metadata
-    from src.predict import Predictor
-
     folder = resolve_model_dir(model)
     meta = read_metadata(folder)
     if meta["task"] != "stance":

@@ -24,7 +24,13 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from sklearn.metrics import f1_score
 
+from src.config import setting_of
+from src.data.convert import ner_examples
 from src.files import write_figure
+from src.labels import decode_iob2
+from src.model import resolve_model_dir
+from src.model_folder import read_metadata, record_calibration
+from src.predict.engine import Predictor
 
 N_BINS = 10
 T_BOUNDS = (0.05, 20.0)
@@ -238,10 +244,6 @@ def ner_arrays(
     Predictor decides, as the CV predictions were; ``engine``: the backend and quantize, torch by default)."""
     from seqeval.metrics.sequence_labeling import get_entities
 
-    from src.data.convert import ner_examples
-    from src.labels import decode_iob2
-    from src.predict.engine import Predictor
-
     logits_out, gold_out, tags_out, spans_out, correct_out, folds = [], [], [], [], [], []
     for fold, gold_records in sorted(gold_by_fold.items()):
         predictor = Predictor.from_pretrained(
@@ -348,10 +350,6 @@ def store(
     extrapolated to the model trained on every article (``size_adjusted``, with ``size_check``) and not stored when
     it fails the checks (``shift_refusal``). Returns a line per target: what was done."""
     from omegaconf import OmegaConf
-
-    from src.config import setting_of
-    from src.model import resolve_model_dir
-    from src.model_folder import read_metadata, record_calibration
 
     done = []
     for target in targets:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from src.data.convert import read_conll
+from src.data.records import load_records
 from src.files import write_jsonl
 from src.labels import LabelScheme
 from src.model import resolve_model_dir
 from src.model_folder import read_metadata, scheme_of_metadata
+from src.predict import Predictor
 
 from .metrics import evaluate_predictions
 from .report import write_evaluation
@@ -22,12 +25,9 @@ def load_gold_file(path: str | Path, scheme: LabelScheme | None = None) -> list[
     seed corpus's), anything else read as CoNLL columns."""
     path = Path(path)
     if path.suffix in (".jsonl", ".json"):
-        from src.data.records import load_records
-
         if scheme is None:
             return load_records(path)
         return load_records(path, entity_labels=scheme.entity_labels, stance_labels=scheme.stance_labels)
-    from src.data.convert import read_conll
 
     return read_conll(path)
 
@@ -37,8 +37,6 @@ def evaluate_records(
 ) -> tuple[dict, dict[str, Path]]:
     """Predict ``gold``'s sentences with the model folder; write metrics.json, report.md (+PNG) and
     predictions.jsonl into ``out_dir``; returns the metrics and the written paths."""
-    from src.predict import Predictor
-
     folder = resolve_model_dir(model)
     task = read_metadata(folder)["task"]
     # torch, as trained: an ONNX export of every freshly trained fold would cost more than its one pass saves.

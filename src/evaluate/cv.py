@@ -36,13 +36,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from src.config import setting_of
-from src.data.folds import leave_one_article_out
+from src.config import register_resolvers, setting_of
+from src.data.folds import leave_one_article_out, outlet_groups
+from src.data.records import load_records
+from src.data.splits import load_extra, load_splits
 from src.files import write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
+from src.predict.engine import Predictor
 
 from .baselines import BASELINES, BaselineUnavailable
+from .behaviour import behaviour_table, run_suite
 from .calibration import (
     calibrate_ner,
     calibrate_stance,
@@ -114,10 +118,6 @@ def fold_splits(group: dict) -> dict[int, tuple[list[dict], list[dict]]]:
     """``{fold: (train, test)}`` of every fold of a task's protocol, as training splits them: each seed article left
     out in turn (any ``data.extra`` files training in every fold), or each outlet of the extra files
     (``data.extra_fold``). Baselines train on the same ``train`` records, so they see the extra files too."""
-    from src.config import register_resolvers
-    from src.data.folds import outlet_groups
-    from src.data.splits import load_extra, load_splits
-
     gold = load_gold(group["data_path"], group["config"])
     data = OmegaConf.select(group["config"], "data")
     if group["protocol"] == ARTICLES and not data.get("extra"):
@@ -151,8 +151,6 @@ def run_scheme(cfg: DictConfig) -> LabelScheme:
 
 
 def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
-    from src.data.records import load_records
-
     scheme = run_scheme(cfg)
     return load_records(path, entity_labels=scheme.entity_labels, stance_labels=scheme.stance_labels)
 
@@ -299,8 +297,6 @@ def cross_validate_settings(
 
 def repredict(task: str, run: Path, gold: list[dict], engine: dict) -> list[dict]:
     """The fold model of ``run`` predicting its held-out ``gold`` records with ``engine``'s backend and quantize."""
-    from src.predict.engine import Predictor
-
     predictor = Predictor.from_pretrained(**{task: str(run)}, device="cpu", **engine)
     return predictor.predict_records(gold)
 
@@ -534,8 +530,6 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
 def fold_behaviour(result: dict, suite: str | Path) -> dict:
     """The behavioural suite on every stance fold model of every setting: ``{system: {fold: suite result}}``; a fold
     whose run kept no model folder is left out (and said)."""
-    from .behaviour import run_suite
-
     scored: dict[str, dict] = {}
     for system, setting in result["settings"].items():
         for fold, run in setting["runs"].items():
@@ -548,8 +542,6 @@ def fold_behaviour(result: dict, suite: str | Path) -> dict:
 
 def behaviour_section(result: dict) -> str:
     """The pass rates per type of every fold model, and their mean."""
-    from .behaviour import behaviour_table
-
     parts = [f"### Behaviour (`{result['behaviour']['suite']}`, every fold model)"]
     for system, folds in result["behaviour"]["systems"].items():
         scored = {f"{system} fold {k}": r for k, r in folds.items() if "skipped" not in r}

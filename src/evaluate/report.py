@@ -15,6 +15,7 @@ from src.data.jsonl import objects_only, read_json_file
 from src.files import write_atomic, write_figure, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
+from src.predict.html import render_page
 from src.tasks import TASKS
 
 from .metrics import ner_errors, stance_errors
@@ -164,8 +165,6 @@ def write_evaluation(
 ) -> dict[str, Path]:
     """Write metrics.json, report.md, report.html and (stance) confusion_stance.png into ``out_dir``; returns their
     paths. ``scheme``: the model's labels, for the page's legend and colours."""
-    from src.predict.html import render_page
-
     out = Path(out_dir)
     paths = {"metrics": write_json(out / "metrics.json", metrics)}
     paths["report"] = write_atomic(out / "report.md", render_report(metrics, gold_records, pred_records))

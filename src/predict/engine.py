@@ -23,12 +23,15 @@ import torch
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerFast
 
 from src.data.convert import sentence_context
+from src.data.segment import split_sentences
 from src.data.words import word_spans, word_tags_to_spans
 from src.features import encode_ner, encode_stance, words_from_windows
 from src.labels import LabelScheme, decode_iob2, doc_stance, none_label_of
 from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
 from src.model_folder import none_label_of_metadata, read_metadata
 from src.predict.io import error_record, text_problem
+from src.predict.ort import OrtModel
+from src.prototypes import head_probabilities, mean_pool, similarity_features
 from src.tasks import get_task
 
 if TYPE_CHECKING:
@@ -185,7 +188,6 @@ class TaskModel:
                 f"backend {backend} with quantize {quantize} runs on CPU in fp32 only; got device {device.type}, "
                 f"precision {dtype}"
             )
-        from src.predict.ort import OrtModel
 
         if isinstance(model, OrtModel):
             if backend != "onnx":
@@ -230,8 +232,6 @@ class TaskModel:
 
         Windows are sorted longest first so each batch pads to similar lengths; results come back in input order.
         """
-        from src.prototypes import mean_pool
-
         ids, masks = windows["input_ids"], windows["attention_mask"]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         result: list[np.ndarray] = [np.empty(0)] * len(ids)
@@ -362,8 +362,6 @@ class Predictor:
             cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
             chosen = resolve_quantize(quantize, meta, task_backend == "onnx" and cpu_fp32)
             if task_backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
-                from src.predict.ort import OrtModel
-
                 model = OrtModel.from_folder(folder, config, chosen, lambda f=folder, t=task: load_checkpoint(f, t))
             else:
                 model = load_checkpoint(folder, task)
@@ -495,7 +493,6 @@ class Predictor:
             if bad is not None:
                 raise ValueError(f"sentence span {bad[0]}-{bad[1]} is outside the text ({len(record['text'])} chars)")
             return spans
-        from src.data.segment import split_sentences
 
         return [tuple(span) for span in split_sentences(record["text"])]
 
@@ -598,8 +595,6 @@ class Predictor:
         probs = softmax(np.stack(logits)) if windows["input_ids"] else np.empty((0, len(m.id2label)))
         means = per_example_mean(probs, windows["example_index"], len(sentences))
         if m.prototypes is not None and len(sentences):
-            from src.prototypes import head_probabilities, similarity_features
-
             embeddings = per_example_mean(np.stack(pooled), windows["example_index"], len(sentences))
             phrase_embeddings, phrase_labels = self._phrase_embeddings()
             features = similarity_features(embeddings, phrase_embeddings, phrase_labels, m.labels)

@@ -20,7 +20,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
+from src.data.convert import records_to_labelstudio
 from src.files import file_sha256
+from src.predict.framing import FramingTable
+from src.predict.html import render_page
 
 if TYPE_CHECKING:
     from src.labels import LabelScheme
@@ -197,8 +200,6 @@ def csv_rows(prediction: dict) -> Iterator[list]:
 
 def labelstudio_task(line: dict) -> dict:
     """A Label Studio task pre-annotated with one prediction (``line`` carries the document's ``text``)."""
-    from src.data.convert import records_to_labelstudio
-
     prediction = {k: v for k, v in line.items() if k != "text"}
     return records_to_labelstudio([{"id": line["id"], "text": line["text"]}], [prediction])[0]
 
@@ -222,8 +223,6 @@ class PredictionWriter:
             self.csv.writerow(CSV_COLUMNS)
         self.framing = None
         if fmt == "entity-framing":
-            from src.predict.framing import FramingTable
-
             self.framing = FramingTable(scheme.stance_labels if scheme is not None else ())
 
     def write(self, line: dict) -> None:
@@ -257,8 +256,6 @@ class PredictionWriter:
             json.dump(self.tasks, self.stream, ensure_ascii=False, indent=1)
             self.stream.write("\n")
         elif self.fmt == "html":
-            from src.predict.html import render_page
-
             self.stream.write(render_page(self.tasks, note=self.note, scheme=self.scheme))
         elif self.framing is not None:
             self.framing.write_csv(self.stream)
@@ -404,7 +401,7 @@ def describe_model(name: str | None) -> dict | None:
     """A checkpoint folder by the sha256 of its files (weights, config, tokenizer), wherever it lies."""
     if name is None:
         return None
-    from src.model import resolve_model_dir
+    from src.model import resolve_model_dir  # transformers takes seconds: the CLI's usage errors come first
 
     folder = Path(resolve_model_dir(name))
     if not folder.is_dir():

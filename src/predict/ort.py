@@ -31,6 +31,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from src.files import cache_root, file_sha256, write_json
+from src.prototypes import mean_pool
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,6 @@ class _Exported(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from src.prototypes import mean_pool
-
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return out.logits, mean_pool(out.hidden_states[-1], attention_mask)
 

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from src.files import PROJECT_ROOT, sha256_of, write_atomic, write_json
+from src.predict.engine import OptionError, Predictor
 from src.predict.io import (
     STDIN,
     OutputBusy,
@@ -163,8 +164,6 @@ class ShardPredictor:
 
     def __init__(self, options: dict, out_dir: str, threads: int) -> None:
         import torch
-
-        from src.predict.engine import Predictor
 
         torch.set_num_threads(threads)
         self.predictor = Predictor.from_pretrained(**options)
@@ -379,7 +378,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -
     write_json(args.output / MANIFEST, run)
 
     # The options are checked (and a first ONNX export made) here, once, with the local engine's messages.
-    from src.predict.engine import OptionError, Predictor
 
     try:
         Predictor.from_pretrained(**predictor_options(args))

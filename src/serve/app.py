@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from src.predict.io import PredictionWriter, read_record
+from src.predict.io import PredictionWriter, describe_model, read_record
 from src.predict.threshold import apply_thresholds
 from src.serve.batcher import DeadlineExceeded, MicroBatcher, NotReady, QueueFull
 
@@ -326,9 +326,8 @@ def project_version() -> str:
 def describe_models(predictor: Predictor, paths: dict[str, str | None]) -> dict[str, dict]:
     """What ``/v1/models`` says of each loaded model: task, labels, windows, calibration, backend and the sha256 of
     its folder's files (``describe_model``, the fingerprint a ``predict.py`` run records)."""
-    from src.model import resolve_model_dir
+    from src.model import resolve_model_dir  # transformers takes seconds: the CLI's usage errors come first
     from src.model_folder import METADATA, read_metadata
-    from src.predict.io import describe_model
 
     described = {}
     for task, path in paths.items():
