@@ -252,11 +252,16 @@ def extra_lines(training: dict) -> str:
         reviewed = f"; label review `{review['path']}` ({review['changes']} change(s))" if review else ""
         what = f"{entry['records']} records, sha256 {entry['sha256'][:12]}…{reviewed}"
         lines.append(f"\n- Also trained on: `{entry['path']}` ({what})")
+    pool = training.get("unlabelled")
+    if pool:
+        source = "the held-out articles' text" if pool["source"] == "heldout" else f"`{', '.join(pool['source'])}`"
+        rounds = training.get("self_training_rounds", 0)
+        lines.append(f"\n- Self-trained: {rounds} round(s) on {pool['documents']} unlabelled document(s), {source}")
     return "".join(lines)
 
 
-def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> ModelCard:
-    """A card a hub would accept: metadata (licence, base model, eval results) and what a reader needs to use it."""
+def card_data(task: Task, meta: dict) -> ModelCardData:
+    """The card's metadata block: licence, base model, task, and the held-out figure as an eval result."""
     held = meta["held_out"]
     eval_results = None
     if held:
@@ -270,7 +275,7 @@ def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> 
                 metric_value=round(held["value"], 4),
             )
         ]
-    data = ModelCardData(
+    return ModelCardData(
         language="en",
         license="apache-2.0",  # that of the base model all-MiniLM-L6-v2
         library_name="transformers",
@@ -280,6 +285,12 @@ def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> 
         model_name=f"newsframe-{task.name}",
         eval_results=eval_results,
     )
+
+
+def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> ModelCard:
+    """A card a hub would accept: metadata (licence, base model, eval results) and what a reader needs to use it."""
+    held = meta["held_out"]
+    data = card_data(task, meta)
     here = usage_path(final_path)
     warm = f" (warm-started from `{meta['warm_start']}`)" if meta["warm_start"] else ""
     usage = f'pipeline("{task.pipeline_tag}", model="{here}"'

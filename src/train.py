@@ -98,6 +98,20 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
     os.replace(tmp_dir, model_dir)
     if not cfg.trainer.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state is not needed once the model is saved
+    return metrics, finish_run(cfg, task, out, model_dir, trainer, result, n_windows, started)
+
+
+def finish_run(
+    cfg: DictConfig,
+    task: Task,
+    out: Path,
+    model_dir: Path,
+    trainer: Trainer,
+    result: Any,
+    n_windows: int,
+    started: float,
+) -> Path:
+    """``train_summary.json`` and the console's last line; returns the run folder."""
     minutes = (time.perf_counter() - started) / 60
     summary = {k: result.metrics.get(k) for k in ("train_runtime", "train_samples_per_second")}
     summary |= {"task": task.name, "train_windows": n_windows, "wall_minutes": round(minutes, 2)}
@@ -106,7 +120,7 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
         f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python -m src.predict --{task.name} {out} "
         "-o predictions.jsonl YOUR_ARTICLES/"
     )
-    return metrics, out
+    return out
 
 
 def fit(
