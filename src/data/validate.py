@@ -238,7 +238,23 @@ def validate_record(
     if isinstance(text, str) and isinstance(record.get("source"), str):
         problems = _check_source(record, where, base, root) + problems
 
-    placed: list[dict] = []  # entities inside the text
+    entity_problems, placed = _check_entities(entities, text, entity_labels, where)
+    sentence_problems, all_sentences_placed = _check_sentences(record, sentences, text, stance_labels, where)
+    problems += entity_problems + sentence_problems
+    if not isinstance(text, str):
+        return problems
+    problems += _check_entity_layout(placed, text, where)
+    if not all_sentences_placed:  # a missing or misplaced sentence would show up as gaps and stray entities
+        return problems
+    return problems + _check_coverage(placed, sentences, text, where)
+
+
+def _check_entities(
+    entities: list[dict], text: object, entity_labels: Sequence[str], where: str
+) -> tuple[list[str], list[dict]]:
+    """Span and label problems of the entities, and those placed inside the text (``clean``: no span problem)."""
+    problems: list[str] = []
+    placed: list[dict] = []
     for ent in entities:
         if isinstance(text, str):
             span_problems, inside = _check_span(text, f"entity {_label(ent, 'label')}", ent, where)
@@ -251,12 +267,20 @@ def validate_record(
                 f"{where}: unknown entity label {ent['label']!r} at {ent['start']}-{ent['end']} "
                 f"(known: {', '.join(entity_labels)}){context}"
             )
-    all_sentences_placed = isinstance(record.get("sentences"), list) and len(sentences) == len(record["sentences"])
+    return problems, placed
+
+
+def _check_sentences(
+    record: dict, sentences: list[dict], text: object, stance_labels: Sequence[str], where: str
+) -> tuple[list[str], bool]:
+    """Span and stance problems of the sentences, and whether every sentence lies inside the text."""
+    problems: list[str] = []
+    all_placed = isinstance(record.get("sentences"), list) and len(sentences) == len(record["sentences"])
     for sent in sentences:
         if isinstance(text, str):
             span_problems, inside = _check_span(text, "sentence", sent, where)
             problems += span_problems
-            all_sentences_placed &= inside and sent["start"] < sent["end"]
+            all_placed &= inside and sent["start"] < sent["end"]
         stance = sent.get("stance")
         if isinstance(stance, str) and stance not in stance_labels:
             context = f": {around(text, sent['start'], sent['end'])}" if isinstance(text, str) else ""
@@ -264,9 +288,12 @@ def validate_record(
                 f"{where}: unknown stance {stance!r} of sentence {sent['start']}-{sent['end']} "
                 f"(known: {', '.join(stance_labels)} or null){context}"
             )
-    if not isinstance(text, str):
-        return problems
+    return problems, all_placed
 
+
+def _check_entity_layout(placed: list[dict], text: str, where: str) -> list[str]:
+    """Overlapping entities (nested ones too) and entities off the word boundaries."""
+    problems: list[str] = []
     reach: dict | None = None  # the entity seen so far that ends last, so nested overlaps are caught too
     for ent in sorted(placed, key=lambda e: (e["start"], e["end"])):
         if reach is not None and ent["start"] < reach["end"]:
@@ -285,9 +312,12 @@ def validate_record(
                 f"{where}: entity {_label(ent, 'label')} {ent['start']}-{ent['end']} does not start and end on word "
                 f"boundaries: {around(text, ent['start'], ent['end'])}"
             )
+    return problems
 
-    if not all_sentences_placed:  # a missing or misplaced sentence would show up as gaps and stray entities
-        return problems
+
+def _check_coverage(placed: list[dict], sentences: list[dict], text: str, where: str) -> list[str]:
+    """Sentences in order without overlaps, covering every non-space character; every entity inside one sentence."""
+    problems: list[str] = []
     covered_to = 0
     for sent in sentences:
         start, end = sent["start"], sent["end"]
@@ -300,7 +330,6 @@ def validate_record(
             problems += _uncovered(text, covered_to, start, where)
         covered_to = max(covered_to, end)
     problems += _uncovered(text, covered_to, len(text), where)
-
     for ent in placed:
         if not any(s["start"] <= ent["start"] and ent["end"] <= s["end"] for s in sentences):
             problems.append(
