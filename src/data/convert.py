@@ -332,25 +332,61 @@ def _labels(value: dict, key: str) -> list[str] | str:
 
 def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | None, list[str]]:
     """The record of one export task, or ``None`` and every problem found in it (each prefixed with ``where``)."""
+    data, problem = _task_data(task, where)
+    if problem:
+        return None, [problem]
+    text = data["text"]
+    result, problems = _kept_result(task, where)
+    if result is None:
+        return None, problems
+    entities, sentences, stances = _read_regions(result, text, where, problems)
+    if problems:
+        return None, problems
+    if not sentences:
+        sentences = {(s, e): (s, e) for s, e in split_sentences(text)}
+    spans = [
+        {"start": s, "end": e, "stance": stances.get(key, stances.get((s, e)))} for key, (s, e) in sentences.items()
+    ]
+    record = {"id": str(data.get("doc_id") or fallback_id)}
+    if data.get("source"):
+        record["source"] = data["source"]
+    if "annotated" in data:  # checked by the validator like any record's
+        record["annotated"] = data["annotated"]
+    record |= {
+        "text": text,
+        "entities": sorted(entities, key=lambda e: (e["start"], e["end"])),
+        "sentences": sorted(spans, key=lambda s: (s["start"], s["end"])),
+    }
+    return record, []
+
+
+def _task_data(task: object, where: str) -> tuple[dict, str | None]:
+    """A task's ``data`` (text and doc id checked), or the one problem that stops reading it."""
     if not isinstance(task, dict):
-        return None, [f"{where}: must be a JSON object, got {_json_type(task)}"]
+        return {}, f"{where}: must be a JSON object, got {_json_type(task)}"
     data = task.get("data")
     if data is None:
-        return None, [f"{where}: missing 'data' (the task's imported fields)"]
+        return {}, f"{where}: missing 'data' (the task's imported fields)"
     if not isinstance(data, dict):
-        return None, [f"{where}: 'data' must be an object, got {_json_type(data)}"]
+        return {}, f"{where}: 'data' must be an object, got {_json_type(data)}"
     text = data.get("text")
     if text is None:
-        return None, [f"{where}: missing 'data.text' (the article text)"]
+        return {}, f"{where}: missing 'data.text' (the article text)"
     if not isinstance(text, str):
-        return None, [f"{where}: 'data.text' must be a string, got {_json_type(text)}"]
+        return {}, f"{where}: 'data.text' must be a string, got {_json_type(text)}"
     surrogate = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
     if surrogate is not None:  # JSON allows a lone "\udc80"; no UTF-8 file can hold it
         code = f"U+{ord(text[surrogate]):04X}"
-        return None, [f"{where}: 'data.text' holds a lone surrogate ({code}) at offset {surrogate}; fix the export"]
+        return {}, f"{where}: 'data.text' holds a lone surrogate ({code}) at offset {surrogate}; fix the export"
     doc_id = data.get("doc_id")
     if doc_id is not None and (not isinstance(doc_id, str | int) or isinstance(doc_id, bool)):
-        return None, [f"{where}: 'data.doc_id' must be a string or an integer, got {_json_type(doc_id)}"]
+        return {}, f"{where}: 'data.doc_id' must be a string or an integer, got {_json_type(doc_id)}"
+    return data, None
+
+
+def _kept_result(task: dict, where: str) -> tuple[list | None, list[str]]:
+    """The result of the last annotation not cancelled (``[]`` without one) and the problems so far; ``None`` as the
+    result when the task cannot be read further."""
     problems: list[str] = []
     annotations = task.get("annotations", [])
     if not isinstance(annotations, list):
@@ -367,7 +403,14 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
         result = annotation.get("result", [])
         if not isinstance(result, list):
             return None, [*problems, f"{where}: annotations[{k}].result must be a list, got {_json_type(result)}"]
+    return result, problems
 
+
+def _read_regions(
+    result: list, text: str, where: str, problems: list[str]
+) -> tuple[list[dict], dict[object, tuple[int, int]], dict[object, str]]:
+    """Entities, sentence spans by region id and stances by region id (and by span) of a result; its problems are
+    appended to ``problems``."""
     entities, sentences, stances = [], {}, {}
     for j, item in enumerate(result):
         at = f"{where}: result[{j}]"
@@ -409,25 +452,7 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
             sentences[rid] = (start, end)
         else:
             entities.append({"start": start, "end": end, "label": names[0]})
-    if problems:
-        return None, problems
-
-    if not sentences:
-        sentences = {(s, e): (s, e) for s, e in split_sentences(text)}
-    spans = [
-        {"start": s, "end": e, "stance": stances.get(key, stances.get((s, e)))} for key, (s, e) in sentences.items()
-    ]
-    record = {"id": str(data.get("doc_id") or fallback_id)}
-    if data.get("source"):
-        record["source"] = data["source"]
-    if "annotated" in data:  # checked by the validator like any record's
-        record["annotated"] = data["annotated"]
-    record |= {
-        "text": text,
-        "entities": sorted(entities, key=lambda e: (e["start"], e["end"])),
-        "sentences": sorted(spans, key=lambda s: (s["start"], s["end"])),
-    }
-    return record, []
+    return entities, sentences, stances
 
 
 def _json_type(value: object) -> str:
