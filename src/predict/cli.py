@@ -12,6 +12,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
@@ -34,6 +35,9 @@ from src.predict.io import (
     unlock_output,
 )
 from src.predict.threshold import apply_thresholds
+
+if TYPE_CHECKING:
+    from src.predict.engine import Predictor
 
 RUN_RECORD_VERSION = 1
 # The run record's committed count catches up after a group once this many seconds or lines have passed: a kill
@@ -270,13 +274,22 @@ def check_resume(parser: argparse.ArgumentParser, done: list[dict], inputs: Iter
             )
 
 
+class CurrentStderr(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a note is logged, not the one of the first call (``main`` runs
+    many times in one process: tests, notebooks)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.ner is None and args.stance is None:
         parser.error("give --ner, --stance or both")
     if not logging.getLogger("src").handlers:  # our own progress notes (e.g. a first ONNX export) on stderr
-        handler = logging.StreamHandler(sys.stderr)
+        handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("predict.py: %(message)s"))
         logging.getLogger("src").addHandler(handler)
         logging.getLogger("src").setLevel(logging.INFO)
@@ -321,7 +334,58 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
     done = check_output(parser, args, run) if journal else []
+    predictor = load_predictor(parser, args)
+    if journal is not None:
+        check_engines(parser, args, run, predictor)
+    inputs = iter_inputs(args.inputs, sys.stdin.buffer if STDIN in args.inputs else None)
+    check_resume(parser, done, inputs)
 
+    stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
+    note = scores_note(args) if args.format == "html" else ""
+    scheme = predictor.scheme
+    writer = PredictionWriter("jsonl" if journal else args.format, stream, note, scheme)
+    commits = Commits(args.output if journal else None, run)
+    failed = sum("error" in line for line in done)
+    progress = tqdm(desc="documents", unit="doc", initial=len(done), file=sys.stderr, disable=None)
+    try:
+        failed += write_predictions(predictor, inputs, writer, args, commits, stream, len(done), progress)
+        writer.close()
+    except KeyboardInterrupt:
+        if journal is None:
+            raise
+        commits.commit()
+        print(f"\ninterrupted; finished documents are in {journal}: rerun with --resume", file=sys.stderr)
+        return 130
+    except OSError as err:  # a full disk, a lost mount: the committed part of the journal stays good for --resume
+        if journal is None:
+            print(f"error: cannot write the predictions: {err}", file=sys.stderr)
+            return 2
+        with contextlib.suppress(OSError):
+            commits.commit()
+        print(f"error: {journal}: {err}; the finished documents are kept: rerun with --resume", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
+        if journal is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    if journal is not None:
+        try:
+            commits.commit()
+            finalize(journal, args.output, args.format, note, scheme)
+        except OSError as err:
+            print(
+                f"error: {args.output}: {err}; the predictions are in {journal}: rerun with --resume", file=sys.stderr
+            )
+            return 2
+        run_record_path(args.output).unlink(missing_ok=True)
+    if failed:
+        print(f'{failed} document(s) failed; see their "error" fields', file=sys.stderr)
+    return 1 if failed else 0
+
+
+def load_predictor(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Predictor:
+    """The Predictor of the command's models and options; a bad option or folder is a usage error."""
     from src.predict.engine import OptionError, Predictor  # after the argument checks: importing torch takes seconds
 
     if args.threads is not None:
@@ -329,7 +393,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        predictor = Predictor.from_pretrained(
+        return Predictor.from_pretrained(
             ner=args.ner,
             stance=args.stance,
             device=args.device,
@@ -344,11 +408,42 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error(f"--{err.option.replace('_', '-')} {err.detail}")
     except (OSError, ValueError, ImportError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
-    if journal is not None:
-        check_engines(parser, args, run, predictor)
 
-    inputs = iter_inputs(args.inputs, sys.stdin.buffer if STDIN in args.inputs else None)
-    check_resume(parser, done, inputs)
+
+class Commits:
+    """How far the journal holds whole groups, recorded in the run record every ``COMMIT_LINES`` lines or
+    ``COMMIT_SECONDS``: a resume cuts off anything after it and redoes it. ``output`` None (no journal): nothing."""
+
+    def __init__(self, output: Path | None, run: dict) -> None:
+        self.output, self.run = output, run
+        self.complete = dict(run.get("committed", {}))  # the journal's extent at the end of the last whole group
+        self.last = time.monotonic()
+
+    def commit(self) -> None:
+        if self.output is not None and self.complete != self.run["committed"]:
+            self.run["committed"] = dict(self.complete)
+            write_json(run_record_path(self.output), self.run)
+
+    def advance(self, lines: int, size: int) -> None:
+        """A whole group is written: the journal now holds ``lines`` lines, ``size`` bytes."""
+        self.complete.update(lines=lines, bytes=size)
+        behind = lines - self.run["committed"].get("lines", 0)
+        if behind >= COMMIT_LINES or time.monotonic() - self.last >= COMMIT_SECONDS:
+            self.commit()
+            self.last = time.monotonic()
+
+
+def write_predictions(
+    predictor: Predictor,
+    inputs: Iterator[dict],
+    writer: PredictionWriter,
+    args: argparse.Namespace,
+    commits: Commits,
+    stream: TextIO,
+    lines: int,
+    progress: tqdm,
+) -> int:
+    """Predict and write every input, in input order; returns how many documents failed."""
     texts: deque[str] = deque()  # Label Studio tasks need the text; predictions come back in input order
 
     def remember_texts(records: Iterator[dict]) -> Iterator[dict]:
@@ -357,69 +452,17 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             yield record
 
     keep_text = args.format in TEXT_FORMATS  # (a journal of another --format is refused by its run record)
-    stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
-    note = scores_note(args) if args.format == "html" else ""
-    scheme = predictor.scheme
-    none_label = scheme.none_label
-    writer = PredictionWriter("jsonl" if journal else args.format, stream, note, scheme)
-    failed = sum("error" in line for line in done)
-    lines, last_commit = len(done), time.monotonic()
-    complete = dict(run.get("committed", {}))  # the journal's extent at the end of the last whole group
-
-    def commit() -> None:
-        """Record how far the journal holds whole groups: a resume cuts off anything after it and redoes it."""
-        if journal is not None and complete != run["committed"]:
-            run["committed"] = dict(complete)
-            write_json(run_record_path(args.output), run)
-
-    progress = tqdm(desc="documents", unit="doc", initial=len(done), file=sys.stderr, disable=None)
-    try:
-        for group in predictor.iter_predict_groups(remember_texts(inputs)):
-            for prediction in group:
-                text = texts.popleft()
-                if "error" in prediction:
-                    failed += 1
-                    tqdm.write(f"error: {prediction['id']}: {prediction['error']['reason']}", file=sys.stderr)
-                prediction = apply_thresholds(prediction, args.min_score, args.flag_below, none_label)
-                writer.write({**prediction, "text": text} if keep_text else prediction)
-                progress.update()
-            lines += len(group)
-            if journal is not None:
-                complete.update(lines=lines, bytes=os.fstat(stream.fileno()).st_size)
-                behind = lines - run["committed"].get("lines", 0)
-                if behind >= COMMIT_LINES or time.monotonic() - last_commit >= COMMIT_SECONDS:
-                    commit()
-                    last_commit = time.monotonic()
-        writer.close()
-    except KeyboardInterrupt:
-        if journal is None:
-            raise
-        commit()
-        print(f"\ninterrupted; finished documents are in {journal}: rerun with --resume", file=sys.stderr)
-        return 130
-    except OSError as err:  # a full disk, a lost mount: the committed part of the journal stays good for --resume
-        if journal is None:
-            print(f"error: cannot write the predictions: {err}", file=sys.stderr)
-            return 2
-        with contextlib.suppress(OSError):
-            commit()
-        print(f"error: {journal}: {err}; the finished documents are kept: rerun with --resume", file=sys.stderr)
-        return 2
-    finally:
-        progress.close()
-        if journal is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
-    if journal is not None:
-        try:
-            commit()
-            finalize(journal, args.output, args.format, note, scheme)
-        except OSError as err:
-            print(
-                f"error: {args.output}: {err}; the predictions are in {journal}: rerun with --resume", file=sys.stderr
-            )
-            return 2
-        run_record_path(args.output).unlink(missing_ok=True)
-    if failed:
-        print(f'{failed} document(s) failed; see their "error" fields', file=sys.stderr)
-    return 1 if failed else 0
+    none_label, failed = predictor.scheme.none_label, 0
+    for group in predictor.iter_predict_groups(remember_texts(inputs)):
+        for prediction in group:
+            text = texts.popleft()
+            if "error" in prediction:
+                failed += 1
+                tqdm.write(f"error: {prediction['id']}: {prediction['error']['reason']}", file=sys.stderr)
+            prediction = apply_thresholds(prediction, args.min_score, args.flag_below, none_label)
+            writer.write({**prediction, "text": text} if keep_text else prediction)
+            progress.update()
+        lines += len(group)
+        if commits.output is not None:
+            commits.advance(lines, os.fstat(stream.fileno()).st_size)
+    return failed
