@@ -31,6 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tqdm import tqdm
+
 from src.files import PROJECT_ROOT, sha256_of, write_atomic, write_json
 from src.predict.engine import OptionError, Predictor
 from src.predict.io import (
@@ -364,9 +366,51 @@ def run_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         unlock_output(args.output / MANIFEST, lock)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -> int:
-    from tqdm import tqdm
+def shard_dataset(todo: list[dict], args: argparse.Namespace, workers: int, threads: int):
+    """The Ray Data pipeline: shards read by I/O tasks, predicted by a pool of ``ShardPredictor`` actors."""
+    import ray
 
+    return (
+        ray.data.from_items(todo, override_num_blocks=min(len(todo), 4 * workers))
+        .map(read_shard, num_cpus=0)  # I/O: never waits for a CPU the actors hold
+        .map_batches(
+            ShardPredictor,
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=threads,
+            fn_constructor_kwargs={
+                "options": predictor_options(args),
+                "out_dir": str(args.output.resolve()),
+                "threads": threads,
+            },
+        )
+    )
+
+
+def shard_entry(row: dict) -> dict:
+    """A finished shard as the manifest records it."""
+    return {
+        "input_documents": int(row["inputs"]),
+        "output_records": int(row["outputs"]),
+        "errors": int(row["errors"]),
+        "sha256": str(row["sha256"]),
+    }
+
+
+def complete(run: dict, output: Path, startup: float, total: float) -> None:
+    """The manifest of a finished run: its status, counts over the shards and times."""
+    done = run["shards"]["done"]
+    run.update(
+        status="complete",
+        input_count=sum(e["input_documents"] for e in done.values()),
+        output_count=sum(e["output_records"] for e in done.values()),
+        errors=sum(e["errors"] for e in done.values()),
+        seconds={"startup": round(startup, 2), "total": round(total, 2)},
+    )
+    write_json(output / MANIFEST, run)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -> int:
     old = check_output(parser, args, run)
     if old is not None and old.get("status") == "complete":
         print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
@@ -378,7 +422,6 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -
     write_json(args.output / MANIFEST, run)
 
     # The options are checked (and a first ONNX export made) here, once, with the local engine's messages.
-
     try:
         Predictor.from_pretrained(**predictor_options(args))
     except OptionError as err:
@@ -386,8 +429,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -
     except (OSError, ValueError, ImportError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
 
-    cwd = os.getcwd()
-    todo = [{"shard": k, "spec": json.dumps(s), "cwd": cwd} for k, s in enumerate(shards) if part_name(k) not in done]
+    todo = [
+        {"shard": k, "spec": json.dumps(s), "cwd": os.getcwd()}
+        for k, s in enumerate(shards)
+        if part_name(k) not in done
+    ]
     import ray
 
     try:
@@ -399,30 +445,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -
         startup = time.monotonic() - started
         progress = tqdm(desc="shards", initial=len(done), total=len(shards), file=sys.stderr, disable=None)
         if todo:
-            dataset = (
-                ray.data.from_items(todo, override_num_blocks=min(len(todo), 4 * workers))
-                .map(read_shard, num_cpus=0)  # I/O: never waits for a CPU the actors hold
-                .map_batches(
-                    ShardPredictor,
-                    batch_size=1,
-                    compute=ray.data.ActorPoolStrategy(size=workers),
-                    num_cpus=threads,
-                    fn_constructor_kwargs={
-                        "options": predictor_options(args),
-                        "out_dir": str(args.output.resolve()),
-                        "threads": threads,
-                    },
-                )
-            )
             last = 0.0  # the first finished shard is recorded at once, later ones at most every 0.5 s
-            rows = dataset.iter_rows()
-            for row in rows:
-                run["shards"]["done"][part_name(int(row["shard"]))] = {
-                    "input_documents": int(row["inputs"]),
-                    "output_records": int(row["outputs"]),
-                    "errors": int(row["errors"]),
-                    "sha256": str(row["sha256"]),
-                }
+            for row in shard_dataset(todo, args, workers, threads).iter_rows():
+                run["shards"]["done"][part_name(int(row["shard"]))] = shard_entry(row)
                 progress.update()
                 if time.monotonic() - last > 0.5 or len(run["shards"]["done"]) == len(shards):
                     write_json(args.output / MANIFEST, run)
@@ -434,15 +459,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, run: dict) -
         return 130
     finally:
         ray.shutdown()
-    done = run["shards"]["done"]
-    run.update(
-        status="complete",
-        input_count=sum(e["input_documents"] for e in done.values()),
-        output_count=sum(e["output_records"] for e in done.values()),
-        errors=sum(e["errors"] for e in done.values()),
-        seconds={"startup": round(startup, 2), "total": round(time.monotonic() - started, 2)},
-    )
-    write_json(args.output / MANIFEST, run)
+    complete(run, args.output, startup, time.monotonic() - started)
     print(
         f"{run['output_count']} records in {len(shards)} shards in {args.output} "
         f"({run['errors']} errors; {workers} workers x {threads} threads)",
