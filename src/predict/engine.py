@@ -333,53 +333,12 @@ class Predictor:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}; got {quantize!r}")
         torch_device = resolve_device(device)
         resolve_precision(precision, torch_device)  # a bad value fails before any folder is read
-        # The folder's cpu_precision is a choice of the default path: an explicit backend or int8 keeps fp32.
-        folder_precision = backend == "auto" and quantize in ("auto", "none")
-        loaded = {}
-        for expected, path in (("ner", ner), ("stance", stance)):
-            if path is None:
-                continue
-            folder = resolve_model_dir(str(path))
-            meta = read_metadata(folder)  # how the folder must be run: its task and windows
-            if meta["task"] != expected:
-                raise ValueError(f"{path}: is a {meta['task']} model, given as the {expected} model")
-            tokenizer = load_tokenizer(folder)
-            config = AutoConfig.from_pretrained(folder)
-            check_labels(folder, meta, config)
-            positions = getattr(config, "max_position_embeddings", None)
-            length = meta["max_length"] if max_length is None else max_length
-            step = meta["stride"] if stride is None and max_length is None else stride
-            if max_length is None and positions is not None and length > positions:  # the folder's own value
-                raise ValueError(
-                    f"{folder}/newsframe.json: field 'max_length' is {length}, longer than the model's {positions} "
-                    "positions (config.json max_position_embeddings)"
-                )
-            check_windows(length, step, batch_size, positions, tokenizer)
-            task = get_task(expected)
-            cpu_precision = meta.get("cpu_precision", "fp32") if folder_precision else "fp32"
-            dtype = resolve_precision(precision, torch_device, cpu_precision)
-            task_backend = resolve_backend(backend, torch_device, dtype)
-            cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
-            chosen = resolve_quantize(quantize, meta, task_backend == "onnx" and cpu_fp32)
-            if task_backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
-                model = OrtModel.from_folder(folder, config, chosen, lambda f=folder, t=task: load_checkpoint(f, t))
-            else:
-                model = load_checkpoint(folder, task)
-            loaded[expected] = TaskModel(
-                model,
-                tokenizer,
-                torch_device,
-                dtype,
-                batch_size,
-                length,
-                step,
-                chosen,
-                task_backend,
-                meta.get("context", "none"),
-                meta.get("calibration"),
-                meta.get("prototypes"),
-                none_label_of_metadata(meta),
-            )
+        options = (torch_device, precision, quantize, backend, batch_size, max_length, stride)
+        loaded = {
+            expected: _load_task_model(expected, path, *options)
+            for expected, path in (("ner", ner), ("stance", stance))
+            if path is not None
+        }
         return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
 
     @property
@@ -644,3 +603,61 @@ def per_example_mean(rows: np.ndarray, example_index: Sequence[int], n: int) -> 
         sums[example] += rows[window]
         counts[example] += 1
     return sums / np.maximum(counts, 1)[:, None]
+
+
+def _load_task_model(
+    expected: str,
+    path: str,
+    torch_device: torch.device,
+    precision: str,
+    quantize: str,
+    backend: str,
+    batch_size: int,
+    max_length: int | None,
+    stride: int | None,
+) -> TaskModel:
+    """One model folder loaded as ``Predictor.from_pretrained`` documents: its task checked, its windows and the
+    engine (backend, precision, quantize) resolved for this folder."""
+    # The folder's cpu_precision is a choice of the default path: an explicit backend or int8 keeps fp32.
+    folder_precision = backend == "auto" and quantize in ("auto", "none")
+    folder = resolve_model_dir(str(path))
+    meta = read_metadata(folder)  # how the folder must be run: its task and windows
+    if meta["task"] != expected:
+        raise ValueError(f"{path}: is a {meta['task']} model, given as the {expected} model")
+    tokenizer = load_tokenizer(folder)
+    config = AutoConfig.from_pretrained(folder)
+    check_labels(folder, meta, config)
+    positions = getattr(config, "max_position_embeddings", None)
+    length = meta["max_length"] if max_length is None else max_length
+    step = meta["stride"] if stride is None and max_length is None else stride
+    if max_length is None and positions is not None and length > positions:  # the folder's own value
+        raise ValueError(
+            f"{folder}/newsframe.json: field 'max_length' is {length}, longer than the model's {positions} "
+            "positions (config.json max_position_embeddings)"
+        )
+    check_windows(length, step, batch_size, positions, tokenizer)
+    task = get_task(expected)
+    cpu_precision = meta.get("cpu_precision", "fp32") if folder_precision else "fp32"
+    dtype = resolve_precision(precision, torch_device, cpu_precision)
+    task_backend = resolve_backend(backend, torch_device, dtype)
+    cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
+    chosen = resolve_quantize(quantize, meta, task_backend == "onnx" and cpu_fp32)
+    if task_backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
+        model = OrtModel.from_folder(folder, config, chosen, lambda f=folder, t=task: load_checkpoint(f, t))
+    else:
+        model = load_checkpoint(folder, task)
+    return TaskModel(
+        model,
+        tokenizer,
+        torch_device,
+        dtype,
+        batch_size,
+        length,
+        step,
+        chosen,
+        task_backend,
+        meta.get("context", "none"),
+        meta.get("calibration"),
+        meta.get("prototypes"),
+        none_label_of_metadata(meta),
+    )

@@ -279,26 +279,11 @@ def render_article(
     doc_id = str(prediction.get("id"))
     anchor = f"doc-{number}"
     if "error" in prediction:
-        err = prediction["error"]
-        where = err.get("file") if err.get("line") is None else f"{err.get('file')}:{err.get('line')}"
-        return (
-            f'<article class="doc"{attrs(id=anchor)}><h2>{escape(doc_id)}</h2>'
-            f'<p class="error">could not be predicted: {escape(str(where))}: {escape(str(err.get("reason")))}</p>'
-            "</article>"
-        )
+        return error_article(doc_id, anchor, prediction["error"])
     sentences = sorted(prediction.get("sentences") or [], key=lambda s: s["start"])
     entities = sorted(prediction.get("entities") or [], key=lambda e: (e["start"], e["end"]))
-    gold_entities = sorted((gold or {}).get("entities") or [], key=lambda e: (e["start"], e["end"]))
     gold_stance = {(s["start"], s["end"]): s.get("stance") for s in (gold or {}).get("sentences") or []}
-    if gold is not None and "ner" in check:
-        verdicts, missed = entity_verdicts(entities, gold_entities)
-    else:
-        verdicts, missed = [None] * len(entities), []
-    marks = sorted(
-        [(e["start"], e["end"], "entity", e, v) for e, v in zip(entities, verdicts, strict=True)]
-        + [(g["start"], g["end"], "missed", g, None) for g in missed],
-        key=lambda m: (m[0], m[1]),
-    )
+    marks = entity_marks(entities, gold if "ner" in check else None)
     ranked = evidence_sentences({**prediction, "sentences": sentences}, labels.none_label)
     evidence = {i: n for n, i in enumerate(ranked, start=1)}
     body, at, mark_at = [], 0, 0
@@ -317,30 +302,9 @@ def render_article(
         if s < at:  # overlapping sentence spans: show the text once
             continue
         body.append(render_spans(text, at, s, marks_before(s), labels))  # text between sentences
-        classes = ["sent", labels.stance_class(sent.get("stance"))]
-        title = scores_title(sent)
-        wrong = None
-        if gold is not None and "stance" in check:
-            want = gold_stance.get((s, e))
-            if want is not None and want != sent.get("stance"):
-                wrong = want
-                classes.append("err-stance")
-                title = f"wrong stance, gold: {want} · {title}"
-        if sent.get("low_score"):
-            classes.append("low-score")
-        if i in evidence:
-            classes.append("evidence")
-            title = f"evidence {evidence[i]} for the document stance · {title}"
-        tag = attrs(
-            class_=" ".join(c for c in classes if c),
-            id=f"{anchor}-s{i}",
-            data_stance=sent.get("stance"),
-            title=title,
-        )
+        want = gold_stance.get((s, e)) if gold is not None and "stance" in check else None
         inner = render_spans(text, s, e, marks_before(e), labels)
-        after = f'<sup class="evidence-no">{evidence[i]}</sup>' if i in evidence else ""
-        after += f"<sup{attrs(class_='gold-stance')}>gold: {escape(wrong)}</sup>" if wrong else ""
-        body.append(f"<span{tag}>{inner}</span>{after}")
+        body.append(sentence_span(sent, inner, f"{anchor}-s{i}", labels, want, evidence.get(i)))
         at = e
     body.append(render_spans(text, at, len(text), marks_before(len(text) + 1), labels))
     return "".join(
@@ -352,6 +316,53 @@ def render_article(
             "</article>",
         ]
     )
+
+
+def error_article(doc_id: str, anchor: str, err: dict) -> str:
+    """The article of a document that could not be predicted: where it came from and why."""
+    where = err.get("file") if err.get("line") is None else f"{err.get('file')}:{err.get('line')}"
+    return (
+        f'<article class="doc"{attrs(id=anchor)}><h2>{escape(doc_id)}</h2>'
+        f'<p class="error">could not be predicted: {escape(str(where))}: {escape(str(err.get("reason")))}</p>'
+        "</article>"
+    )
+
+
+def entity_marks(entities: list[dict], gold: dict | None) -> list[tuple]:
+    """``(start, end, kind, entity, verdict)`` of the predicted entities and, against ``gold``, the missed gold
+    ones, sorted by position."""
+    if gold is not None:
+        gold_entities = sorted(gold.get("entities") or [], key=lambda e: (e["start"], e["end"]))
+        verdicts, missed = entity_verdicts(entities, gold_entities)
+    else:
+        verdicts, missed = [None] * len(entities), []
+    return sorted(
+        [(e["start"], e["end"], "entity", e, v) for e, v in zip(entities, verdicts, strict=True)]
+        + [(g["start"], g["end"], "missed", g, None) for g in missed],
+        key=lambda m: (m[0], m[1]),
+    )
+
+
+def sentence_span(
+    sent: dict, inner: str, span_id: str, labels: PageLabels, want: str | None, evidence_no: int | None
+) -> str:
+    """One sentence's ``<span>``: its stance class and scores as a title, a wrong stance against the gold ``want``,
+    and its number when it is evidence for the document stance."""
+    classes = ["sent", labels.stance_class(sent.get("stance"))]
+    title = scores_title(sent)
+    wrong = want if want is not None and want != sent.get("stance") else None
+    if wrong:
+        classes.append("err-stance")
+        title = f"wrong stance, gold: {want} · {title}"
+    if sent.get("low_score"):
+        classes.append("low-score")
+    if evidence_no is not None:
+        classes.append("evidence")
+        title = f"evidence {evidence_no} for the document stance · {title}"
+    tag = attrs(class_=" ".join(c for c in classes if c), id=span_id, data_stance=sent.get("stance"), title=title)
+    after = f'<sup class="evidence-no">{evidence_no}</sup>' if evidence_no is not None else ""
+    after += f"<sup{attrs(class_='gold-stance')}>gold: {escape(wrong)}</sup>" if wrong else ""
+    return f"<span{tag}>{inner}</span>{after}"
 
 
 def article_header(
