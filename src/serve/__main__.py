@@ -14,13 +14,14 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
 try:
     import uvicorn
 
-    from src.serve.app import Limits
+    from src.serve.app import Limits, create_app, describe_models
 except ImportError as missing:  # FastAPI or uvicorn: the serve extra is not installed
     print(f"error: {missing.name} is not installed: pip install -e '.[serve]' (make installs it)", file=sys.stderr)
     sys.exit(2)
@@ -140,16 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ner is None and args.stance is None:
         parser.error("give --ner, --stance or both")
     keys = read_api_keys(parser, args.api_key_file)
-    limits = Limits(
-        max_body_bytes=args.max_body_bytes,
-        max_documents=args.max_documents,
-        max_chars=args.max_chars,
-        max_in_flight=args.max_in_flight,
-        queue_size=args.queue_size,
-        batch_size=args.batch_size,
-        batch_wait_ms=args.batch_wait_ms,
-        timeout_s=args.timeout_s,
-    )
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     if not logging.getLogger("src").handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("serve: %(levelname)s: %(message)s"))
@@ -160,7 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serve: warning: {warning}", file=sys.stderr)
 
     from src.predict.engine import OptionError, Predictor  # after the argument checks: importing torch takes seconds
-    from src.serve.app import create_app, describe_models
 
     if args.threads is not None:
         import torch

@@ -372,42 +372,9 @@ def document_record(document: Document, position: int) -> dict:
     return read_record(record, REQUEST_FILE, position)
 
 
-def create_app(
-    predictor_factory: Callable[[], Predictor],
-    limits: Limits | None = None,
-    models: dict[str, dict] | None = None,
-    api_keys: Sequence[str] = (),
-) -> FastAPI:
-    """The service app. ``predictor_factory`` runs on the inference thread when the app starts (return an already
-    loaded Predictor to load before binding); ``models``: what ``/v1/models`` reports (``describe_models``);
-    ``api_keys``: when given, every route but the health checks needs one of them."""
-    limits = limits or Limits()
-    state = ServiceState()
-    version = project_version()
-
-    loaded: dict[str, str | None] = {}  # the stance model's none label, for the thresholds' document stance
-
-    def load() -> Callable[[list[dict]], list[dict]]:
-        predictor = predictor_factory()
-        loaded["none_label"] = predictor.stance.none_label if predictor.stance is not None else None
-        return lambda records: list(predictor.iter_predict(records))
-
-    batcher = MicroBatcher(load, limits.batch_size, limits.batch_wait_ms / 1000, limits.queue_size, WARMUP)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        batcher.start()
-        yield
-        await asyncio.to_thread(batcher.stop, limits.timeout_s + 5)  # requests in flight were answered by now
-
-    app = FastAPI(
-        title="newsframe",
-        version=version,
-        summary="Entities and sentence stances of news articles",
-        lifespan=lifespan,
-    )
-    errors = {code: {"model": ErrorResponse, "description": CODES[code]} for code in (401, 413, 422, 503, 504)}
-    app.add_middleware(Guard, limits=limits, state=state, keys=[key.encode("utf-8") for key in api_keys])
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error as the JSON body ``{"error": {"code", "message"}}``: HTTP errors, invalid requests, and failures
+    inside the service (logged; the client gets no traceback)."""
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -422,6 +389,10 @@ def create_app(
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal_error", "the request failed inside the service; see its log")
+
+
+def add_health_routes(app: FastAPI, state: ServiceState, batcher: MicroBatcher) -> None:
+    """``/healthz`` (liveness) and ``/readyz`` (readiness, and how busy the replica is); no key needed."""
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
@@ -440,6 +411,86 @@ def create_app(
         body = {"error": {"code": "not_ready", "message": message}, "status": status, **busy}
         return JSONResponse(body, status_code=503, headers=RETRY)
 
+
+async def answer(
+    batcher: MicroBatcher, records: list[dict], finish: Callable[[list[dict]], bytes], deadline: float, timeout_s: float
+) -> bytes:
+    """The encoded answer of ``records`` from the batcher, or the service error of a full queue (503), a replica
+    not ready (503) or a passed deadline (504)."""
+    try:
+        future = batcher.submit(records, finish, deadline)
+        return await asyncio.wait_for(asyncio.wrap_future(future), max(deadline - time.monotonic(), 0))
+    except QueueFull as err:
+        raise overloaded(f"{err} (--queue-size); retry later") from None
+    except NotReady as err:
+        raise ServiceError(503, "not_ready", f"not ready: {err}", RETRY) from None
+    except (TimeoutError, DeadlineExceeded):  # waited too long, or skipped by the thread past its deadline
+        raise ServiceError(504, "timeout", f"no answer within the time limit of {timeout_s} s (--timeout-s)") from None
+
+
+def make_batcher(predictor_factory: Callable[[], Predictor], limits: Limits, loaded: dict) -> MicroBatcher:
+    """The micro-batcher whose thread loads the Predictor (and records its none label in ``loaded``) and runs it."""
+
+    def load() -> Callable[[list[dict]], list[dict]]:
+        predictor = predictor_factory()
+        loaded["none_label"] = predictor.stance.none_label if predictor.stance is not None else None
+        return lambda records: list(predictor.iter_predict(records))
+
+    return MicroBatcher(load, limits.batch_size, limits.batch_wait_ms / 1000, limits.queue_size, WARMUP)
+
+
+def check_size(documents: Sequence[Document], limits: Limits) -> None:
+    """A request over the document or character limits is refused (422) before it is queued."""
+    if len(documents) > limits.max_documents:
+        raise ServiceError(
+            422,
+            "too_many_documents",
+            f"documents: {len(documents)} documents, over the limit of {limits.max_documents} (--max-documents)",
+        )
+    chars = sum(len(document.text) for document in documents)
+    if chars > limits.max_chars:
+        raise ServiceError(
+            422,
+            "too_many_characters",
+            f"documents[].text: {chars} characters in all, over the limit of {limits.max_chars} (--max-chars)",
+        )
+
+
+def create_app(
+    predictor_factory: Callable[[], Predictor],
+    limits: Limits | None = None,
+    models: dict[str, dict] | None = None,
+    api_keys: Sequence[str] = (),
+) -> FastAPI:
+    """The service app. ``predictor_factory`` runs on the inference thread when the app starts (return an already
+    loaded Predictor to load before binding); ``models``: what ``/v1/models`` reports (``describe_models``);
+    ``api_keys``: when given, every route but the health checks needs one of them."""
+    limits = limits or Limits()
+    state = ServiceState()
+    version = project_version()
+
+    loaded: dict[str, str | None] = {}  # the stance model's none label, for the thresholds' document stance
+    batcher = make_batcher(predictor_factory, limits, loaded)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await asyncio.to_thread(batcher.stop, limits.timeout_s + 5)  # requests in flight were answered by now
+
+    app = FastAPI(
+        title="newsframe",
+        version=version,
+        summary="Entities and sentence stances of news articles",
+        lifespan=lifespan,
+    )
+    errors = {code: {"model": ErrorResponse, "description": CODES[code]} for code in (401, 413, 422, 503, 504)}
+    app.add_middleware(Guard, limits=limits, state=state, keys=[key.encode("utf-8") for key in api_keys])
+
+    add_error_handlers(app)
+
+    add_health_routes(app, state, batcher)
+
     @app.get("/v1/models", responses={401: errors[401]})
     async def list_models() -> dict:
         """The models every request is answered with (fixed at start), their fingerprints, and the limits."""
@@ -451,19 +502,7 @@ def create_app(
         ``scripts/predict.py --format jsonl`` writes for the same JSONL line with the same models (a document
         that cannot be predicted gets its ``error``, file ``<request>``, line its position from 1)."""
         documents = body.documents
-        if len(documents) > limits.max_documents:
-            raise ServiceError(
-                422,
-                "too_many_documents",
-                f"documents: {len(documents)} documents, over the limit of {limits.max_documents} (--max-documents)",
-            )
-        chars = sum(len(document.text) for document in documents)
-        if chars > limits.max_chars:
-            raise ServiceError(
-                422,
-                "too_many_characters",
-                f"documents[].text: {chars} characters in all, over the limit of {limits.max_chars} (--max-chars)",
-            )
+        check_size(documents, limits)
         if not documents:
             return Response(b'{"documents":[]}', media_type="application/json")
         records = [document_record(document, i) for i, document in enumerate(documents, start=1)]
@@ -472,17 +511,7 @@ def create_app(
         def finish(predictions: list[dict]) -> bytes:  # runs once the predictions exist: load() has set the label
             return encode_answer(predictions, body.min_score, body.flag_below, loaded.get("none_label"))
 
-        try:
-            future = batcher.submit(records, finish, deadline)
-            content = await asyncio.wait_for(asyncio.wrap_future(future), max(deadline - time.monotonic(), 0))
-        except QueueFull as err:
-            raise overloaded(f"{err} (--queue-size); retry later") from None
-        except NotReady as err:
-            raise ServiceError(503, "not_ready", f"not ready: {err}", RETRY) from None
-        except (TimeoutError, DeadlineExceeded):  # waited too long, or skipped by the thread past its deadline
-            raise ServiceError(
-                504, "timeout", f"no answer within the time limit of {limits.timeout_s} s (--timeout-s)"
-            ) from None
+        content = await answer(batcher, records, finish, deadline, limits.timeout_s)
         return Response(content, media_type="application/json")
 
     return app
