@@ -41,63 +41,50 @@ def config_scheme(path: Path) -> LabelScheme:
     return scheme
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a subcommand; returns the exit status (0 valid / printed, 1 problems found)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The subcommands and their options; every one takes ``--config`` (whose labels apply; the seeds' by default)."""
     parser = argparse.ArgumentParser(prog="python -m src.data", description="Validate corpus files and describe them.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate", help="check annotation files; one line per problem, exit 1 if any")
     check.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    check.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     check.add_argument("--entity-labels", help="comma-separated entity labels (instead of the config's)")
     check.add_argument("--stance-labels", help="comma-separated stance labels (instead of the config's)")
     check.add_argument("--root", type=Path, help="extra folder for resolving 'source' paths")
     stats = sub.add_parser("stats", help="print the datasheet table (Markdown) of a .jsonl corpus or a CoNLL file")
     stats.add_argument("path", type=Path, metavar="PATH")
-    stats.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     from_ls = sub.add_parser("from-labelstudio", help="records (.jsonl) from a Label Studio JSON export, validated")
     from_ls.add_argument("export", type=Path, metavar="EXPORT")
     from_ls.add_argument("--output", "-o", type=Path, required=True, metavar="OUT")
     from_ls.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (only by a valid file)")
-    from_ls.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     add = sub.add_parser("add", help="append a Label Studio export's new articles to the corpus (kept: CORPUS.<time>)")
     add.add_argument("export", type=Path, metavar="EXPORT")
     add.add_argument("--corpus", type=Path, default=CORPUS, help=f"corpus file to append to (default {CORPUS})")
-    add.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     outlets = sub.add_parser("outlets", help="the outlet folds of extra files (data.extra_fold), one line each")
     outlets.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     outlets.add_argument("--folds", action="store_true", help="print only the fold numbers, as a Hydra sweep list")
-    outlets.add_argument("--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')")
     ls_config = sub.add_parser("labelstudio-config", help="the Label Studio labelling config (XML) of a data config")
     ls_config.add_argument("--output", "-o", type=Path, metavar="OUT", help="write it here (default: stdout)")
-    ls_config.add_argument(
-        "--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')"
-    )
+    for command in (check, stats, from_ls, add, outlets, ls_config):
+        command.add_argument(
+            "--config", type=Path, default=SEED_CONFIG, help="data config whose labels apply (the seeds')"
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; returns the exit status (0 valid / printed, 1 problems found)."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         scheme = config_scheme(args.config)
     except ValueError as err:
         parser.error(str(err))
-    entity_labels, stance_labels = list(scheme.entity_labels), list(scheme.stance_labels)
-
     if args.command == "validate":
-        entity_labels = args.entity_labels.split(",") if args.entity_labels else entity_labels
-        stance_labels = args.stance_labels.split(",") if args.stance_labels else stance_labels
-        failed = False
-        for path in args.paths:
-            try:  # as training reads it: a label review of the file (data/reviews/) applied first
-                load_records(path, entity_labels=entity_labels, stance_labels=stance_labels, root=args.root)
-                problems = []
-            except DataError as err:
-                problems = err.problems
-            for problem in problems:
-                print(problem)
-            print(f"{path}: {f'{len(problems)} problem(s)' if problems else 'OK'}", file=sys.stderr)
-            failed |= bool(problems)
-        return int(failed)
-
+        entity_labels = args.entity_labels.split(",") if args.entity_labels else list(scheme.entity_labels)
+        stance_labels = args.stance_labels.split(",") if args.stance_labels else list(scheme.stance_labels)
+        return validate_files(args.paths, entity_labels, stance_labels, args.root)
     if args.command == "add":
         return add_articles(args.export, args.corpus, scheme)
-
     if args.command == "labelstudio-config":
         xml = labelstudio_config(scheme)
         if args.output is None:
@@ -106,24 +93,44 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(args.output, xml)
             print(f"wrote {args.output}", file=sys.stderr)
         return 0
-
     if args.command == "outlets":
         return print_outlets(args.paths, scheme, folds_only=args.folds)
-
     if args.command == "from-labelstudio":
         return from_labelstudio(args.export, args.output, scheme, overwrite=args.overwrite)
+    return print_stats(args.path, scheme)
 
+
+def validate_files(paths: list[Path], entity_labels: list[str], stance_labels: list[str], root: Path | None) -> int:
+    """Every problem of every file, one line each, and a verdict per file on stderr; 1 if any problem."""
+    failed = False
+    for path in paths:
+        try:  # as training reads it: a label review of the file (data/reviews/) applied first
+            load_records(path, entity_labels=entity_labels, stance_labels=stance_labels, root=root)
+            problems = []
+        except DataError as err:
+            problems = err.problems
+        for problem in problems:
+            print(problem)
+        print(f"{path}: {f'{len(problems)} problem(s)' if problems else 'OK'}", file=sys.stderr)
+        failed |= bool(problems)
+    return int(failed)
+
+
+def print_stats(path: Path, scheme: LabelScheme) -> int:
+    """The datasheet table of a corpus (.jsonl) or a CoNLL file; 1 with its problems if it cannot be read."""
     try:
-        if args.path.suffix in CONLL_SUFFIXES:
-            records = read_conll(args.path)
+        if path.suffix in CONLL_SUFFIXES:
+            records = read_conll(path)
         else:
-            records = load_records(args.path, entity_labels=entity_labels, stance_labels=stance_labels)
+            records = load_records(
+                path, entity_labels=list(scheme.entity_labels), stance_labels=list(scheme.stance_labels)
+            )
     except DataError as err:
         print("\n".join(err.problems))
         return 1
     except (OSError, ValueError) as err:  # read_conll: unreadable file, not UTF-8, a line without columns
         message = str(err)
-        print(message if message.startswith(f"{args.path}:") else f"{args.path}: {message}")
+        print(message if message.startswith(f"{path}:") else f"{path}: {message}")
         return 1
     print(datasheet_table(corpus_stats(records, scheme)))
     return 0

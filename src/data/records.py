@@ -64,13 +64,7 @@ def apply_review(
                 f"file has {digest[:12]}...): review the file's labels again and update the review, or move it away"
             ],
         )
-    by_span = {}
-    for k, change in enumerate(review.get("changes", [])):
-        keys = ("id", "start", "end", "from", "to")
-        if not isinstance(change, dict) or any(key not in change for key in keys):
-            problems.append(f"{review_path}: changes[{k}] must be an object with {', '.join(keys)}")
-            continue
-        by_span[(change["id"], change["start"], change["end"])] = (k, change)
+    by_span = review_changes(review, review_path, problems)
     applied = set()
     out = []
     for number, obj in items:
@@ -103,6 +97,18 @@ def apply_review(
             )
     provenance = {"path": shown_path(review_path), "sha256": sha256_of([review_path]), "changes": len(by_span)}
     return out, provenance, problems
+
+
+def review_changes(review: dict, review_path: Path, problems: list[str]) -> dict[tuple, tuple[int, dict]]:
+    """The review's changes by ``(id, start, end)``, with their index; a malformed one is added to ``problems``."""
+    by_span = {}
+    for k, change in enumerate(review.get("changes", [])):
+        keys = ("id", "start", "end", "from", "to")
+        if not isinstance(change, dict) or any(key not in change for key in keys):
+            problems.append(f"{review_path}: changes[{k}] must be an object with {', '.join(keys)}")
+            continue
+        by_span[(change["id"], change["start"], change["end"])] = (k, change)
+    return by_span
 
 
 def normalised(record: Record) -> Record:
