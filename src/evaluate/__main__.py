@@ -69,37 +69,7 @@ def run(argv: list[str] | None = None) -> int:
         print(f"error: behaviour={behaviour}: no such file", file=sys.stderr)
         return 2
     if cfg.cv is not None:
-        data_path = None if cfg.data.path is None else str(cfg.data.path)
-        engine = None
-        if cfg.backend is not None:
-            engine = {"backend": str(cfg.backend), "quantize": str(cfg.quantize), "precision": str(cfg.precision)}
-        if engine is not None and (cfg.out_dir is None or bool(cfg.store)):
-            print(
-                "error: backend= re-predicts the folds for a comparison: give out_dir= (the runs' own report stays) "
-                "and no store=",
-                file=sys.stderr,
-            )
-            return 2
-        cv_metrics = write_cv(
-            str(cfg.cv),
-            cfg.out_dir and str(cfg.out_dir),
-            data_path,
-            cfg.baselines,
-            cfg.calibration or bool(cfg.store),
-            behaviour=behaviour,
-            engine=engine,
-        )
-        for task, result in cv_metrics["tasks"].items():
-            for name, system in result["systems"].items():
-                print(
-                    f"{task:7s} {name:22s} pooled {system['pooled']['headline']['name']} "
-                    f"{system['pooled']['headline']['value']:.3f}  folds {system['mean']:.3f} ± {system['std']:.3f}"
-                )
-        print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
-        size = read_size_check(cfg.size_check, str(cfg.cv)) if cfg.size_check else None
-        for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias, size):
-            print(line)
-        return 0
+        return run_cv(cfg, behaviour)
     if behaviour is not None and cfg.data.path is None:
         return suite(str(cfg.model), behaviour, cfg)
     if cfg.data.path is None:
@@ -118,6 +88,41 @@ def run(argv: list[str] | None = None) -> int:
     )
     print(per_label_table(metrics))
     print(json.dumps({"headline": metrics["headline"], **{k: str(v) for k, v in paths.items()}}, indent=2))
+    return 0
+
+
+def run_cv(cfg: DictConfig, behaviour: str | None) -> int:
+    """``cv=``: pool a multirun's folds, print each system's figures, and store calibration where asked."""
+    data_path = None if cfg.data.path is None else str(cfg.data.path)
+    engine = None
+    if cfg.backend is not None:
+        engine = {"backend": str(cfg.backend), "quantize": str(cfg.quantize), "precision": str(cfg.precision)}
+    if engine is not None and (cfg.out_dir is None or bool(cfg.store)):
+        print(
+            "error: backend= re-predicts the folds for a comparison: give out_dir= (the runs' own report stays) "
+            "and no store=",
+            file=sys.stderr,
+        )
+        return 2
+    cv_metrics = write_cv(
+        str(cfg.cv),
+        cfg.out_dir and str(cfg.out_dir),
+        data_path,
+        cfg.baselines,
+        cfg.calibration or bool(cfg.store),
+        behaviour=behaviour,
+        engine=engine,
+    )
+    for task, result in cv_metrics["tasks"].items():
+        for name, system in result["systems"].items():
+            print(
+                f"{task:7s} {name:22s} pooled {system['pooled']['headline']['name']} "
+                f"{system['pooled']['headline']['value']:.3f}  folds {system['mean']:.3f} ± {system['std']:.3f}"
+            )
+    print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
+    size = read_size_check(cfg.size_check, str(cfg.cv)) if cfg.size_check else None
+    for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias, size):
+        print(line)
     return 0
 
 

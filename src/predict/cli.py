@@ -84,33 +84,8 @@ def probability(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="predict.py",
-        description="Label entities and sentence stances in news articles with trained newsframe checkpoints.",
-        epilog="With --output OUT the run writes OUT.partial as it goes and renames it to OUT when complete; "
-        "an interrupted run leaves OUT.partial, which --resume continues if the inputs, models and options are "
-        "the same (OUT.partial.run.json records them). OUT.lock keeps a second run off the same output.",
-    )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, .jsonl, or - (stdin)")
-    parser.add_argument("--ner", help="NER run folder or model folder")
-    parser.add_argument("--stance", help="stance run folder or model folder")
-    parser.add_argument("--output", "-o", type=Path, help="output file (default: standard output)")
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="jsonl",
-        help="html: one self-contained page to read; entity-framing: CSV of who is framed how (per entity, the "
-        "stances of the sentences that mention it)",
-    )
-    parser.add_argument(
-        "--min-score",
-        type=probability,
-        help="drop entities scored under this, and null the stance of sentences whose stance score is under it",
-    )
-    parser.add_argument(
-        "--flag-below", type=probability, help='keep entities and stances scored under this, marked "low_score": true'
-    )
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """How the models run: batch, device, precision, int8, backend, threads and windows."""
     parser.add_argument("--batch-size", type=whole_number(1), default=32)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(
@@ -141,6 +116,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-length", type=whole_number(1), help="window length in tokens (default: the model's, <= 512)"
     )
     parser.add_argument("--stride", type=whole_number(0), help="overlap of windows in tokens (default: max-length / 4)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="predict.py",
+        description="Label entities and sentence stances in news articles with trained newsframe checkpoints.",
+        epilog="With --output OUT the run writes OUT.partial as it goes and renames it to OUT when complete; "
+        "an interrupted run leaves OUT.partial, which --resume continues if the inputs, models and options are "
+        "the same (OUT.partial.run.json records them). OUT.lock keeps a second run off the same output.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, .jsonl, or - (stdin)")
+    parser.add_argument("--ner", help="NER run folder or model folder")
+    parser.add_argument("--stance", help="stance run folder or model folder")
+    parser.add_argument("--output", "-o", type=Path, help="output file (default: standard output)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="jsonl",
+        help="html: one self-contained page to read; entity-framing: CSV of who is framed how (per entity, the "
+        "stances of the sentences that mention it)",
+    )
+    parser.add_argument(
+        "--min-score",
+        type=probability,
+        help="drop entities scored under this, and null the stance of sentences whose stance score is under it",
+    )
+    parser.add_argument(
+        "--flag-below", type=probability, help='keep entities and stances scored under this, marked "low_score": true'
+    )
+    add_engine_options(parser)
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue an interrupted run from OUT.partial")
     group.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
