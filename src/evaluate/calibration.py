@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from sklearn.metrics import f1_score
@@ -342,6 +343,26 @@ def shift_refusal(calibration: dict) -> str | None:
 # ------------------------------------------------------------------ storing a CV's fit in model folders
 
 
+def matching_system(folder: Path, meta: dict, settings: dict) -> str | None:
+    """The CV system whose training setting is the model folder's (fold and data path aside), or None.
+
+    Settings compare as written (interpolations unresolved: the packaged model's path differs between checkouts)
+    when the target is a run folder; a bare model folder has only its resolved config."""
+    free = frozenset({"data.fold", "data.path"})
+    written = folder.parent / ".hydra" / "config.yaml"
+    mine = setting_of(OmegaConf.load(written) if written.is_file() else meta.get("config") or {}, free)
+    for system, setting in settings.items():
+        run = Path(next(iter(setting["runs"].values())))
+        fold_config = (
+            OmegaConf.load(run / ".hydra" / "config.yaml")
+            if written.is_file()
+            else read_metadata(run / "model").get("config") or {}
+        )
+        if setting_of(fold_config, free) == mine:
+            return system
+    return None
+
+
 def store(
     cv_metrics: dict, cv_dir: str, targets: Sequence[str], decision_bias: bool, size_check: dict | None = None
 ) -> list[str]:
@@ -349,8 +370,6 @@ def store(
     model folder; a target whose training setting is not one of the CV's is refused; a stance temperature is first
     extrapolated to the model trained on every article (``size_adjusted``, with ``size_check``) and not stored when
     it fails the checks (``shift_refusal``). Returns a line per target: what was done."""
-    from omegaconf import OmegaConf
-
     done = []
     for target in targets:
         folder = Path(resolve_model_dir(str(target)))
@@ -358,22 +377,7 @@ def store(
         task = cv_metrics["tasks"].get(meta["task"])
         if task is None or not task.get("calibration"):
             raise ValueError(f"{target}: a {meta['task']} model, but {cv_dir} holds no calibrated {meta['task']} CV")
-        # Settings compare as written (interpolations unresolved: the packaged model's path differs between
-        # checkouts) when the target is a run folder; a bare model folder has only its resolved config.
-        free = frozenset({"data.fold", "data.path"})
-        written = folder.parent / ".hydra" / "config.yaml"
-        mine = setting_of(OmegaConf.load(written) if written.is_file() else meta.get("config") or {}, free)
-        match = None
-        for system, setting in task["settings"].items():
-            run = Path(next(iter(setting["runs"].values())))
-            fold_config = (
-                OmegaConf.load(run / ".hydra" / "config.yaml")
-                if written.is_file()
-                else read_metadata(run / "model").get("config") or {}
-            )
-            if setting_of(fold_config, free) == mine:
-                match = system
-                break
+        match = matching_system(folder, meta, task["settings"])
         if match is None:
             raise ValueError(
                 f"{target}: trained with a setting that no run of {cv_dir} has; its calibration would not fit it "

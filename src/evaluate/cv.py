@@ -400,24 +400,37 @@ def cross_validate(
         if len(settings) == 1:
             result["runs"] = result["settings"][MODEL]["runs"]
         if calibration:
-            result["calibration"] = {}
-            for i, (system, setting) in enumerate(settings.items(), start=1):
-                try:
-                    calibrated, biased = calibrate_setting(
-                        task, splits, setting["folds"], preds[system], scheme, engine
-                    )
-                except CVError as err:
-                    result["calibration_skipped"] = f"{system}: {err}"
-                    continue
-                png = f"cv_reliability_{task}.png" if len(settings) == 1 else f"cv_reliability_{task}-{i}.png"
-                reliability_png(calibrated, Path(out_dir or multirun_dir) / png, f"{task} {system}, out of fold")
-                result["calibration"][system] = calibration_summary(calibrated, biased, png)
+            calibrate_settings(result, task, splits, settings, preds, scheme, engine, Path(out_dir or multirun_dir))
         out["tasks"][task] = result
         pooled[task] = {
             system: (gold, [p for k in sorted(fold_preds) for p in fold_preds[k]])
             for system, fold_preds in preds.items()
         }
     return out, pooled
+
+
+def calibrate_settings(
+    result: dict,
+    task: str,
+    splits: dict,
+    settings: dict,
+    preds: dict,
+    scheme: LabelScheme,
+    engine: dict | None,
+    figures: Path,
+) -> None:
+    """Each setting's cross-fitted calibration into ``result["calibration"]``, its reliability diagram into
+    ``figures``; a setting that cannot be calibrated is named in ``result["calibration_skipped"]``."""
+    result["calibration"] = {}
+    for i, (system, setting) in enumerate(settings.items(), start=1):
+        try:
+            calibrated, biased = calibrate_setting(task, splits, setting["folds"], preds[system], scheme, engine)
+        except CVError as err:
+            result["calibration_skipped"] = f"{system}: {err}"
+            continue
+        png = f"cv_reliability_{task}.png" if len(settings) == 1 else f"cv_reliability_{task}-{i}.png"
+        reliability_png(calibrated, figures / png, f"{task} {system}, out of fold")
+        result["calibration"][system] = calibration_summary(calibrated, biased, png)
 
 
 def confusion_png_name(task: str, result: dict, system: str) -> str:
@@ -460,6 +473,21 @@ def calibration_section(task: str, result: dict, headline: str) -> str:
     return "\n\n".join(parts)
 
 
+def verdicts(systems: dict, models: list[str], headline: str) -> list[str]:
+    """Per model setting, whether it beats every baseline on the pooled headline (none without baselines)."""
+    lines = []
+    for model in models if len(systems) > len(models) else ():  # no baselines (baselines=false): no verdict
+        model_value = systems[model]["pooled"]["headline"]["value"]
+        lost = [n for n, s in systems.items() if s["pooled"]["headline"]["value"] >= model_value and n not in models]
+        who = "The model" if len(models) == 1 else f"`{model}`"
+        lines.append(
+            f"{who} does **not** beat: {', '.join(lost)} (pooled {headline})."
+            if lost
+            else f"{who} beats every baseline on pooled {headline}."
+        )
+    return lines
+
+
 def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[dict], list[dict]]]]) -> str:
     protocols = {result.get("protocol", ARTICLES) for result in cv_metrics["tasks"].values()}
     held = "one outlet of the extra files" if protocols == {OUTLETS} else "one article"
@@ -490,16 +518,7 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
         ]
         header = ["system", f"pooled {headline}", "mean ± std over folds", *(f"fold {k}" for k in folds)]
         parts.append(markdown_table(header, rows))
-        for model in models if len(systems) > len(models) else ():  # no baselines (baselines=false): no verdict
-            model_value = systems[model]["pooled"]["headline"]["value"]
-            beaten_by = [n for n, s in systems.items() if s["pooled"]["headline"]["value"] >= model_value]
-            lost = [n for n in beaten_by if n not in models]
-            who = "The model" if single else f"`{model}`"
-            parts.append(
-                f"{who} does **not** beat: {', '.join(lost)} (pooled {headline})."
-                if lost
-                else f"{who} beats every baseline on pooled {headline}."
-            )
+        parts += verdicts(systems, models, headline)
         parts += [f"Skipped baseline {n}: {why}" for n, why in result["skipped_baselines"].items()]
         labels = list(systems[models[0]]["pooled"]["per_label"])
         labels += sorted({lb for s in systems.values() for lb in s["pooled"]["per_label"]} - set(labels))

@@ -211,7 +211,7 @@ def calibration_report(out: Path, name: str, n: int, seed: int, overrides: list[
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="stance", choices=["stance", "ner"])
     parser.add_argument("--out", type=Path, required=True, help="folder for every run and the report")
@@ -224,25 +224,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outer", type=Path, help="--calibration: the outer models from this finished LOAO CV")
     parser.add_argument("--jobs", type=int, default=1, help="sweeps trained at once (each gets cores / jobs threads)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every run, e.g. model.name_or_path=DIR")
-    args = parser.parse_args(argv)
-    candidates = parse_candidates(args.candidate, args.task, args.calibration)
+    return parser
+
+
+def load_gold_checked(args: argparse.Namespace) -> list[dict]:
+    """The options checked and the gold records validated, before any training: a mistake fails here, clearly."""
     if args.calibration and args.task != "stance":
         raise SystemExit("error: --calibration checks the stance temperature: use it with --task stance")
     if args.outer is not None and not (args.calibration and args.outer.is_dir()):
         raise SystemExit(f"error: --outer {args.outer}: want an existing CV folder, with --calibration")
     if args.jobs < 1:
         raise SystemExit(f"error: --jobs {args.jobs}: want 1 or more")
-    out = args.out.resolve()
     try:
-        gold = load_records(args.gold)  # validated once, before any training: a bad file fails here, clearly
+        gold = load_records(args.gold)
     except (DataError, OSError) as err:
         raise SystemExit(f"error: {err}") from None
-    n = len(gold)
-    if n < 3:
-        raise SystemExit(f"error: {args.gold}: nested LOAO needs at least 3 articles, found {n}")
-    ordered = [r["id"] for r in leave_one_article_out(gold, None)[0]]
+    if len(gold) < 3:
+        raise SystemExit(f"error: {args.gold}: nested LOAO needs at least 3 articles, found {len(gold)}")
+    return gold
 
-    # Every sweep first (in parallel with --jobs), then the choices: all runs are independent of each other.
+
+def plan_sweeps(
+    args: argparse.Namespace, gold: list[dict], ordered: list[str], candidates: dict, out: Path
+) -> list[tuple[Path, list[int], Path, list[str]]]:
+    """``(gold file, folds, sweep folder, overrides)`` of every inner sweep (each outer article held out, each
+    candidate) and, without ``--outer``, of each candidate's outer sweep."""
+    n = len(gold)
     sweeps: list[tuple[Path, list[int], Path, list[str]]] = []
     for k, held in enumerate(ordered):
         inner_gold = out / f"outer{k}" / "gold.jsonl"
@@ -253,17 +260,31 @@ def main(argv: list[str] | None = None) -> int:
     for name, overrides in candidates.items():
         if args.outer is None:
             sweeps.append((args.gold.resolve(), list(range(n)), out / "outer" / name, [*args.overrides, *overrides]))
+    return sweeps
+
+
+def run_sweeps(sweeps: list[tuple], task: str, seed: int, jobs: int) -> None:
+    """Every sweep, ``jobs`` at once (all are independent of each other)."""
     env = dict(os.environ)
-    if args.jobs > 1:  # one BLAS/OpenMP pool per job, not each job claiming every core
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(train_folds, args.task, *sweep, args.seed, env) for sweep in sweeps]
+    if jobs > 1:  # one BLAS/OpenMP pool per job, not each job claiming every core
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [pool.submit(train_folds, task, *sweep, seed, env) for sweep in sweeps]
         try:
             for future in futures:
                 future.result()
         except BaseException:
             pool.shutdown(cancel_futures=True)  # the sweeps not yet started; running ones finish and are kept
             raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    candidates = parse_candidates(args.candidate, args.task, args.calibration)
+    gold = load_gold_checked(args)
+    out, n = args.out.resolve(), len(gold)
+    ordered = [r["id"] for r in leave_one_article_out(gold, None)[0]]
+    run_sweeps(plan_sweeps(args, gold, ordered, candidates, out), args.task, args.seed, args.jobs)
     if args.calibration:
         [(name, overrides)] = candidates.items()
         print(calibration_report(out, name, n, args.seed, [*args.overrides, *overrides], args.outer))
@@ -281,7 +302,36 @@ def main(argv: list[str] | None = None) -> int:
     scheme = run_scheme(group_runs(out / "outer" / next(iter(candidates)))[args.task]["config"])
     result = cross_validate_settings(args.task, gold, {"nested": nested_preds, **outer}, scheme, baselines=False)
     systems = result["systems"]
+    report = nested_report(args, candidates, ordered, inner_scores, chosen, systems)
+    write_atomic(out / "nested_cv.md", report)
+    summary = {
+        name: {
+            "pooled": s["pooled"]["headline"]["value"],
+            "pooled_macro_f1": s["pooled"]["macro"]["f1"],
+            "mean": s["mean"],
+            "std": s["std"],
+        }
+        for name, s in systems.items()
+    }
+    choices = {"inner": {str(k): v for k, v in inner_scores.items()}, "chosen": {str(k): v for k, v in chosen.items()}}
+    write_json(
+        out / "nested_cv.json",
+        {"task": args.task, "seed": args.seed, "candidates": candidates, **choices, "outer": summary},
+    )
+    print(report)
+    return 0
 
+
+def nested_report(
+    args: argparse.Namespace,
+    candidates: dict,
+    ordered: list[str],
+    inner_scores: dict[int, dict[str, float]],
+    chosen: dict[int, str],
+    systems: dict,
+) -> str:
+    """``nested_cv.md``: the inner choices per outer article, then the outer figures of the nested choice and of
+    each candidate always."""
     first = systems["nested"]["pooled"]
     labels = list(first["per_label"])
 
@@ -299,9 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for name, s in systems.items()
     ]
+    n = len(ordered)
     choices = [[str(k), ordered[k], *(f"{inner_scores[k][c]:.3f}" for c in candidates), chosen[k]] for k in range(n)]
     listed = ", ".join(f"`{c}`: {' '.join(ov) or 'the defaults'}" for c, ov in candidates.items())
-    report = (
+    return (
         f"# Nested LOAO CV, {args.task}, seed {args.seed}\n\n"
         f"Candidates (ties go to the first): {listed}\n\n"
         "## Inner choice (pooled over the other articles' LOAO)\n\n"
@@ -311,28 +362,6 @@ def main(argv: list[str] | None = None) -> int:
         + "\n\nOnly `nested choice` is an honest estimate of the selection; the `(always)` rows are each candidate "
         "on the same outer folds, for comparison.\n"
     )
-    write_atomic(out / "nested_cv.md", report)
-    write_json(
-        out / "nested_cv.json",
-        {
-            "task": args.task,
-            "seed": args.seed,
-            "candidates": candidates,
-            "inner": {str(k): v for k, v in inner_scores.items()},
-            "chosen": {str(k): v for k, v in chosen.items()},
-            "outer": {
-                name: {
-                    "pooled": s["pooled"]["headline"]["value"],
-                    "pooled_macro_f1": s["pooled"]["macro"]["f1"],
-                    "mean": s["mean"],
-                    "std": s["std"],
-                }
-                for name, s in systems.items()
-            },
-        },
-    )
-    print(report)
-    return 0
 
 
 if __name__ == "__main__":
