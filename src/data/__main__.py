@@ -10,6 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
 from src.data.add import add_export
 from src.data.convert import labelstudio_config, labelstudio_to_records, read_conll
 from src.data.folds import outlet_groups
@@ -27,8 +30,6 @@ CORPUS = Path("data/annotations/seeds.jsonl")
 def config_scheme(path: Path) -> LabelScheme:
     """The labels of a data config (``configs/data/*.yaml``): a corpus of one's own labels is checked against its own
     config."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     try:
         cfg = OmegaConf.load(path)

@@ -23,6 +23,7 @@ import numpy as np
 from omegaconf import OmegaConf
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
+from seqeval.metrics.sequence_labeling import get_entities
 from sklearn.metrics import f1_score
 
 from src.config import setting_of
@@ -243,8 +244,6 @@ def ner_arrays(
     """``(word logits, gold tag ids, decided tag ids, predicted entity word ranges, their correctness, fold)`` per
     gold sentence of each held-out article, from its fold's model (run on the gold sentences and decided as the
     Predictor decides, as the CV predictions were; ``engine``: the backend and quantize, torch by default)."""
-    from seqeval.metrics.sequence_labeling import get_entities
-
     logits_out, gold_out, tags_out, spans_out, correct_out, folds = [], [], [], [], [], []
     for fold, gold_records in sorted(gold_by_fold.items()):
         predictor = Predictor.from_pretrained(

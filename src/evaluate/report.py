@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
 
 from src.data.jsonl import objects_only, read_json_file
 from src.files import write_atomic, write_figure, write_json
@@ -143,7 +144,6 @@ def save_confusion_png(metrics: dict, path: str | Path, title: str = "stance con
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
 
     cm = metrics["confusion_matrix"]
     fig, ax = plt.subplots(figsize=(1.6 * len(cm["labels"]) + 2, 1.4 * len(cm["labels"]) + 1.5))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from seqeval.metrics import f1_score
+from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from src.data.convert import ner_examples
@@ -37,8 +39,6 @@ class NerTask(Task):
         """Strict IOB2 seqeval over whole sentences: each word decided by its first sub-token in the window where it
         has the most context, then the valid IOB2 path, as the Predictor and the reports decide it (not every
         window's sub-tokens counted)."""
-        from seqeval.metrics import f1_score
-        from seqeval.scheme import IOB2
 
         lengths, n_words = [len(ids) for ids in encoding["input_ids"]], [len(t) for t in targets]
         tags = [id2label[i] for i in range(len(id2label))]
