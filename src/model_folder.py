@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.files import PROJECT_ROOT, make_readable, shown_path, write_atomic, write_json
 from src.labels import LabelScheme, none_label_of
 from src.model import looks_local, packaged_model_path
-from src.tasks import Task, get_task, task_of_config
+from src.tasks import TASKS, Task, get_task, task_of_config
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def check_metadata(meta: object, path: Path) -> dict:
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     task, labels = meta.get("task"), meta.get("labels")
-    if not isinstance(task, str) or task not in ("ner", "stance"):
-        raise bad("task", "'ner' or 'stance'", task)
+    if not isinstance(task, str) or task not in TASKS:
+        raise bad("task", " or ".join(repr(name) for name in TASKS), task)
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise bad("labels", "a non-empty list of label names", labels)
     length, stride = meta.get("max_length"), meta.get("stride")
@@ -133,7 +133,7 @@ def check_metadata(meta: object, path: Path) -> dict:
         bias = calibration.get("decision_bias")
         if bias is not None and not (isinstance(bias, dict) and all(_number(v) for v in bias.values())):
             raise bad("calibration.decision_bias", "an object of finite numbers", bias)
-    if "none_label" in meta and (task != "stance" or meta["none_label"] not in labels):
+    if "none_label" in meta and (not TASKS[task].has_none_label or meta["none_label"] not in labels):
         raise bad("none_label", "one of the stance model's labels", meta["none_label"])
     if meta.get("prototypes") is not None and not isinstance(meta["prototypes"], dict):
         raise bad("prototypes", "an object or null", meta["prototypes"])
@@ -146,7 +146,7 @@ def task_of_folder(folder: str | Path) -> Task:
 
 def none_label_of_metadata(meta: dict) -> str | None:
     """A stance model's 'no frame' label (``none_label``, or the rule for folders without it); None for NER."""
-    if meta["task"] != "stance":
+    if not get_task(meta["task"]).has_none_label:
         return None
     return meta.get("none_label") or none_label_of(meta["labels"])
 
@@ -158,7 +158,7 @@ def scheme_of_metadata(meta: dict) -> LabelScheme | None:
 
 
 def build_metadata(task: Task, model, cfg: DictConfig, base: str, data: dict) -> dict:
-    none_label = LabelScheme.from_config(cfg.data).none_label if task.name == "stance" else None
+    none_label = LabelScheme.from_config(cfg.data).none_label if task.has_none_label else None
     return {
         "schema_version": SCHEMA_VERSION,
         "task": task.name,
@@ -293,16 +293,12 @@ def model_card(task: Task, meta: dict, final_path: Path, notice: str | None) -> 
     data = card_data(task, meta)
     here = usage_path(final_path)
     warm = f" (warm-started from `{meta['warm_start']}`)" if meta["warm_start"] else ""
-    usage = f'pipeline("{task.pipeline_tag}", model="{here}"'
-    usage += ', aggregation_strategy="first")  # whole words' if task.name == "ner" else ")"
+    usage = f'pipeline("{task.pipeline_tag}", model="{here}"{task.pipeline_kwargs})'
+    usage += "  # whole words" if task.pipeline_kwargs else ""
     labels = ", ".join(sorted({label.split("-", 1)[-1] for label in meta["labels"] if label != "O"}))
     training = meta["training_data"]
     figures = f"{held['metric']} {held['value']:.3f} on {held['n_documents']} held-out article(s)" if held else "none"
-    decoding = (
-        ", and keeps each sentence's tags the most probable valid IOB2 sequence (the pipeline decides word by word)"
-        if task.name == "ner"
-        else ""
-    )
+    decoding = f", and {task.decoding_note}" if task.decoding_note else ""
     body = f"""
 # newsframe {task.name} model
 

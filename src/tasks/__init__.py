@@ -31,8 +31,19 @@ __all__ = [
     "task_of_config",
 ]
 
-NER = NerTask("ner", "token-classification", "ForTokenClassification", "micro_f1", "entities")
-STANCE = StanceTask("stance", "text-classification", "ForSequenceClassification", "macro_f1", "stance")
+NER = NerTask(
+    "ner",
+    "token-classification",
+    "ForTokenClassification",
+    "micro_f1",
+    "entities",
+    pipeline_kwargs=', aggregation_strategy="first"',
+    decoding_note="keeps each sentence's tags the most probable valid IOB2 sequence (the pipeline decides word by "
+    "word)",
+)
+STANCE = StanceTask(
+    "stance", "text-classification", "ForSequenceClassification", "macro_f1", "stance", has_none_label=True
+)
 TASKS: dict[str, Task] = {task.name: task for task in (NER, STANCE)}
 
 

@@ -28,6 +28,9 @@ class Task:
     architecture_suffix: str  # e.g. "ForTokenClassification": how a model folder tells its task
     headline: str  # the metric a run returns, a sweep optimises and a report puts first
     layer: str  # the record layer it learns from ("entities", "stance"): records that do not annotate it are skipped
+    has_none_label: bool = False  # one of its labels frames nothing (document stance ignores it)
+    pipeline_kwargs: str = ""  # what transformers.pipeline needs beside the model, as the model card writes it
+    decoding_note: str = ""  # how newsframe decodes differently from the pipeline, for the model card
 
     @property
     def auto_model(self) -> type:
