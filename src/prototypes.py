@@ -18,8 +18,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.special import softmax
-from sklearn.linear_model import LogisticRegression
 
 from src.data.convert import stance_examples
 from src.errors import ConfigError
@@ -66,6 +64,8 @@ def similarity_features(
 def fit_head(features: np.ndarray, y: np.ndarray, n_labels: int) -> dict[str, list]:
     """Class-balanced logistic regression on the similarity features: ``{"coef": [labels][labels], "intercept"}``
     in label-id order (a label absent from the training sentences gets a row that never wins)."""
+    from sklearn.linear_model import LogisticRegression  # seconds to import: the Predictor's start-up pays none
+
     fitted = LogisticRegression(class_weight="balanced", max_iter=2000).fit(features, y)
     coef = np.zeros((n_labels, features.shape[1]))
     intercept = np.full(n_labels, -1e4)
@@ -78,6 +78,8 @@ def fit_head(features: np.ndarray, y: np.ndarray, n_labels: int) -> dict[str, li
 
 
 def head_probabilities(features: np.ndarray, head: Mapping) -> np.ndarray:
+    from scipy.special import softmax  # seconds to import with scikit-learn: the Predictor's start-up pays none
+
     return softmax(features @ np.asarray(head["coef"]).T + np.asarray(head["intercept"]), axis=1)
 
 

@@ -15,7 +15,7 @@ DEFERRED = {
     **dict.fromkeys(("onnx", "onnxruntime", "ray", "setfit", "spacy"), "an optional extra"),
     "fcntl": "POSIX only",
     **dict.fromkeys(
-        ("torch", "transformers", "matplotlib", "datasets", "huggingface_hub"),
+        ("torch", "transformers", "matplotlib", "datasets", "huggingface_hub", "sklearn", "scipy"),
         "seconds to import: a command's usage errors and --help come first, and plots or the Hub only when used",
     ),
     **dict.fromkeys(

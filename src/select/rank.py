@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.sparse import csr_matrix
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 DIVERSITY = 0.3
 
@@ -65,6 +63,9 @@ def sentence_uncertainty(parts: Sequence[tuple[float, str]]) -> tuple[float, str
 
 def tfidf_vectors(texts: Sequence[str]):
     """L2-normalised TF-IDF rows (word 1-2-grams, sublinear tf), so a dot product is the cosine."""
+    from scipy.sparse import csr_matrix  # seconds to import with scikit-learn: usage errors come first
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
     try:
         return vectorizer.fit_transform(texts)
