@@ -10,10 +10,6 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-
 from src.data.spacy_model import SpacyUnavailable, load_spacy
 from src.data.words import word_spans
 from src.labels import LabelScheme, doc_stance
@@ -62,6 +58,9 @@ def majority_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelSc
 
 def tfidf_logreg_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
     """TF-IDF word 1-2 grams + class-balanced logistic regression (C=1), fitted on the training sentences."""
+    from sklearn.feature_extraction.text import TfidfVectorizer  # seconds to import; only this baseline needs it
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
 
     texts, y = labelled_sentences(train)
     if len(set(y)) < 2:  # logistic regression needs two classes; one class is the majority baseline
