@@ -97,10 +97,11 @@ def labelled_only(records: list[dict], chosen: set[tuple]) -> list[dict]:
 
 
 def held_out_f1(predictor, test: list[dict]) -> float:
-    from src.evaluate.metrics import stance_metrics
+    from src.evaluate.metrics import evaluate_predictions
 
-    predictions = {p["id"]: p for p in predictor.predict_records(test)}
-    return stance_metrics(test, predictions, predictor.stance.none_label, predictor.stance.labels)["headline"]["value"]
+    predictions = predictor.predict_records(test)
+    scored = evaluate_predictions("stance", test, predictions, predictor.stance.labels, predictor.stance.none_label)
+    return scored["headline"]["value"]
 
 
 class FineTuned:
@@ -174,15 +175,15 @@ class FrozenEncoder:
 
     def f1(self, model, test: list[dict]) -> float:
         from src.evaluate.baselines import stance_record
-        from src.evaluate.metrics import stance_metrics
+        from src.evaluate.metrics import evaluate_predictions
         from src.labels import seed_scheme
 
         none = seed_scheme().none_label  # the seed corpus's, which this simulation runs on
         texts = [e["text"] for e in stance_examples(test)]
         scores = self.scores(model, texts)
         stances = [max(row, key=row.get) for row in scores]
-        predictions = {test[0]["id"]: stance_record(test[0], stances, scores, none)}
-        return stance_metrics(test, predictions, none, self.stances)["headline"]["value"]
+        predictions = [stance_record(test[0], stances, scores, none)]
+        return evaluate_predictions("stance", test, predictions, self.stances, none)["headline"]["value"]
 
 
 def curves(learner, records: list[dict], fold: int, seed: int, args: argparse.Namespace) -> dict[str, list[float]]:

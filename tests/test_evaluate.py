@@ -14,8 +14,8 @@ from src.data.words import word_spans, word_tags_to_spans
 from src.evaluate import CVError, evaluate_predictions, write_cv, write_evaluation
 from src.evaluate.__main__ import main
 from src.evaluate.baselines import dictionary_ner, majority_stance, tfidf_logreg_stance
-from src.evaluate.metrics import seqeval_scores, snap_to_words, span_match_scores
 from src.labels import seed_scheme
+from src.tasks.ner import seqeval_scores, snap_to_words, span_match_scores
 
 SEED = seed_scheme()  # the seed corpus's labels, which these tests' data uses
 
@@ -183,7 +183,7 @@ def test_prediction_must_cover_the_gold_documents(ner_gold):
         evaluate_predictions("ner", [ner_gold], [])
     with pytest.raises(ValueError, match="error field"):
         evaluate_predictions("ner", [ner_gold], [{**prediction(ner_gold), "error": {"reason": "x"}}])
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match=r"task=.pos.: expected one of ner, stance"):
         evaluate_predictions("pos", [ner_gold], [prediction(ner_gold)])
 
 
@@ -286,7 +286,7 @@ def test_write_evaluation_writes_report_and_png(tmp_path, ner_gold, stance_gold)
     assert json.loads(paths["metrics"].read_text()) == m
     report = paths["report"].read_text()
     assert "| PERSON |" in report and "False positives (1)" in report and "Kim [[met]] Putin" in report
-    assert "False negatives (6)" in report
+    assert "False negatives (6)" in report and "![confusion]" not in report  # NER draws no figure
 
     pred = [prediction(r, stances=["neutral"] * len(r["sentences"])) for r in stance_gold]
     m = evaluate_predictions("stance", stance_gold, pred, SEED.stance_labels, SEED.none_label)
@@ -294,6 +294,7 @@ def test_write_evaluation_writes_report_and_png(tmp_path, ner_gold, stance_gold)
     assert paths["confusion"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = paths["report"].read_text()
     assert "Misclassified sentences (3)" in report and "| **leverage** | 0 | 0 | 2 |" in report
+    assert f"![confusion]({paths['confusion'].name})" in report
     assert not list(tmp_path.rglob("*.tmp"))
 
 

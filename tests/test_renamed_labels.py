@@ -1,6 +1,7 @@
 """Your corpus, your labels: the seed corpus with every label renamed and one data config of its own goes through
-validate, training (both tasks), evaluation and prediction (every whole-corpus format), and no output names a seed
-label. Prototypes (task.prototypes) are the seed guideline's phrases, so stance trains with task.prototypes=null."""
+validate, training (both tasks), evaluation, cross-validation with its calibration stored, prediction (every
+whole-corpus format), selection and ``add``, and no output names a seed label. Prototypes (task.prototypes) are the
+seed guideline's phrases, so stance trains with task.prototypes=null."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from src.data.convert import records_to_labelstudio
 from tests.conftest import ROOT, SEEDS, TINY_TRAIN
 
 ENTITIES = {"PERSON": "PER", "NORP": "GROUP", "ORG": "ORGANISATION", "GPE": "COUNTRY", "LOC": "PLACE",
@@ -79,6 +81,21 @@ def test_renamed_labels_never_show_a_seed_label(tiny_model_dir: Path, tmp_path: 
 
     evaluated = tmp_path / "eval"
     run("-m", "src.evaluate", f"model={runs['stance']}", f"data.path={corpus}", f"out_dir={evaluated}", cwd=ROOT)
+    cv = tmp_path / "cv"  # every fold of each task, pooled; its calibration stored in the runs above
+    for task, overrides in (("ner", []), ("stance", extra)):
+        run("-m", "src.train", "-m", f"task={task}", *common, *TINY_TRAIN, *overrides, "data.fold=0,1,2,3,4",
+            f"hydra.sweep.dir={cv}", cwd=ROOT)  # fmt: skip
+    targets = f"store=[{runs['ner']},{runs['stance']}]"
+    stored = run("-m", "src.evaluate", f"cv={cv}", targets, "baselines=false", cwd=ROOT).stdout  # SetFit: minutes
+    assert f"calibrated {runs['ner'] / 'model'}" in stored
+    meta = json.loads((runs["ner"] / "model" / "newsframe.json").read_text(encoding="utf-8"))
+    assert meta["calibration"]["temperature"] > 0
+
+    export = tmp_path / "export.json"  # a new article as Label Studio exports it, added to a copy of the corpus
+    article = {**records[0], "id": "new-001", "text": records[0]["text"] + "\n"}  # a new text, the same offsets
+    export.write_text(json.dumps([{"id": 1, **t} for t in records_to_labelstudio([article])]), encoding="utf-8")
+    added = run("-m", "src.data", "add", str(export), "--corpus", str(corpus), "--config", str(config), cwd=ROOT)
+    assert json.loads(corpus.read_text(encoding="utf-8").splitlines()[-1])["id"] == "new-001"
 
     inputs = tmp_path / "articles.jsonl"
     inputs.write_text("".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in records[:2]))
@@ -97,7 +114,7 @@ def test_renamed_labels_never_show_a_seed_label(tiny_model_dir: Path, tmp_path: 
     assert {e["label"] for p in predictions for e in p["entities"]} <= set(ENTITIES.values())
     page = outputs["html"].read_text(encoding="utf-8")
     assert "No sentence was predicted" not in page or "No sentence was predicted pressure or trade." in page
-    written = [*outputs.values(), selected, *evaluated.glob("*.*")]
+    written = [*outputs.values(), selected, *evaluated.glob("*.*"), *cv.glob("*.*"), corpus]
     written += [p for t in runs for p in (*runs[t].glob("*.*"), runs[t] / ".hydra" / "config.yaml", runs[t] / "model")]
     for path in [p for w in written for p in ([w] if w.is_file() else sorted(w.iterdir()))]:
         if path == outputs["entity-framing"]:  # its name keys are case-folded text ("Leverage" -> "leverage")
@@ -108,4 +125,4 @@ def test_renamed_labels_never_show_a_seed_label(tiny_model_dir: Path, tmp_path: 
         else:
             found = []
         assert not found, f"{path} names seed labels {sorted(set(found))}"
-    assert not SEED_NAME.findall(stats)
+    assert not SEED_NAME.findall(stats + stored + added.stdout)

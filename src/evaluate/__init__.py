@@ -4,7 +4,7 @@ the cross-validation summary. ``python -m src.evaluate --help`` for the command 
 metrics.json (schema_version 1)::
 
     schema_version   1
-    task             "ner" | "stance"
+    task             the task's name ("ner", "stance"); each task writes its own fields (``Task.metrics``)
     n_documents      gold documents scored
     n_sentences      gold sentences scored (stance: those with a gold stance)
     headline         {"name": "micro_f1" (ner) | "macro_f1" (stance), "value": float}
@@ -19,7 +19,7 @@ metrics.json (schema_version 1)::
 
 from .baselines import BASELINES, BaselineUnavailable
 from .cv import CVError, cross_validate, write_cv
-from .metrics import SCHEMA_VERSION, evaluate_predictions, ner_errors, stance_errors
+from .metrics import SCHEMA_VERSION, evaluate_predictions
 from .report import render_report, write_evaluation
 
 __all__ = [
@@ -29,9 +29,7 @@ __all__ = [
     "CVError",
     "cross_validate",
     "evaluate_predictions",
-    "ner_errors",
     "render_report",
-    "stance_errors",
     "write_cv",
     "write_evaluation",
 ]

@@ -14,8 +14,7 @@ from src.data.spacy_model import SpacyUnavailable, load_spacy
 from src.data.words import word_spans
 from src.labels import LabelScheme, doc_stance
 from src.model import packaged_model_path
-
-from .metrics import ordered_labels
+from src.tasks.scoring import ordered_labels
 
 # (train records, test records, the runs' labels) -> prediction records of the test records
 Baseline = Callable[[Sequence[dict], Sequence[dict], LabelScheme], list[dict]]

@@ -44,6 +44,7 @@ from src.files import write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.engine import Predictor
+from src.tasks import get_task
 
 from .baselines import BASELINES, BaselineUnavailable
 from .behaviour import behaviour_table, run_suite
@@ -57,12 +58,7 @@ from .calibration import (
     with_decision_bias,
 )
 from .metrics import SCHEMA_VERSION, evaluate_predictions
-from .report import (
-    error_section,
-    per_label_table,
-    read_jsonl,
-    save_confusion_png,
-)
+from .report import error_section, per_label_table, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL = "model"
@@ -536,8 +532,8 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
         for model in models:
             title = "Model" if single else f"`{model}`"
             parts += [f"### {title}, pooled per label", per_label_table(systems[model]["pooled"])]
-            if task == "stance":
-                parts.append(f"![confusion]({confusion_png_name(task, result, model)})")
+            if systems[model].get("figure"):
+                parts.append(f"![confusion]({systems[model]['figure']})")
             parts.append(
                 error_section(task, *pooled[task][model]).replace(
                     "## Error analysis", f"### {title} error analysis (pooled)"
@@ -592,13 +588,13 @@ def write_cv(
             check = suite_check(fit["temperature"], folds)
             if check is not None:
                 fit["suite"] = {"suite": str(behaviour), **check}
-    write_json(out / "cv_metrics.json", cv_metrics)
     for task, result in cv_metrics["tasks"].items():
-        if task == "stance":
-            for model in result["settings"]:
-                title = "stance, pooled CV" + ("" if model == MODEL else f"\n{result['settings'][model]['name']}")
-                save_confusion_png(
-                    result["systems"][model]["pooled"], out / confusion_png_name(task, result, model), title=title
-                )
+        for model in result["settings"]:
+            title = f"{task}, pooled CV" + ("" if model == MODEL else f"\n{result['settings'][model]['name']}")
+            system = result["systems"][model]
+            drawn = get_task(task).draw(system["pooled"], out / confusion_png_name(task, result, model), title)
+            if drawn is not None:
+                system["figure"] = drawn.name
+    write_json(out / "cv_metrics.json", cv_metrics)
     write_atomic(out / "cv_report.md", render_cv_report(cv_metrics, pooled))
     return cv_metrics

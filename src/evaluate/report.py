@@ -1,5 +1,5 @@
 """Files a person or a program reads: metrics.json, report.md (tables + error analysis), report.html (the predictions
-with errors marked against gold, ``src.predict.html``), the stance confusion PNG.
+with errors marked against gold, ``src.predict.html``), the task's figure (stance: its confusion matrix as a PNG).
 
 Every file is written atomically (a temporary file in the same folder, then ``os.replace``).
 """
@@ -9,20 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import ConfusionMatrixDisplay
-
 from src.data.jsonl import objects_only, read_json_file
-from src.files import write_atomic, write_figure, write_json
+from src.files import write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.html import render_page
-from src.tasks import TASKS
-
-from .metrics import ner_errors, stance_errors
+from src.tasks import get_task
 
 MAX_ERRORS = 50
-CONFUSION_PNG = "confusion_stance.png"
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
@@ -48,66 +42,17 @@ def per_label_table(metrics: dict) -> str:
     return markdown_table(["label", "precision", "recall", "F1", "support"], rows)
 
 
-def confusion_table(metrics: dict) -> str:
-    cm = metrics["confusion_matrix"]
-    rows = [[f"**{gold}**", *row] for gold, row in zip(cm["labels"], cm["matrix"], strict=True)]
-    return markdown_table(["gold \\ predicted", *cm["labels"]], rows)
-
-
 def summary_lines(metrics: dict) -> list[str]:
-    lines = [
+    return [
         f"- documents: {metrics['n_documents']}, sentences scored: {metrics['n_sentences']}",
         f"- headline ({metrics['headline']['name']}): **{metrics['headline']['value']:.3f}**",
+        *get_task(metrics["task"]).summary_lines(metrics),
     ]
-    if metrics["task"] == "ner":
-        sm = metrics["span_match"]
-        lines.append(f"- gold entities: {metrics['n_gold']}, predicted: {metrics['n_predicted']}")
-        lines.append(
-            f"- exact character-span matching: tp {sm['micro']['tp']}, fp {sm['micro']['fp']}, fn {sm['micro']['fn']}"
-            f", F1 {sm['micro']['f1']:.3f} (agrees with seqeval: {sm['agrees_with_seqeval']})"
-        )
-    else:
-        lines.append(f"- accuracy: {metrics['accuracy']:.3f}")
-        lines.append(f"- document stance accuracy: {metrics['doc_stance_accuracy']:.3f}")
-    return lines
 
 
 def error_section(task: str, gold: Sequence[dict], pred: Sequence[dict], max_errors: int = MAX_ERRORS) -> str:
-    """Markdown error analysis: FP/FN spans (NER) or misclassified sentences (stance), at most ``max_errors`` each."""
-    parts = ["## Error analysis"]
-    if task == "ner":
-        gold = TASKS["ner"].annotated(gold)  # a record whose entities are not annotated has no NER errors
-        kept = {r["id"] for r in gold}
-        errors = ner_errors(gold, [p for p in pred if p["id"] in kept])
-        for key, title in (("false_positives", "False positives"), ("false_negatives", "False negatives")):
-            items = errors[key]
-            parts.append(f"### {title} ({len(items)}{f', first {max_errors}' if len(items) > max_errors else ''})")
-            rows = [
-                [e["doc_id"], f"{e['start']}-{e['end']}", e["text"], e["label"], "; ".join(e["overlaps"]), e["context"]]
-                for e in items[:max_errors]
-            ]
-            other = "gold overlap" if key == "false_positives" else "predicted overlap"
-            parts.append(markdown_table(["doc", "span", "text", "label", other, "context"], rows) if rows else "none")
-    else:
-        items = stance_errors(gold, pred)
-        parts.append(
-            f"### Misclassified sentences ({len(items)}{f', first {max_errors}' if len(items) > max_errors else ''})"
-        )
-        rows = [
-            [
-                e["doc_id"],
-                f"{e['start']}-{e['end']}",
-                e["gold"],
-                e["pred"],
-                "" if e["score"] is None else f"{e['score']:.2f}",
-                e["text"],
-            ]
-            for e in items[:max_errors]
-        ]
-        parts.append(
-            markdown_table(["doc", "span", "gold", "predicted", "score", "sentence"], rows) if rows else "none"
-        )
-    return "\n\n".join(parts)
+    """Markdown error analysis of the task (``Task.error_sections``), at most ``max_errors`` items each."""
+    return "\n\n".join(["## Error analysis", *get_task(task).error_sections(gold, pred, max_errors)])
 
 
 def console_summary(metrics: dict, report_path: Path) -> str:
@@ -116,44 +61,21 @@ def console_summary(metrics: dict, report_path: Path) -> str:
     return f"{head}\n\n{per_label_table(metrics)}\n\nFull report: {report_path}"
 
 
-def render_report(metrics: dict, gold: Sequence[dict], pred: Sequence[dict], title: str | None = None) -> str:
+def render_report(
+    metrics: dict, gold: Sequence[dict], pred: Sequence[dict], title: str | None = None, figure: str | None = None
+) -> str:
+    """report.md: the summary, the per-label table, the task's own sections (``figure``: its drawn image's file
+    name) and the error analysis."""
     task = metrics["task"]
     parts = [
         f"# {title or f'Evaluation: {task}'}",
         "\n".join(summary_lines(metrics)),
         "## Per label",
         per_label_table(metrics),
+        *get_task(task).report_sections(metrics, figure),
+        error_section(task, gold, pred),
     ]
-    if task == "ner":
-        parts.append("Scored with seqeval, strict IOB2 mode, on word-level tags per gold sentence.")
-    else:
-        parts += [
-            "## Confusion matrix (rows gold, columns predicted)",
-            confusion_table(metrics),
-            f"![confusion]({CONFUSION_PNG})",
-        ]
-        docs = [[d["id"], d["gold"], d["pred"]] for d in metrics["doc_stance"]]
-        parts += ["## Document stance", markdown_table(["document", "gold", "predicted"], docs)]
-    parts.append(error_section(task, gold, pred))
     return "\n\n".join(parts) + "\n"
-
-
-def save_confusion_png(metrics: dict, path: str | Path, title: str = "stance confusion matrix") -> Path:
-    """The stance confusion matrix as a PNG (counts in the cells), rendered off-screen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = metrics["confusion_matrix"]
-    fig, ax = plt.subplots(figsize=(1.6 * len(cm["labels"]) + 2, 1.4 * len(cm["labels"]) + 1.5))
-    ConfusionMatrixDisplay(np.array(cm["matrix"]), display_labels=cm["labels"]).plot(ax=ax, colorbar=False)
-    ax.set_title(title)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("gold")
-    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
-    fig.tight_layout()
-    return write_figure(path, fig, dpi=120)
 
 
 def write_evaluation(
@@ -163,11 +85,16 @@ def write_evaluation(
     out_dir: str | Path,
     scheme: LabelScheme | None = None,
 ) -> dict[str, Path]:
-    """Write metrics.json, report.md, report.html and (stance) confusion_stance.png into ``out_dir``; returns their
-    paths. ``scheme``: the model's labels, for the page's legend and colours."""
+    """Write metrics.json, report.md, report.html and the task's figure (stance: confusion_stance.png) into
+    ``out_dir``; returns their paths. ``scheme``: the model's labels, for the page's legend and colours."""
     out = Path(out_dir)
+    task = metrics["task"]
     paths = {"metrics": write_json(out / "metrics.json", metrics)}
-    paths["report"] = write_atomic(out / "report.md", render_report(metrics, gold_records, pred_records))
+    figure = get_task(task).draw(metrics, out / f"confusion_{task}.png", f"{task} confusion matrix")
+    if figure is not None:
+        paths["confusion"] = figure
+    report = render_report(metrics, gold_records, pred_records, figure=figure.name if figure else None)
+    paths["report"] = write_atomic(out / "report.md", report)
     title = f"Evaluation: {metrics['task']}, {metrics['headline']['name']} {metrics['headline']['value']:.3f}"
     page = render_page(
         pred_records,
@@ -178,6 +105,4 @@ def write_evaluation(
         scheme=scheme,
     )
     paths["html"] = write_atomic(out / "report.html", page)
-    if metrics["task"] == "stance":
-        paths["confusion"] = save_confusion_png(metrics, out / CONFUSION_PNG)
     return paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from transformers import PreTrainedTokenizerFast
@@ -76,6 +77,33 @@ class Task:
         """What the task adds to a freshly written model folder's ``newsframe.json`` after training (``{}``: none);
         ``load()`` gives a Predictor running that folder (the caller builds it: tasks sit below prediction)."""
         return {}
+
+    def metrics(
+        self,
+        gold_records: Sequence[dict],
+        pred_by_id: dict[str, dict],
+        labels: Sequence[str] = (),
+        none_label: str | None = None,
+    ) -> dict:
+        """``metrics.json`` of this layer: gold records that annotate it, their predictions by id; ``labels`` orders
+        the per-label rows (the model's or the data config's), ``none_label`` is the label that frames nothing."""
+        raise NotImplementedError
+
+    def summary_lines(self, metrics: dict) -> list[str]:
+        """Markdown list items a report and the console show under the headline (default: none)."""
+        return []
+
+    def report_sections(self, metrics: dict, figure: str | None = None) -> list[str]:
+        """Markdown blocks a report shows after the per-label table; ``figure``: the file name of ``draw``'s image."""
+        return []
+
+    def error_sections(self, gold: Sequence[dict], pred: Sequence[dict], max_errors: int) -> list[str]:
+        """Markdown blocks of the error analysis, at most ``max_errors`` items each (default: none)."""
+        return []
+
+    def draw(self, metrics: dict, path: str | Path, title: str) -> Path | None:
+        """A figure of ``metrics`` written to ``path`` for the report, or None when the task draws none."""
+        return None
 
     def dataset(
         self,

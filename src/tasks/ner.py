@@ -1,19 +1,33 @@
-"""Named entities: token classification over words, strict IOB2."""
+"""Named entities: token classification over words, strict IOB2; scored on word-level tags per gold sentence.
+
+Scoring: the words of ``src.data.words.word_spans``, seqeval in strict IOB2 mode, so ``I-X`` after ``O`` is no entity
+and ``B-X`` after ``I-X`` starts a second one. A predicted entity whose edges fall inside a word is snapped outward to
+the enclosing words; one that overlaps an earlier kept entity of the same sentence is dropped, one that crosses a gold
+sentence boundary is clipped to each sentence it touches. Exact character-span matching per type is computed
+independently over the same (snapped) spans and must agree with seqeval (``span_match.agrees_with_seqeval``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from src.data.convert import ner_examples
+from src.data.words import spans_to_word_tags, word_spans
 from src.features import encode_ner, words_from_windows
 from src.labels import decode_iob2, iob2_tags
+from src.markdown import markdown_table
 
 from .base import Task
+from .scoring import SCHEMA_VERSION, context, counts_to_scores, match_documents, prf, prf_from_report, shown
+
+Span = tuple[str, int, int, str]  # (doc_id, start, end, label)
 
 
 class NerTask(Task):
@@ -50,3 +64,166 @@ class NerTask(Task):
             return {"f1": f1_score(list(map(list, targets)), guess, mode="strict", scheme=IOB2)}
 
         return compute
+
+    def metrics(
+        self, gold_records: Sequence[dict], pred_by_id: dict[str, dict], labels: Sequence[str] = (), none_label=None
+    ) -> dict:
+        y_true, y_pred, gold_spans, pred_spans = ner_tag_sequences(gold_records, pred_by_id)
+        per_label, micro, macro = seqeval_scores(y_true, y_pred)
+        span_match = span_match_scores(gold_spans, pred_spans)
+        span_match["agrees_with_seqeval"] = scores_agree(per_label, micro, span_match)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "task": self.name,
+            "n_documents": len(gold_records),
+            "n_sentences": len(y_true),
+            "n_gold": len(gold_spans),
+            "n_predicted": len(pred_spans),
+            "headline": {"name": self.headline, "value": micro["f1"]},
+            "per_label": per_label,
+            "micro": micro,
+            "macro": macro,
+            "span_match": span_match,
+        }
+
+    def summary_lines(self, metrics: dict) -> list[str]:
+        sm = metrics["span_match"]
+        return [
+            f"- gold entities: {metrics['n_gold']}, predicted: {metrics['n_predicted']}",
+            f"- exact character-span matching: tp {sm['micro']['tp']}, fp {sm['micro']['fp']}, fn {sm['micro']['fn']}"
+            f", F1 {sm['micro']['f1']:.3f} (agrees with seqeval: {sm['agrees_with_seqeval']})",
+        ]
+
+    def report_sections(self, metrics: dict, figure: str | None = None) -> list[str]:
+        return ["Scored with seqeval, strict IOB2 mode, on word-level tags per gold sentence."]
+
+    def error_sections(self, gold: Sequence[dict], pred: Sequence[dict], max_errors: int) -> list[str]:
+        """False positives and false negatives, with the other side's overlapping span (a wrong type or edge)."""
+        gold = self.annotated(gold)  # a record whose entities are not annotated has no NER errors
+        kept = {r["id"] for r in gold}
+        errors = ner_errors(gold, [p for p in pred if p["id"] in kept])
+        parts = []
+        for key, title in (("false_positives", "False positives"), ("false_negatives", "False negatives")):
+            items = errors[key]
+            parts.append(f"### {title} ({shown(items, max_errors)})")
+            rows = [
+                [e["doc_id"], f"{e['start']}-{e['end']}", e["text"], e["label"], "; ".join(e["overlaps"]), e["context"]]
+                for e in items[:max_errors]
+            ]
+            other = "gold overlap" if key == "false_positives" else "predicted overlap"
+            parts.append(markdown_table(["doc", "span", "text", "label", other, "context"], rows) if rows else "none")
+        return parts
+
+
+def snap_to_words(words: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
+    """Smallest word-aligned span covering every word that ``[start, end)`` overlaps; None when it overlaps none.
+
+    EXAMPLE: words of "I like London." and ``(8, 12)`` -> ``(7, 13)``
+    """
+    inside = [(s, e) for s, e in words if s < end and e > start]
+    if not inside:
+        return None
+    return inside[0][0], inside[-1][1]
+
+
+def sentence_entities(words: Sequence[tuple[int, int]], entities: Iterable[dict]) -> list[dict]:
+    """Entities of one sentence snapped to its words, in order, with overlapping later ones dropped."""
+    kept: list[dict] = []
+    for ent in sorted(entities, key=lambda e: (e["start"], e["end"])):
+        snapped = snap_to_words(words, ent["start"], ent["end"])
+        if snapped is None or (kept and snapped[0] < kept[-1]["end"]):
+            continue
+        kept.append({"start": snapped[0], "end": snapped[1], "label": ent["label"]})
+    return kept
+
+
+def ner_sentences(gold: dict, pred: dict) -> list[dict]:
+    """Per gold sentence: its words, gold entities and word-aligned predicted entities (absolute offsets)."""
+    out = []
+    for sent in gold["sentences"]:
+        s, e = sent["start"], sent["end"]
+        words = word_spans(gold["text"], s, e)
+        gold_ents = [x for x in gold["entities"] if x["start"] >= s and x["end"] <= e]
+        pred_ents = sentence_entities(words, (x for x in pred.get("entities", []) if x["start"] < e and x["end"] > s))
+        out.append({"start": s, "end": e, "words": words, "gold": gold_ents, "pred": pred_ents})
+    return out
+
+
+def ner_tag_sequences(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) -> tuple[list, list, list, list]:
+    """Word-level IOB2 gold and predicted tag sequences (one per gold sentence) and the gold/pred span lists."""
+    y_true, y_pred, gold_spans, pred_spans = [], [], [], []
+    for gold in gold_records:
+        for sent in ner_sentences(gold, pred_by_id[gold["id"]]):
+            try:
+                y_true.append(spans_to_word_tags(sent["words"], sent["gold"]))
+            except ValueError as err:
+                raise ValueError(f"gold document {gold['id']}, sentence {sent['start']}-{sent['end']}: {err}") from err
+            y_pred.append(spans_to_word_tags(sent["words"], sent["pred"]))
+            gold_spans += [(gold["id"], x["start"], x["end"], x["label"]) for x in sent["gold"]]
+            pred_spans += [(gold["id"], x["start"], x["end"], x["label"]) for x in sent["pred"]]
+    return y_true, y_pred, gold_spans, pred_spans
+
+
+def seqeval_scores(y_true: list[list[str]], y_pred: list[list[str]]) -> tuple[dict, dict, dict]:
+    """(per_label, micro, macro) from seqeval strict IOB2; zeros when neither side has an entity."""
+    has_entity = any(t != "O" for seq in (*y_true, *y_pred) for t in seq)
+    if not has_entity:
+        return {}, prf(0.0, 0.0, 0.0, 0), prf(0.0, 0.0, 0.0, 0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # an all-dangling-I- input averages nothing (NaN -> 0)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        report = seqeval_report(y_true, y_pred, mode="strict", scheme=IOB2, output_dict=True, zero_division=0)
+    per_label = {k: prf_from_report(v) for k, v in sorted(report.items()) if not k.endswith(" avg")}
+    return per_label, prf_from_report(report["micro avg"]), prf_from_report(report["macro avg"])
+
+
+def span_match_scores(gold_spans: Iterable[Span], pred_spans: Iterable[Span]) -> dict:
+    """Exact (doc_id, start, end, label) matching per type: tp/fp/fn and precision/recall/F1, plus micro."""
+    gold, pred = set(gold_spans), set(pred_spans)
+    labels = sorted({s[3] for s in gold | pred})
+    per_label = {}
+    for label in labels:
+        g = {s for s in gold if s[3] == label}
+        p = {s for s in pred if s[3] == label}
+        per_label[label] = counts_to_scores(len(g & p), len(p - g), len(g - p))
+    micro = counts_to_scores(len(gold & pred), len(pred - gold), len(gold - pred))
+    return {"per_label": per_label, "micro": micro}
+
+
+def scores_agree(per_label: dict, micro: dict, span_match: dict, tol: float = 1e-9) -> bool:
+    """True when character-span matching gives seqeval's figures for every type and for the micro average."""
+    if set(per_label) != set(span_match["per_label"]):
+        return False
+    pairs = [(micro, span_match["micro"])] + [(per_label[k], span_match["per_label"][k]) for k in per_label]
+    for seq, span in pairs:
+        if seq["support"] != span["tp"] + span["fn"]:
+            return False
+        if any(abs(seq[m] - span[m]) > tol for m in ("precision", "recall", "f1")):
+            return False
+    return True
+
+
+def ner_errors(gold_records: Sequence[dict], pred_records: Sequence[dict]) -> dict[str, list[dict]]:
+    """False-positive and false-negative spans (after snapping), each with its context and the other side's
+    overlapping span label if any (a wrong type or wrong boundary rather than a miss)."""
+    pred_by_id = match_documents(gold_records, pred_records)
+    fps, fns = [], []
+    for gold in gold_records:
+        text = gold["text"]
+        for sent in ner_sentences(gold, pred_by_id[gold["id"]]):
+            g = {(x["start"], x["end"], x["label"]) for x in sent["gold"]}
+            p = {(x["start"], x["end"], x["label"]) for x in sent["pred"]}
+            for mine, other, out in ((p - g, g, fps), (g - p, p, fns)):
+                for s, e, label in sorted(mine):
+                    near = [o for o in sorted(other) if o[0] < e and o[1] > s]
+                    out.append(
+                        {
+                            "doc_id": gold["id"],
+                            "start": s,
+                            "end": e,
+                            "label": label,
+                            "text": text[s:e],
+                            "overlaps": [f"{text[o[0] : o[1]]} ({o[2]})" for o in near],
+                            "context": context(text, s, e, (sent["start"], sent["end"])),
+                        }
+                    )
+    return {"false_positives": fps, "false_negatives": fns}

@@ -1,22 +1,34 @@
-"""Sentence stance: sequence classification, one label per gold sentence."""
+"""Sentence stance: sequence classification, one label per gold sentence.
+
+Scoring: per gold sentence with a gold stance (``None`` is skipped), matched to the predicted sentence with the same
+``(doc_id, start, end)``; document stance is derived with ``src.labels.doc_stance`` (and the none label) from gold and
+from predicted sentence labels of the same sentences. Labels in neither gold nor predictions are left out of
+``per_label`` and of the macro average.
+"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from src.data.augment import known_names, mask_names, phrase_records
 from src.data.convert import stance_examples
 from src.errors import ConfigError
 from src.features import encode_stance
+from src.files import write_figure
+from src.labels import doc_stance
+from src.markdown import markdown_table
 from src.prototypes import fit_prototypes
 
 from .base import Task
+from .scoring import SCHEMA_VERSION, match_documents, ordered_labels, prf, prf_from_report, shown
 
 if TYPE_CHECKING:
     from src.predict.engine import Predictor
@@ -116,9 +128,143 @@ class StanceTask(Task):
             return {}
         return {"prototypes": fit_prototypes(load(), records, task_cfg["prototypes"], task_cfg)}
 
+    def metrics(
+        self,
+        gold_records: Sequence[dict],
+        pred_by_id: dict[str, dict],
+        labels: Sequence[str] = (),
+        none_label: str | None = None,
+    ) -> dict:
+        """Per-label scores ordered as ``labels`` (the model's or the data config's), the confusion matrix, and
+        document stance (which needs ``none_label``, the label that frames nothing)."""
+        if none_label is None:
+            raise ValueError("stance metrics need the none label (the stance that frames nothing) for document stance")
+        pairs = stance_pairs(gold_records, pred_by_id)
+        if not pairs:
+            raise ValueError("no gold sentence has a stance label: nothing to score for task=stance")
+        y_true, y_pred = [p["gold"] for p in pairs], [p["pred"] for p in pairs]
+        order = ordered_labels(y_true + y_pred, labels)
+        report = classification_report(y_true, y_pred, labels=order, output_dict=True, zero_division=0)
+        accuracy = float(accuracy_score(y_true, y_pred))
+        documents = [
+            {
+                "id": gold["id"],
+                "gold": doc_stance((p["gold"] for p in pairs if p["doc_id"] == gold["id"]), none_label),
+                "pred": doc_stance((p["pred"] for p in pairs if p["doc_id"] == gold["id"]), none_label),
+            }
+            for gold in gold_records
+        ]
+        macro = prf_from_report(report["macro avg"])
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "task": self.name,
+            "n_documents": len(gold_records),
+            "n_sentences": len(pairs),
+            "headline": {"name": self.headline, "value": macro["f1"]},
+            "per_label": {label: prf_from_report(report[label]) for label in order},
+            "micro": prf(accuracy, accuracy, accuracy, len(pairs)),
+            "macro": macro,
+            "accuracy": accuracy,
+            "confusion_matrix": {"labels": order, "matrix": confusion_matrix(y_true, y_pred, labels=order).tolist()},
+            "doc_stance_accuracy": sum(d["gold"] == d["pred"] for d in documents) / len(documents),
+            "doc_stance": documents,
+        }
+
+    def summary_lines(self, metrics: dict) -> list[str]:
+        return [
+            f"- accuracy: {metrics['accuracy']:.3f}",
+            f"- document stance accuracy: {metrics['doc_stance_accuracy']:.3f}",
+        ]
+
+    def report_sections(self, metrics: dict, figure: str | None = None) -> list[str]:
+        """The confusion matrix (a table, and ``figure`` when drawn) and each document's stance."""
+        cm = metrics["confusion_matrix"]
+        rows = [[f"**{gold}**", *row] for gold, row in zip(cm["labels"], cm["matrix"], strict=True)]
+        docs = [[d["id"], d["gold"], d["pred"]] for d in metrics["doc_stance"]]
+        return [
+            "## Confusion matrix (rows gold, columns predicted)",
+            markdown_table(["gold \\ predicted", *cm["labels"]], rows),
+            *([f"![confusion]({figure})"] if figure else []),
+            "## Document stance",
+            markdown_table(["document", "gold", "predicted"], docs),
+        ]
+
+    def error_sections(self, gold: Sequence[dict], pred: Sequence[dict], max_errors: int) -> list[str]:
+        """The misclassified sentences with the predicted label's score."""
+        items = stance_errors(gold, pred)
+        rows = [
+            [
+                e["doc_id"],
+                f"{e['start']}-{e['end']}",
+                e["gold"],
+                e["pred"],
+                "" if e["score"] is None else f"{e['score']:.2f}",
+                e["text"],
+            ]
+            for e in items[:max_errors]
+        ]
+        table = markdown_table(["doc", "span", "gold", "predicted", "score", "sentence"], rows) if rows else "none"
+        return [f"### Misclassified sentences ({shown(items, max_errors)})", table]
+
+    def draw(self, metrics: dict, path: str | Path, title: str) -> Path | None:
+        """The confusion matrix as a PNG (counts in the cells), rendered off-screen."""
+        import matplotlib  # seconds to import; only when a report is written
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cm = metrics["confusion_matrix"]
+        fig, ax = plt.subplots(figsize=(1.6 * len(cm["labels"]) + 2, 1.4 * len(cm["labels"]) + 1.5))
+        ConfusionMatrixDisplay(np.array(cm["matrix"]), display_labels=cm["labels"]).plot(ax=ax, colorbar=False)
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+        fig.tight_layout()
+        return write_figure(path, fig, dpi=120)
+
 
 def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
     """Inverse class frequency, scaled to mean 1 (a label absent from ``labels`` counts as seen once)."""
     counts = np.bincount(np.asarray(labels), minlength=n_labels).astype(np.float64)
     weights = counts.sum() / np.maximum(counts, 1) / n_labels
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def stance_pairs(gold_records: Sequence[dict], pred_by_id: dict[str, dict]) -> list[dict]:
+    """Gold sentences with a stance, each with its predicted label; a gold sentence without prediction is an error."""
+    pairs = []
+    for gold in gold_records:
+        pred_sents = {(s["start"], s["end"]): s for s in pred_by_id[gold["id"]].get("sentences", [])}
+        for sent in gold["sentences"]:
+            if sent.get("stance") is None:
+                continue
+            pred = pred_sents.get((sent["start"], sent["end"]))
+            if pred is None:
+                raise ValueError(
+                    f"document {gold['id']}: no predicted sentence at {sent['start']}-{sent['end']} "
+                    "(stance is scored on the gold segmentation; predict with Predictor.predict_records)"
+                )
+            pairs.append(
+                {
+                    "doc_id": gold["id"],
+                    "start": sent["start"],
+                    "end": sent["end"],
+                    "gold": sent["stance"],
+                    "pred": pred["stance"],
+                    "score": (pred.get("scores") or {}).get(pred["stance"]),
+                }
+            )
+    return pairs
+
+
+def stance_errors(gold_records: Sequence[dict], pred_records: Sequence[dict], width: int = 300) -> list[dict]:
+    """Misclassified sentences with their text (cut at ``width`` characters)."""
+    pred_by_id = match_documents(gold_records, pred_records)
+    texts = {g["id"]: g["text"] for g in gold_records}
+    wrong = []
+    for p in stance_pairs(gold_records, pred_by_id):
+        if p["gold"] != p["pred"]:
+            sentence = " ".join(texts[p["doc_id"]][p["start"] : p["end"]].split())
+            wrong.append({**p, "text": sentence if len(sentence) <= width else sentence[: width - 1] + "…"})
+    return wrong
