@@ -19,7 +19,8 @@ from transformers import BertForSequenceClassification, BertForTokenClassificati
 from src.labels import iob2_tags, seed_scheme
 from src.predict.cli import main
 from src.predict.io import iter_inputs
-from src.predict.ray_engine import MANIFEST, plan_shards, shard_records
+from src.predict.ray_engine import MANIFEST
+from src.predict.shards import plan_shards, shard_records
 from tests.checkpoints import random_head, save_run
 from tests.conftest import ROOT
 from tests.test_predict import TEXTS, assert_same, write_inputs
@@ -74,6 +75,14 @@ def test_the_local_engine_never_imports_ray(runs: dict[str, Path], tmp_path: Pat
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "0 []"
+
+
+def test_a_read_task_never_imports_torch() -> None:
+    """Ray Data runs ``read_shard`` in fresh worker processes: its module must not make each of them load torch."""
+    code = "import sys, src.predict.shards; print(sorted({'torch', 'transformers', 'ray'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_ray_options_without_the_ray_engine_are_usage_errors(runs: dict[str, Path], tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ The same inputs, readers, Predictor and records as the local engine, spread over
 
 1. The driver lists the inputs cheaply (file names, byte ranges of JSONL files cut every ``--shard-size`` lines) into
    numbered *shards*; the plan depends only on the inputs and ``--shard-size``, so a rerun plans the same shards.
-2. Ray Data reads each shard in a task (``src.predict.io``'s readers: same ids, same error records).
+2. Ray Data reads each shard in a task (``src.predict.shards``: ``src.predict.io``'s readers, same ids, same error
+   records; a module without torch, so a read task starts at once).
 3. An actor pool (``ActorPoolStrategy``, one Predictor per actor, loaded once) predicts a shard and writes it to
    ``DIR/part-NNNNN.jsonl`` atomically, so a shard file is complete or absent, never half written.
 4. The driver records each finished shard (documents, errors, sha256) in ``DIR/manifest.json``. Concatenated in
@@ -28,7 +29,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
@@ -41,17 +41,11 @@ from src.predict.io import (
     PredictionWriter,
     describe_input,
     describe_model,
-    error_record,
-    file_id,
-    folder_files,
     lock_output,
-    printable,
-    read_jsonl_lines,
-    read_text_file,
     run_differences,
-    text_problem,
     unlock_output,
 )
+from src.predict.shards import plan_shards, read_shard
 
 log = logging.getLogger(__name__)
 
@@ -67,98 +61,7 @@ def part_name(shard: int) -> str:
     return f"part-{shard:05d}.jsonl"
 
 
-# -- the plan: shards of documents, made on the driver without reading any text ----------------------------------
-
-
-def jsonl_ranges(path: Path, lines_per_shard: int) -> Iterator[tuple[int, int, int]]:
-    """``(start byte, end byte, first line number)`` of consecutive pieces of ``lines_per_shard`` lines (split at
-    ``\\n`` only, as the reader does); the last piece may be shorter."""
-    start = position = count = 0
-    first = 1
-    with path.open("rb") as handle:
-        for raw in handle:
-            position += len(raw)
-            count += 1
-            if count == lines_per_shard:
-                yield start, position, first
-                start, first, count = position, first + count, 0
-    if position > start:
-        yield start, position, first
-
-
-def plan_shards(inputs: list[str], shard_size: int) -> list[dict]:
-    """The shards of a run, in input order: ``{"kind": "files", "entries": [[path, id, reason], ...]}`` (up to
-    ``shard_size`` files, from folders and lone files; ``reason`` set for an entry that is an error without being
-    read) or ``{"kind": "jsonl", "file", "start", "end", "first_line"}``."""
-    shards: list[dict] = []
-    files: list[list] = []
-
-    def flush() -> None:
-        if files:
-            shards.append({"kind": "files", "entries": list(files)})
-            files.clear()
-
-    def add(path: str, doc_id: str, reason: str | None = None) -> None:
-        files.append([path, doc_id, reason])
-        if len(files) == shard_size:
-            flush()
-
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            for file in folder_files(path):
-                doc_id = file_id(file, path)
-                if text_problem(doc_id) is not None:
-                    add(printable(str(file)), printable(doc_id), "file name is not UTF-8")
-                else:
-                    add(str(file), doc_id)
-        elif path.suffix == ".jsonl":
-            flush()
-            try:
-                for start, end, first in jsonl_ranges(path, shard_size):
-                    shards.append({"kind": "jsonl", "file": name, "start": start, "end": end, "first_line": first})
-            except OSError as err:
-                add(name, name, err.strerror or str(err))
-        elif path.suffix == ".txt" or not path.exists():
-            add(name, file_id(path))
-        else:
-            add(name, path.name, "unsupported input: expected a .txt or .jsonl file, a folder or -")
-    flush()
-    return shards
-
-
-def shard_records(shard: dict) -> Iterator[dict]:
-    """The input records of one shard, exactly as ``iter_inputs`` reads them (ids, texts, error records)."""
-    if shard["kind"] == "files":
-        for path, doc_id, reason in shard["entries"]:
-            if reason is not None:
-                yield error_record(doc_id, path, None, reason)
-            else:
-                yield read_text_file(Path(path), doc_id)
-        return
-    name = shard["file"]
-    try:
-        with open(name, "rb") as handle:
-            handle.seek(shard["start"])
-            data = handle.read(shard["end"] - shard["start"])
-    except OSError as err:
-        yield error_record(f"{name}:{shard['first_line']}", name, shard["first_line"], err.strerror or str(err))
-        return
-    yield from read_jsonl_lines(io.BytesIO(data), name, first_line=shard["first_line"])
-
-
 # -- Ray Data stages -----------------------------------------------------------------------------------------------
-
-
-def read_shard(row: dict) -> dict:
-    """Ray Data task: a shard's plan -> its input records as JSON lines (ASCII: lone surrogates survive Arrow).
-
-    Inputs are named as the user gave them (so error records read as the local engine's): relative names are read
-    from the driver's working folder, the same path on every node of a cluster with a shared file system."""
-    if os.getcwd() != row["cwd"] and os.path.isdir(row["cwd"]):
-        os.chdir(row["cwd"])
-    records = list(shard_records(json.loads(row["spec"])))
-    return {"shard": row["shard"], "inputs": len(records), "documents": "\n".join(json.dumps(r) for r in records)}
 
 
 class ShardPredictor:
