@@ -19,11 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.evaluate.calibration import fit_temperature, stance_arrays
 from src.evaluate.nested_cv import scored
 from src.evaluate.report import read_jsonl
 from src.markdown import markdown_table
 from src.model_folder import read_metadata
+from src.tasks.calibrate import fit_temperature
+from src.tasks.stance import stance_arrays
 
 
 def main(argv: list[str] | None = None) -> int:

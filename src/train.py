@@ -12,6 +12,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,18 +83,10 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
 
     # The model folder is written beside its final place and renamed into it once complete.
     tmp_dir, model_dir = out / "model.tmp", out / "model"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    write_model_folder(tmp_dir, task, trainer.model, tokenizer, cfg, base, provenance)
-    device = "cpu" if cfg.trainer.device == "cpu" else "auto"
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
-
-    def load() -> Predictor:  # the folder just written, run as training evaluates it
-        return Predictor.from_pretrained(**{task.name: str(tmp_dir)}, device=device, backend="torch")
-
-    record_metadata(tmp_dir, cfg, task.finish(load, train_records, task_cfg))
+    finished_folder(tmp_dir, cfg, task, trainer, tokenizer, base, provenance, train_records)
     metrics = None
     if test_records:
-        metrics, paths = evaluate_records(tmp_dir, test_records, out, device=device)
+        metrics, paths = evaluate_records(tmp_dir, test_records, out, device=run_device(cfg))
         record_held_out(tmp_dir, cfg, metrics)
         print(console_summary(metrics, paths["report"]))
     os.replace(tmp_dir, model_dir)
@@ -205,18 +198,37 @@ def pseudo_label(
     """The trained model, written and finished as a model folder, labels the pool; its most confident sentences
     come back as training records (``Task.pseudo_labelled``, ``task.self_training``)."""
     folder = out / "self-training.tmp"
+    load = finished_folder(folder, cfg, task, trainer, tokenizer, base, provenance, train_records)
+    predictions = load().predict_records(pool)  # with what finish added (the prototype head)
+    shutil.rmtree(folder, ignore_errors=True)
+    return task.pseudo_labelled(pool, predictions, OmegaConf.to_container(cfg.task.self_training, resolve=True))
+
+
+def run_device(cfg: DictConfig) -> str:
+    """Where training's own prediction runs (the held-out evaluation, ``finish``, self-training)."""
+    return "cpu" if cfg.trainer.device == "cpu" else "auto"
+
+
+def finished_folder(
+    folder: Path,
+    cfg: DictConfig,
+    task: Task,
+    trainer: Trainer,
+    tokenizer,
+    base: str,
+    provenance: dict,
+    train_records: list[dict],
+) -> Callable[[], Predictor]:
+    """Write the trained model as a model folder at ``folder`` and let the task finish it (``Task.finish``: the
+    prototype head); returns how to load it as prediction runs it."""
     shutil.rmtree(folder, ignore_errors=True)
     write_model_folder(folder, task, trainer.model, tokenizer, cfg, base, provenance)
-    device = "cpu" if cfg.trainer.device == "cpu" else "auto"
-    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
 
     def load() -> Predictor:
-        return Predictor.from_pretrained(**{task.name: str(folder)}, device=device, backend="torch")
+        return Predictor.from_pretrained(**{task.name: str(folder)}, device=run_device(cfg), backend="torch")
 
-    record_metadata(folder, cfg, task.finish(load, train_records, task_cfg))
-    predictions = load().predict_records(pool)
-    shutil.rmtree(folder, ignore_errors=True)
-    return task.pseudo_labelled(pool, predictions, task_cfg["self_training"])
+    record_metadata(folder, cfg, task.finish(load, train_records, OmegaConf.to_container(cfg.task, resolve=True)))
+    return load
 
 
 def describe_pseudo(records: list[dict]) -> str:

@@ -9,15 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.evaluate.calibration import (
-    calibrate_stance,
-    cross_fit,
-    expected_calibration_error,
-    fit_decision_bias,
-    fit_temperature,
-    with_decision_bias,
-)
 from src.model_folder import read_metadata, record_calibration
+from src.tasks.calibrate import cross_fit, expected_calibration_error, fit_decision_bias, fit_temperature
+from src.tasks.stance import calibrate_stance, with_decision_bias
 from tests.conftest import TINY_TRAIN, compose_train_config
 
 

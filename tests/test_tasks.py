@@ -1,4 +1,4 @@
-"""Task objects (src/tasks.py): what differs between NER and stance, in one place each."""
+"""Task objects (src/tasks/): what differs between tasks, in one place each, and what evaluation asks of them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from seqeval.scheme import IOB2
 from transformers import AutoConfig, AutoTokenizer
 
 from src.config import ConfigError
-from src.tasks import NER, STANCE, get_task, task_of_config
+from src.evaluate import CVError, evaluate_predictions, write_evaluation
+from src.evaluate.cv import calibrate_setting
+from src.files import write_atomic
+from src.labels import seed_scheme
+from src.tasks import NER, STANCE, TASKS, Task, get_task, task_of_config
+from src.tasks.scoring import prf
 
 
 def test_tasks_by_name_and_by_architecture(tiny_model_dir: Path) -> None:
@@ -110,3 +115,50 @@ def test_class_weights_favour_the_rare_labels_with_mean_one() -> None:
     weights = class_weights([0, 0, 0, 1], 3)  # label 2 never seen: counted once, as label 1
     assert weights.mean().item() == pytest.approx(1.0)
     assert weights[1].item() == pytest.approx(3 * weights[0].item()) and weights[2].item() == weights[1].item()
+
+
+class CountingTask(Task):
+    """A stand-in for a third task: it scores how many documents were predicted and says so in its own sections."""
+
+    def metrics(self, gold_records, pred_by_id, labels=(), none_label=None) -> dict:
+        row = prf(1.0, 1.0, 1.0, len(gold_records))
+        return {
+            "schema_version": 1,
+            "task": self.name,
+            "n_documents": len(gold_records),
+            "n_sentences": 0,
+            "headline": {"name": self.headline, "value": 1.0},
+            "per_label": {"document": row},
+            "micro": row,
+            "macro": row,
+        }
+
+    def summary_lines(self, metrics: dict) -> list[str]:
+        return [f"- counted: {metrics['n_documents']}"]
+
+    def report_sections(self, metrics: dict, figure: str | None = None) -> list[str]:
+        return ["## Counting", f"figure: {figure}"]
+
+    def error_sections(self, gold, pred, max_errors: int) -> list[str]:
+        return ["### Nothing miscounted"]
+
+    def draw(self, metrics: dict, path, title: str) -> Path:
+        return Path(write_atomic(path, title))
+
+
+def test_a_registered_task_is_scored_reported_and_drawn_without_evaluation_knowing_it(tmp_path, monkeypatch) -> None:
+    """Evaluation asks the task for its metrics, report sections, errors, figure and calibration: none is keyed by
+    the task's name outside src/tasks."""
+    monkeypatch.setitem(TASKS, "count", CountingTask("count", "text-classification", "ForCounting", "count", "stance"))
+    sentence = {"start": 0, "end": 14, "stance": None}
+    gold = [{"id": "a", "text": "Kim met Putin.", "entities": [], "sentences": [sentence]}]
+    pred = [{"id": "a", "entities": [], "sentences": [], "doc_stance": None}]
+    metrics = evaluate_predictions("count", gold, pred)
+    assert metrics["headline"] == {"name": "count", "value": 1.0}
+    paths = write_evaluation(metrics, gold, pred, tmp_path)
+    report = paths["report"].read_text(encoding="utf-8")
+    for part in ("- counted: 1", "## Counting", "figure: confusion_count.png", "### Nothing miscounted"):
+        assert part in report
+    assert paths["confusion"].read_text(encoding="utf-8") == "count confusion matrix"
+    with pytest.raises(CVError, match="the count task has no calibration"):
+        calibrate_setting("count", {0: ([], gold)}, {0: tmp_path}, {0: pred}, seed_scheme())

@@ -45,18 +45,11 @@ from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.engine import Predictor
 from src.tasks import get_task
+from src.tasks.calibrate import CalibrationError
 
 from .baselines import BASELINES, BaselineUnavailable
 from .behaviour import behaviour_table, run_suite
-from .calibration import (
-    calibrate_ner,
-    calibrate_stance,
-    ner_arrays,
-    reliability_png,
-    stance_arrays,
-    suite_check,
-    with_decision_bias,
-)
+from .calibration import reliability_png, suite_check
 from .metrics import SCHEMA_VERSION, evaluate_predictions
 from .report import error_section, per_label_table, read_jsonl
 
@@ -305,26 +298,27 @@ def calibrate_setting(
     scheme: LabelScheme,
     engine: dict | None = None,
 ):
-    """Cross-fitted calibration of one setting (``calibration.Calibrated``) and, for stance, the pooled metrics of
-    its predictions re-decided with each fold's cross-fitted decision bias. NER reruns each fold's model on its
-    held-out article (the predictions keep no word logits): ``CVError`` when a fold kept no model folder."""
+    """Cross-fitted calibration of one setting (``Task.calibrate``) and, where the task also fits a decision bias,
+    the pooled metrics of its predictions re-decided with each fold's cross-fitted bias. A task that reruns the fold
+    models (NER: the predictions keep no word logits) gets ``CVError`` when a fold kept no model folder."""
     gold_by_fold = {k: splits[k][1] for k in sorted(folds)}
-    if task == "ner":
-        missing = [str(run) for run in folds.values() if not (Path(run) / "model" / "config.json").is_file()]
-        if missing:
-            raise CVError(f"no model/ folder in {', '.join(missing)}")
-        return calibrate_ner(*ner_arrays(gold_by_fold, folds, engine=engine)), None
-    labels = list(scheme.stance_labels)
-    log_probs, y, fold_of = stance_arrays(gold_by_fold, preds, labels)
-    if set(fold_of) != set(gold_by_fold):
-        raise CVError("the predictions of some fold carry no sentence scores")
-    result = calibrate_stance(log_probs, y, fold_of, labels, with_bias=True)
-    biased = {k: with_decision_bias(preds[k], result.per_fold_bias[k]) for k in gold_by_fold}
-    score = {"labels": labels, "none_label": scheme.none_label}
-    per_fold = {k: evaluate_predictions(task, gold_by_fold[k], biased[k], **score)["headline"]["value"] for k in biased}
+
+    def load(fold: int) -> Predictor:
+        if not (Path(folds[fold]) / "model" / "config.json").is_file():
+            raise CalibrationError(f"no model/ folder in {folds[fold]}")
+        return Predictor.from_pretrained(**{task: str(folds[fold])}, device="cpu", **(engine or {"backend": "torch"}))
+
+    score = {"labels": scheme.stance_labels, "none_label": scheme.none_label}
+    try:
+        result, redecided = get_task(task).calibrate(gold_by_fold, preds, load, **score)
+    except CalibrationError as err:
+        raise CVError(str(err)) from err
+    if redecided is None:
+        return result, None
+    per_fold = {k: evaluate_predictions(task, gold_by_fold[k], redecided[k], **score) for k in redecided}
     pooled_gold = [r for k in sorted(gold_by_fold) for r in gold_by_fold[k]]
-    pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(biased) for p in biased[k]], **score)
-    return result, {"pooled": pooled, **fold_summary(per_fold)}
+    pooled = evaluate_predictions(task, pooled_gold, [p for k in sorted(redecided) for p in redecided[k]], **score)
+    return result, {"pooled": pooled, **fold_summary({k: m["headline"]["value"] for k, m in per_fold.items()})}
 
 
 def calibration_summary(calibrated, biased: dict | None, png: str) -> dict:
@@ -451,9 +445,8 @@ def calibration_section(task: str, result: dict, headline: str) -> str:
             bias_rows.append(
                 [system, f"{raw['headline']['value']:.3f} -> {biased['headline']['value']:.3f}", *per_label, bias]
             )
-    what = "entities (score = mean word probability)" if task == "ner" else "sentences"
     parts = [
-        f"### Calibration ({task}, on {what})",
+        f"### Calibration ({task}, on {get_task(task).calibrated_on})",
         "Temperature scaling fitted out of fold: each held-out article's ECE uses a temperature fitted on the other "
         "articles' predictions only; the temperature column is the fit on all folds (what `make calibrate` stores).",
         markdown_table(["system", "temperature (all folds)", "ECE before", "ECE after (cross-fitted)", "n"], rows),

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from src.tasks import get_task
-from src.tasks.scoring import SCHEMA_VERSION, match_documents
+from src.tasks.scoring import SCHEMA_VERSION
 
-__all__ = ["SCHEMA_VERSION", "evaluate_predictions", "match_documents"]
+__all__ = ["SCHEMA_VERSION", "evaluate_predictions"]
 
 
 def evaluate_predictions(
@@ -23,9 +23,4 @@ def evaluate_predictions(
 ) -> dict:
     """Metrics dict (module schema) for ``task``; prediction ids must equal gold ids. ``labels`` orders the per-label
     rows (the model's or the data config's); ``none_label`` is the label that frames nothing (document stance)."""
-    scorer = get_task(task)
-    pred_by_id = match_documents(gold_records, pred_records)
-    gold_records = scorer.annotated(gold_records)  # a record without this layer has no gold to score against
-    if not gold_records:
-        raise ValueError(f"no gold record annotates {scorer.layer} (their 'annotated' field): nothing to score")
-    return scorer.metrics(gold_records, pred_by_id, labels, none_label)
+    return get_task(task).score(gold_records, pred_records, labels, none_label)

@@ -51,16 +51,13 @@ from scipy.special import log_softmax
 
 from src.data.folds import leave_one_article_out
 from src.data.records import DataError, load_records, save_records
-from src.evaluate.calibration import (
-    expected_calibration_error,
-    extrapolated_temperature,
-    fit_temperature,
-    stance_arrays,
-)
+from src.evaluate.calibration import extrapolated_temperature
 from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings, fold_splits, group_runs, run_scheme
 from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
 from src.markdown import markdown_table
+from src.tasks.calibrate import expected_calibration_error, fit_temperature
+from src.tasks.stance import stance_arrays
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CANDIDATES = {"stance": {"classifier": ["task.prototypes=null"], "classifier+prototypes": []}}

@@ -14,6 +14,9 @@ from src.data.folds import as_dataset
 from src.data.records import annotates
 from src.errors import ConfigError
 
+from .calibrate import Calibrated, CalibrationError
+from .scoring import match_documents
+
 if TYPE_CHECKING:
     from src.predict.engine import Predictor
 
@@ -32,6 +35,8 @@ class Task:
     has_none_label: bool = False  # one of its labels frames nothing (document stance ignores it)
     pipeline_kwargs: str = ""  # what transformers.pipeline needs beside the model, as the model card writes it
     decoding_note: str = ""  # how newsframe decodes differently from the pipeline, for the model card
+
+    calibrated_on = "predictions"  # what a calibration report says the scores were checked on
 
     @property
     def auto_model(self) -> type:
@@ -104,6 +109,31 @@ class Task:
     def draw(self, metrics: dict, path: str | Path, title: str) -> Path | None:
         """A figure of ``metrics`` written to ``path`` for the report, or None when the task draws none."""
         return None
+
+    def score(
+        self, gold_records: Sequence[dict], pred_records: Sequence[dict], labels: Sequence[str] = (), none_label=None
+    ) -> dict:
+        """``metrics`` of the gold records that annotate this layer, after checking the predictions cover exactly
+        the gold documents."""
+        pred_by_id = match_documents(gold_records, pred_records)
+        gold_records = self.annotated(gold_records)  # a record without this layer has no gold to score against
+        if not gold_records:
+            raise ValueError(f"no gold record annotates {self.layer} (their 'annotated' field): nothing to score")
+        return self.metrics(gold_records, pred_by_id, labels, none_label)
+
+    def calibrate(
+        self,
+        gold_by_fold: dict[int, list[dict]],
+        preds_by_fold: dict[int, list[dict]],
+        load: Callable[[int], Predictor],
+        labels: Sequence[str] = (),
+        none_label: str | None = None,
+    ) -> tuple[Calibrated, dict[int, list[dict]] | None]:
+        """Cross-fitted calibration (``calibrate.Calibrated``) of a CV's held-out gold and out-of-fold predictions
+        per fold (``load(fold)``: that fold's model, for a task whose predictions keep no logits) and, where the
+        task also fits a decision bias, each fold's predictions re-decided with it (else None).
+        ``calibrate.CalibrationError`` when it cannot be fitted."""
+        raise CalibrationError(f"the {self.name} task has no calibration")
 
     def dataset(
         self,

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.special import log_softmax
 from seqeval.metrics import classification_report as seqeval_report
 from seqeval.metrics import f1_score
+from seqeval.metrics.sequence_labeling import get_entities
 from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
@@ -25,12 +28,18 @@ from src.labels import decode_iob2, iob2_tags
 from src.markdown import markdown_table
 
 from .base import Task
+from .calibrate import Calibrated, cross_fit, fit_temperature
 from .scoring import SCHEMA_VERSION, context, counts_to_scores, match_documents, prf, prf_from_report, shown
+
+if TYPE_CHECKING:
+    from src.predict.engine import Predictor
 
 Span = tuple[str, int, int, str]  # (doc_id, start, end, label)
 
 
 class NerTask(Task):
+    calibrated_on = "entities (score = mean word probability)"
+
     @property
     def auto_model(self) -> type:
         return AutoModelForTokenClassification
@@ -113,6 +122,19 @@ class NerTask(Task):
             other = "gold overlap" if key == "false_positives" else "predicted overlap"
             parts.append(markdown_table(["doc", "span", "text", "label", other, "context"], rows) if rows else "none")
         return parts
+
+    def calibrate(
+        self,
+        gold_by_fold: dict[int, list[dict]],
+        preds_by_fold: dict[int, list[dict]],
+        load: Callable[[int], Predictor],
+        labels: Sequence[str] = (),
+        none_label: str | None = None,
+    ) -> tuple[Calibrated, None]:
+        """Fitted on words (the logits of each word's first sub-token, as the Predictor decides it: each fold's model
+        is rerun, the predictions keep no word logits), checked on entities: an entity's score is the mean
+        probability of its words' tags, correct when the gold has the same span and type."""
+        return calibrate_ner(*ner_arrays(gold_by_fold, load)), None
 
 
 def snap_to_words(words: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:
@@ -227,3 +249,80 @@ def ner_errors(gold_records: Sequence[dict], pred_records: Sequence[dict]) -> di
                         }
                     )
     return {"false_positives": fps, "false_negatives": fns}
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def entity_confidence(
+    word_logits: Sequence[np.ndarray],
+    word_tags: Sequence[np.ndarray],
+    spans: Sequence[Sequence[tuple[int, int]]],
+    t: float,
+):
+    """Each predicted entity's score under temperature ``t``: the mean probability of its words' decided tags
+    (``word_tags``), as the Predictor scores it. ``spans[i]`` are the (first, last) word indices of sentence ``i``'s
+    entities."""
+    scores = []
+    for logits, tags, entities in zip(word_logits, word_tags, spans, strict=True):
+        if not entities:
+            continue
+        chosen = np.exp(log_softmax(logits / t, axis=-1))[np.arange(len(tags)), tags]
+        scores.extend(float(chosen[a : b + 1].mean()) for a, b in entities)
+    return np.array(scores)
+
+
+def calibrate_ner(
+    word_logits: Sequence[np.ndarray],
+    word_gold: Sequence[np.ndarray],
+    word_tags: Sequence[np.ndarray],
+    entity_spans: Sequence[Sequence[tuple[int, int]]],
+    entity_correct: Sequence[Sequence[bool]],
+    folds: Sequence[int],
+) -> Calibrated:
+    """Temperature for NER fitted on words (per sentence: logits ``[words, tags]`` and gold tag ids), checked on the
+    predicted entities (``word_tags`` the decided tag ids, ``entity_spans`` as word ranges, ``entity_correct``
+    against the gold)."""
+    folds_arr = np.asarray(folds)
+    word_folds = np.concatenate([[f] * len(g) for f, g in zip(folds, word_gold, strict=True)] or [[]]).astype(int)
+    all_logits = np.concatenate(word_logits) if word_logits else np.zeros((0, 1))
+    all_gold = np.concatenate(word_gold).astype(int) if word_gold else np.zeros(0, dtype=int)
+    temps = cross_fit(word_folds, lambda train: fit_temperature(all_logits[train], all_gold[train]))
+    before, after, correct = [], [], []
+    for fold, t in temps.items():
+        idx = [i for i in range(len(word_logits)) if folds_arr[i] == fold]
+        logits = [word_logits[i] for i in idx]
+        tags = [word_tags[i] for i in idx]
+        spans = [entity_spans[i] for i in idx]
+        before.append(entity_confidence(logits, tags, spans, 1.0))
+        after.append(entity_confidence(logits, tags, spans, t))
+        correct.extend(c for i in idx for c in entity_correct[i])
+    return Calibrated(
+        temperature=fit_temperature(all_logits, all_gold),
+        per_fold_temperature=temps,
+        before=(np.concatenate(before or [np.zeros(0)]), np.array(correct, dtype=bool)),
+        after=(np.concatenate(after or [np.zeros(0)]), np.array(correct, dtype=bool)),
+    )
+
+
+def ner_arrays(gold_by_fold: dict[int, list[dict]], load: Callable[[int], Predictor]) -> tuple:
+    """``(word logits, gold tag ids, decided tag ids, predicted entity word ranges, their correctness, fold)`` per
+    gold sentence of each held-out article, from its fold's model (``load(fold)``; run on the gold sentences and
+    decided as the Predictor decides, as the CV predictions were)."""
+    logits_out, gold_out, tags_out, spans_out, correct_out, folds = [], [], [], [], [], []
+    for fold, gold_records in sorted(gold_by_fold.items()):
+        predictor = load(fold)
+        labels = predictor.ner.labels
+        label2id = {label: i for i, label in enumerate(labels)}
+        examples = [e for e in ner_examples(gold_records) if e["words"]]
+        for example, logits in zip(examples, predictor.word_logits([e["words"] for e in examples]), strict=True):
+            decided = decode_iob2(logits, labels)
+            gold = {(t, a, b) for t, a, b in get_entities(list(example["tags"]))}
+            predicted = get_entities([labels[k] for k in decided])
+            logits_out.append(logits)
+            gold_out.append(np.array([label2id.get(t, 0) for t in example["tags"]]))
+            tags_out.append(np.array(decided, dtype=int))
+            spans_out.append([(a, b) for _, a, b in predicted])
+            correct_out.append([(t, a, b) in gold for t, a, b in predicted])
+            folds.append(fold)
+    return logits_out, gold_out, tags_out, spans_out, correct_out, folds

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy.special import log_softmax
 from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, classification_report, confusion_matrix
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
@@ -28,6 +29,7 @@ from src.markdown import markdown_table
 from src.prototypes import fit_prototypes
 
 from .base import Task
+from .calibrate import Calibrated, CalibrationError, cross_fit, fit_decision_bias, fit_temperature
 from .scoring import SCHEMA_VERSION, match_documents, ordered_labels, prf, prf_from_report, shown
 
 if TYPE_CHECKING:
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
 
 
 class StanceTask(Task):
+    calibrated_on = "sentences"
+
     @property
     def auto_model(self) -> type:
         return AutoModelForSequenceClassification
@@ -223,6 +227,24 @@ class StanceTask(Task):
         fig.tight_layout()
         return write_figure(path, fig, dpi=120)
 
+    def calibrate(
+        self,
+        gold_by_fold: dict[int, list[dict]],
+        preds_by_fold: dict[int, list[dict]],
+        load: Callable[[int], Predictor],
+        labels: Sequence[str] = (),
+        none_label: str | None = None,
+    ) -> tuple[Calibrated, dict[int, list[dict]]]:
+        """Fitted and checked on sentences from the predictions' scores, with a decision bias per label (a
+        class-prior correction: outlets differ in how many leverage sentences they print); the second value is each
+        fold's predictions re-decided with its cross-fitted bias."""
+        labels = list(labels)
+        log_probs, y, fold_of = stance_arrays(gold_by_fold, preds_by_fold, labels)
+        if set(fold_of) != set(gold_by_fold):
+            raise CalibrationError("the predictions of some fold carry no sentence scores")
+        result = calibrate_stance(log_probs, y, fold_of, labels, with_bias=True)
+        return result, {k: with_decision_bias(preds_by_fold[k], result.per_fold_bias[k]) for k in gold_by_fold}
+
 
 def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
     """Inverse class frequency, scaled to mean 1 (a label absent from ``labels`` counts as seen once)."""
@@ -268,3 +290,63 @@ def stance_errors(gold_records: Sequence[dict], pred_records: Sequence[dict], wi
             sentence = " ".join(texts[p["doc_id"]][p["start"] : p["end"]].split())
             wrong.append({**p, "text": sentence if len(sentence) <= width else sentence[: width - 1] + "…"})
     return wrong
+
+
+# ---------------------------------------------------------------- calibration
+
+
+def calibrate_stance(
+    log_probs: np.ndarray, y: np.ndarray, folds: np.ndarray, labels: Sequence[str], with_bias: bool
+) -> Calibrated:
+    """Temperature (and with ``with_bias`` a decision bias) for sentence stance from out-of-fold log-probabilities."""
+    temps = cross_fit(folds, lambda train: fit_temperature(log_probs[train], y[train]))
+    scaled = np.empty_like(log_probs)
+    for fold, t in temps.items():
+        scaled[folds == fold] = log_softmax(log_probs[folds == fold] / t, axis=-1)
+    correct = log_probs.argmax(1) == y
+    result = Calibrated(
+        temperature=fit_temperature(log_probs, y),
+        per_fold_temperature=temps,
+        before=(np.exp(log_softmax(log_probs, axis=-1)).max(1), correct),
+        after=(np.exp(scaled).max(1), correct),
+    )
+    if with_bias:
+        biases = cross_fit(folds, lambda train: fit_decision_bias(log_probs[train], y[train]))
+        for fold, bias in biases.items():
+            result.per_fold_bias[fold] = dict(zip(labels, map(float, bias), strict=True))
+        result.decision_bias = dict(zip(labels, map(float, fit_decision_bias(log_probs, y)), strict=True))
+    return result
+
+
+def stance_arrays(
+    gold_by_fold: dict[int, list[dict]], preds_by_fold: dict[int, list[dict]], labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(log_probs [n, labels], gold ids [n], fold [n])`` of every gold stance sentence, from the predictions'
+    ``scores`` (probabilities: their log is the logits up to a constant, which temperature scaling ignores)."""
+    index = {label: i for i, label in enumerate(labels)}
+    rows, y, folds = [], [], []
+    for fold, gold_records in gold_by_fold.items():
+        by_id = {p["id"]: p for p in preds_by_fold[fold]}
+        for gold in gold_records:
+            scores = {(s["start"], s["end"]): s.get("scores") for s in by_id[gold["id"]].get("sentences", [])}
+            for sent in gold["sentences"]:
+                got = scores.get((sent["start"], sent["end"]))
+                if sent.get("stance") is None or not got:
+                    continue
+                rows.append([max(got.get(label, 0.0), 1e-12) for label in labels])
+                y.append(index[sent["stance"]])
+                folds.append(fold)
+    return np.log(np.array(rows).reshape(-1, len(labels))), np.array(y, dtype=int), np.array(folds, dtype=int)
+
+
+def with_decision_bias(records: Sequence[dict], bias: dict[str, float]) -> list[dict]:
+    """Prediction records whose sentence stances are re-decided as ``argmax(log score + bias)``; scores unchanged."""
+    out = []
+    for record in records:
+        sentences = []
+        for s in record.get("sentences", []):
+            if s.get("scores"):
+                s = {**s, "stance": max(s["scores"], key=lambda k: np.log(max(s["scores"][k], 1e-12)) + bias.get(k, 0))}
+            sentences.append(s)
+        out.append({**record, "sentences": sentences})
+    return out
