@@ -174,9 +174,9 @@ class FrozenEncoder:
         ]
 
     def f1(self, model, test: list[dict]) -> float:
-        from src.evaluate.baselines import stance_record
         from src.evaluate.metrics import evaluate_predictions
         from src.labels import seed_scheme
+        from src.tasks.stance import stance_record
 
         none = seed_scheme().none_label  # the seed corpus's, which this simulation runs on
         texts = [e["text"] for e in stance_examples(test)]

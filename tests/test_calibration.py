@@ -139,7 +139,7 @@ def suite_result(cases: list[tuple[str, dict]]) -> dict:
 
 
 def test_the_suite_check_scores_raw_and_scaled_confidence() -> None:
-    from src.evaluate.calibration import suite_check
+    from src.tasks.calibrate import suite_check
 
     # right and unsure, wrong and unsure: sharpening (t < 1) makes the wrong ones promise more than they deliver
     right = ("leverage", {"leverage": 0.6, "neutral": 0.4})

@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from src.data.words import word_spans, word_tags_to_spans
 from src.evaluate import CVError, evaluate_predictions, write_cv, write_evaluation
 from src.evaluate.__main__ import main
-from src.evaluate.baselines import dictionary_ner, majority_stance, tfidf_logreg_stance
 from src.labels import seed_scheme
-from src.tasks.ner import seqeval_scores, snap_to_words, span_match_scores
+from src.tasks import StanceTask
+from src.tasks.ner import dictionary_ner, seqeval_scores, snap_to_words, span_match_scores
+from src.tasks.stance import majority_stance, tfidf_logreg_stance
 
 SEED = seed_scheme()  # the seed corpus's labels, which these tests' data uses
 
@@ -419,16 +420,13 @@ def test_cv_errors(tmp_path, gold_file):
 def test_cv_reports_each_setting_of_a_sweep_with_the_baselines_once(tmp_path, gold_file, monkeypatch):
     """Two learning rates on the same folds: two model rows, named by the key that differs; run-only keys (tqdm,
     saving, logging) and the run folder do not make a setting; each baseline runs once per fold, not per setting."""
-    from src.evaluate import baselines as baselines_module
-    from src.evaluate import cv as cv_module
-
     calls = []
 
     def majority(train, test, scheme):
         calls.append(len(test))
-        return baselines_module.majority_stance(train, test, scheme)
+        return majority_stance(train, test, scheme)
 
-    monkeypatch.setitem(cv_module.BASELINES, "stance", {"majority": majority})
+    monkeypatch.setattr(StanceTask, "baselines", lambda self: {"majority": majority})
     multirun = tmp_path / "m"
     for i, (lr, tqdm) in enumerate([(1e-4, True), (3e-5, False)]):
         run_only = {"disable_tqdm": tqdm, "save_strategy": "no" if i else "epoch", "logging_steps": 10 + i}

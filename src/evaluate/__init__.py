@@ -17,13 +17,13 @@ metrics.json (schema_version 1)::
                      doc_stance_accuracy, doc_stance [{"id", "gold", "pred"}]
 """
 
-from .baselines import BASELINES, BaselineUnavailable
+from src.tasks.scoring import BaselineUnavailable
+
 from .cv import CVError, cross_validate, write_cv
 from .metrics import SCHEMA_VERSION, evaluate_predictions
 from .report import render_report, write_evaluation
 
 __all__ = [
-    "BASELINES",
     "SCHEMA_VERSION",
     "BaselineUnavailable",
     "CVError",

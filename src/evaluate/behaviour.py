@@ -120,7 +120,7 @@ def run_suite(model: str | Path, suite: str | Path, *, device: str = "auto", bat
     cases = load_suite(suite, meta["labels"])
     predictor = Predictor.from_pretrained(stance=folder, device=device, batch_size=batch_size, backend="torch")
     got = predict_cases(predictor, cases)
-    # the scores too: the calibration check under shift (src.evaluate.calibration.suite_check) reads them
+    # the scores too: the calibration check under shift (src.tasks.calibrate.suite_check) reads them
     scores = [{"id": c["id"], "expect": c["expect"], "scores": g["scores"]} for c, g in zip(cases, got, strict=True)]
     return (
         {"suite": str(suite), "model": str(model)} | score_suite(cases, [g["stance"] for g in got]) | {"scores": scores}

@@ -44,12 +44,12 @@ from src.files import write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.engine import Predictor
-from src.tasks import get_task
-from src.tasks.calibrate import CalibrationError
+from src.tasks import TASKS, get_task
+from src.tasks.calibrate import CalibrationError, suite_check
+from src.tasks.scoring import BaselineUnavailable
 
-from .baselines import BASELINES, BaselineUnavailable
 from .behaviour import behaviour_table, run_suite
-from .calibration import reliability_png, suite_check
+from .calibration import reliability_png
 from .metrics import SCHEMA_VERSION, evaluate_predictions
 from .report import error_section, per_label_table, read_jsonl
 
@@ -80,8 +80,8 @@ def run_config(run: Path) -> DictConfig:
 
 def run_task(cfg: DictConfig, run: Path) -> str:
     task = OmegaConf.select(cfg, "task.name") if isinstance(cfg.get("task"), DictConfig) else cfg.get("task")
-    if task not in BASELINES:
-        raise CVError(f"{run}/.hydra/config.yaml: task is {task!r}, expected 'ner' or 'stance'")
+    if task not in TASKS:
+        raise CVError(f"{run}/.hydra/config.yaml: task is {task!r}, expected one of {', '.join(TASKS)}")
     return str(task)
 
 
@@ -263,7 +263,7 @@ def cross_validate_settings(
             )
     systems: dict[str, dict[int, list[dict]]] = dict(models)
     skipped: dict[str, str] = {}
-    for name, baseline in (BASELINES[task] if baselines else {}).items():
+    for name, baseline in (get_task(task).baselines() if baselines else {}).items():
         try:
             systems[name] = {k: baseline(*splits[k], scheme) for k in folds}
         except BaselineUnavailable as err:

@@ -28,7 +28,7 @@ reports). Report: ``OUT/nested_calibration.json`` and ``.md``.
 
 ``--outer CV`` takes the outer models from a finished LOAO CV (``make cv``'s stance runs) instead of training them;
 the inner runs must then get the CV's overrides. ``make calibrate`` runs it and stores the temperature extrapolated
-to the model trained on every article (``src.evaluate.calibration.extrapolated_temperature``).
+to the model trained on every article (``src.tasks.calibrate.extrapolated_temperature``).
 
 Arguments after the options are Hydra overrides for every run. Finished runs are kept and reused when the command is
 repeated; an unfinished one is moved aside. The report goes to ``OUT/nested_cv.json`` and ``OUT/nested_cv.md``.
@@ -51,12 +51,11 @@ from scipy.special import log_softmax
 
 from src.data.folds import leave_one_article_out
 from src.data.records import DataError, load_records, save_records
-from src.evaluate.calibration import extrapolated_temperature
 from src.evaluate.cv import MODEL, cross_validate, cross_validate_settings, fold_splits, group_runs, run_scheme
 from src.evaluate.report import read_jsonl
 from src.files import write_atomic, write_json
 from src.markdown import markdown_table
-from src.tasks.calibrate import expected_calibration_error, fit_temperature
+from src.tasks.calibrate import expected_calibration_error, extrapolated_temperature, fit_temperature
 from src.tasks.stance import stance_arrays
 
 ROOT = Path(__file__).resolve().parents[2]

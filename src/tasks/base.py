@@ -15,7 +15,7 @@ from src.data.records import annotates
 from src.errors import ConfigError
 
 from .calibrate import Calibrated, CalibrationError
-from .scoring import match_documents
+from .scoring import Baseline, match_documents
 
 if TYPE_CHECKING:
     from src.predict.engine import Predictor
@@ -120,6 +120,18 @@ class Task:
         if not gold_records:
             raise ValueError(f"no gold record annotates {self.layer} (their 'annotated' field): nothing to score")
         return self.metrics(gold_records, pred_by_id, labels, none_label)
+
+    def stored_calibration(
+        self, calibration: dict, size_check: dict | None, suite_folds: Sequence[dict]
+    ) -> tuple[dict, str | None]:
+        """What of a CV setting's ``calibration`` entry a model folder gets, and why not (None: it may): by default
+        as fitted. ``size_check``: ``nested_cv --calibration``'s file; ``suite_folds``: the fold models' behavioural
+        suite results."""
+        return calibration, None
+
+    def baselines(self) -> dict[str, Baseline]:
+        """What a CV report compares the model with, by name (``scoring.Baseline``; default: none)."""
+        return {}
 
     def calibrate(
         self,

@@ -1,5 +1,6 @@
-"""What every task's calibration shares: temperature scaling fitted on out-of-fold predictions, cross-fitted, and
-the expected calibration error that checks it (``Task.calibrate`` assembles a task's own data for it).
+"""What every task's calibration shares: temperature scaling fitted on out-of-fold predictions, cross-fitted, the
+expected calibration error that checks it (also on the behavioural suite, a check under shift) and the extrapolation
+of a temperature to a model trained on more articles (``Task.calibrate`` assembles a task's own data for it).
 
 Temperature scaling (Guo et al., 2017) divides the logits by one number ``T`` fitted to minimise the negative
 log-likelihood of held-out labels; it never changes a decision, only how sure the model says it is. A *decision bias*
@@ -88,3 +89,38 @@ class Calibrated:
     @property
     def ece(self) -> tuple[float, float]:
         return expected_calibration_error(*self.before), expected_calibration_error(*self.after)
+
+
+def suite_check(temperature: float, fold_results: Sequence[dict]) -> dict | None:
+    """ECE on the behavioural suite (sentences worded unlike the training articles: a check under shift) of the
+    fold models' raw scores and of the same scores at ``temperature``; None without scored cases. A temperature that
+    helps out of fold but hurts here would make scores on other outlets less honest."""
+    before, after, correct = [], [], []
+    for result in fold_results:
+        for case in result.get("scores", []):
+            labels = list(case["scores"])
+            log_p = np.log(np.maximum([case["scores"][k] for k in labels], 1e-12))
+            raw, scaled = np.exp(log_softmax(log_p)), np.exp(log_softmax(log_p / temperature))
+            before.append(raw.max())
+            after.append(scaled.max())
+            correct.append(labels[int(raw.argmax())] == case["expect"])
+    if not correct:
+        return None
+    flags = np.array(correct)
+    return {
+        "ece_before": expected_calibration_error(np.array(before), flags),
+        "ece_after": expected_calibration_error(np.array(after), flags),
+        "n_cases": len(correct),
+    }
+
+
+def extrapolated_temperature(t_folds: float, t_smaller: float) -> float:
+    """The temperature of a model trained on one article more than the fold models: the change from models one
+    article smaller (``t_smaller``) to the fold models (``t_folds``) taken once more, in log space, and never past 1
+    (no flip from softening to sharpening) nor further from 1 than ``t_folds``.
+
+    EXAMPLE: ``extrapolated_temperature(0.556, 0.386) -> 0.80`` (the seeds: 3-, 4- and so 5-article stance models)
+    """
+    t = float(np.exp(2 * np.log(t_folds) - np.log(t_smaller)))
+    low, high = sorted((t_folds, 1.0))
+    return min(max(t, low), high)

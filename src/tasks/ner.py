@@ -10,6 +10,7 @@ independently over the same (snapped) spans and must agree with seqeval (``span_
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -22,14 +23,25 @@ from seqeval.scheme import IOB2
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from src.data.convert import ner_examples
+from src.data.spacy_model import SpacyUnavailable, load_spacy
 from src.data.words import spans_to_word_tags, word_spans
 from src.features import encode_ner, words_from_windows
-from src.labels import decode_iob2, iob2_tags
+from src.labels import LabelScheme, decode_iob2, iob2_tags
 from src.markdown import markdown_table
 
 from .base import Task
 from .calibrate import Calibrated, cross_fit, fit_temperature
-from .scoring import SCHEMA_VERSION, context, counts_to_scores, match_documents, prf, prf_from_report, shown
+from .scoring import (
+    SCHEMA_VERSION,
+    Baseline,
+    BaselineUnavailable,
+    context,
+    counts_to_scores,
+    match_documents,
+    prf,
+    prf_from_report,
+    shown,
+)
 
 if TYPE_CHECKING:
     from src.predict.engine import Predictor
@@ -122,6 +134,9 @@ class NerTask(Task):
             other = "gold overlap" if key == "false_positives" else "predicted overlap"
             parts.append(markdown_table(["doc", "span", "text", "label", other, "context"], rows) if rows else "none")
         return parts
+
+    def baselines(self) -> dict[str, Baseline]:
+        return {"dictionary": dictionary_ner, "spacy_en_core_web_sm": spacy_ner}
 
     def calibrate(
         self,
@@ -326,3 +341,60 @@ def ner_arrays(gold_by_fold: dict[int, list[dict]], load: Callable[[int], Predic
             correct_out.append([(t, a, b) in gold for t, a, b in predicted])
             folds.append(fold)
     return logits_out, gold_out, tags_out, spans_out, correct_out, folds
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def entity_dictionary(train: Sequence[dict]) -> dict[str, str]:
+    """Every exact entity string of the training articles -> its most frequent label (ties: alphabetical)."""
+    seen: dict[str, Counter] = {}
+    for r in train:
+        for e in r["entities"]:
+            seen.setdefault(r["text"][e["start"] : e["end"]], Counter())[e["label"]] += 1
+    return {s: min(c, key=lambda label: (-c[label], label)) for s, c in seen.items()}
+
+
+def dictionary_ner(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
+    """Tag each gold sentence of ``test`` with training entity strings: case-sensitive, on word boundaries,
+    longest match first, left to right."""
+    lexicon = entity_dictionary(train)
+    max_words = max((len(word_spans(s)) for s in lexicon), default=0)
+    out = []
+    for gold in test:
+        text, entities = gold["text"], []
+        for sent in gold["sentences"]:
+            words = word_spans(text, sent["start"], sent["end"])
+            i = 0
+            while i < len(words):
+                for n in range(min(max_words, len(words) - i), 0, -1):
+                    start, end = words[i][0], words[i + n - 1][1]
+                    label = lexicon.get(text[start:end])
+                    if label is not None:
+                        entity = {"start": start, "end": end, "text": text[start:end], "label": label, "score": 1.0}
+                        entities.append(entity)
+                        i += n
+                        break
+                else:
+                    i += 1
+        out.append({"id": gold["id"], "entities": entities, "sentences": [], "doc_stance": None})
+    return out
+
+
+def spacy_ner(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
+    """spaCy's pretrained NER on each gold sentence (no training: ``train`` is unused); OntoNotes labels that
+    are the scheme's entity labels are kept as they are, the others dropped."""
+    try:
+        nlp = load_spacy()
+    except SpacyUnavailable as err:
+        raise BaselineUnavailable(str(err)) from err
+    out = []
+    for gold in test:
+        text, entities = gold["text"], []
+        for sent in gold["sentences"]:
+            for ent in nlp(text[sent["start"] : sent["end"]]).ents:
+                if ent.label_ in scheme.entity_labels:
+                    s, e = sent["start"] + ent.start_char, sent["start"] + ent.end_char
+                    entities.append({"start": s, "end": e, "text": text[s:e], "label": ent.label_, "score": 1.0})
+        out.append({"id": gold["id"], "entities": entities, "sentences": [], "doc_stance": None})
+    return out

@@ -5,9 +5,22 @@ A task scores its own layer (``Task.metrics``); these helpers keep the schema th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from src.labels import LabelScheme
 
 SCHEMA_VERSION = 1
+
+# A baseline (``Task.baselines``): (train records, test records, the runs' LabelScheme) -> prediction records of the
+# test records on their gold sentences, so they go through the same metric code. Hyperparameters fixed, never tuned
+# on a test fold.
+Baseline = Callable[[Sequence[dict], Sequence[dict], "LabelScheme"], list[dict]]
+
+
+class BaselineUnavailable(RuntimeError):
+    """A baseline that cannot run here (its package or model is not installed); reports skip it with the reason."""
 
 
 def match_documents(gold_records: Sequence[dict], pred_records: Sequence[dict]) -> dict[str, dict]:

@@ -9,6 +9,8 @@ from predicted sentence labels of the same sentences. Labels in neither gold nor
 from __future__ import annotations
 
 import random
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,13 +26,30 @@ from src.data.convert import stance_examples
 from src.errors import ConfigError
 from src.features import encode_stance
 from src.files import write_figure
-from src.labels import doc_stance
+from src.labels import LabelScheme, doc_stance
 from src.markdown import markdown_table
 from src.prototypes import fit_prototypes
 
 from .base import Task
-from .calibrate import Calibrated, CalibrationError, cross_fit, fit_decision_bias, fit_temperature
-from .scoring import SCHEMA_VERSION, match_documents, ordered_labels, prf, prf_from_report, shown
+from .calibrate import (
+    Calibrated,
+    CalibrationError,
+    cross_fit,
+    extrapolated_temperature,
+    fit_decision_bias,
+    fit_temperature,
+    suite_check,
+)
+from .scoring import (
+    SCHEMA_VERSION,
+    Baseline,
+    BaselineUnavailable,
+    match_documents,
+    ordered_labels,
+    prf,
+    prf_from_report,
+    shown,
+)
 
 if TYPE_CHECKING:
     from src.predict.engine import Predictor
@@ -227,6 +246,17 @@ class StanceTask(Task):
         fig.tight_layout()
         return write_figure(path, fig, dpi=120)
 
+    def stored_calibration(
+        self, calibration: dict, size_check: dict | None, suite_folds: Sequence[dict]
+    ) -> tuple[dict, str | None]:
+        """The temperature extrapolated to the model trained on every article (``size_adjusted``), refused when it
+        fails the checks under shift or without the size check (``shift_refusal``)."""
+        adjusted = size_adjusted(calibration, size_check, suite_folds)
+        return adjusted, shift_refusal(adjusted)
+
+    def baselines(self) -> dict[str, Baseline]:
+        return {"majority": majority_stance, "tfidf_logreg": tfidf_logreg_stance, "setfit_minilm": setfit_stance}
+
     def calibrate(
         self,
         gold_by_fold: dict[int, list[dict]],
@@ -349,4 +379,142 @@ def with_decision_bias(records: Sequence[dict], bias: dict[str, float]) -> list[
                 s = {**s, "stance": max(s["scores"], key=lambda k: np.log(max(s["scores"][k], 1e-12)) + bias.get(k, 0))}
             sentences.append(s)
         out.append({**record, "sentences": sentences})
+    return out
+
+
+def size_adjusted(calibration: dict, size_check: dict | None, suite_folds: Sequence[dict]) -> dict:
+    """A stance setting's calibration with its temperature extrapolated to the model trained on every article
+    (``size_check``: ``nested_calibration.json`` of ``src.evaluate.nested_cv --calibration``) and the suite check
+    redone at that temperature; unchanged without a size check."""
+    if size_check is None:
+        return calibration
+    t_folds, t_smaller = calibration["temperature"], size_check["temperature_smaller_models"]
+    out = {**calibration, "temperature": extrapolated_temperature(t_folds, t_smaller)}
+    out["size_check"] = {"temperature_folds": t_folds, "temperature_smaller_models": t_smaller}
+    check = suite_check(out["temperature"], suite_folds) if suite_folds else None
+    if check is not None:
+        out["suite"] = {**(calibration.get("suite") or {}), **check}
+    return out
+
+
+def shift_refusal(calibration: dict) -> str | None:
+    """Why a stance temperature must not be stored (None: it may): it makes the suite's ECE worse, or it is below 1
+    (sharper scores) without the size check (``size_adjusted``) or the suite check to back it."""
+    t, check = calibration["temperature"], calibration.get("suite")
+    if check is not None and check["ece_after"] > check["ece_before"]:
+        return (
+            f"temperature {t:.3f} not stored: on the behavioural suite (sentences worded unlike the training "
+            f"articles; {check['n_cases']} fold-model scores) it raises the expected calibration error from "
+            f"{check['ece_before']:.3f} to {check['ece_after']:.3f}; the scores stay raw"
+        )
+    if t < 1 and "size_check" not in calibration:
+        return (
+            f"temperature {t:.3f} not stored: it was fitted on fold models trained on one article fewer, and below 1 "
+            "it would make the model trained on every article sharper than its own temperature (`make calibrate` "
+            "measures the change with training size: src.evaluate.nested_cv --calibration)"
+        )
+    if check is None and t < 1:
+        return (
+            f"temperature {t:.3f} not stored: below 1 it makes scores sharper, which is stored only when the "
+            "behavioural suite agrees (run the CV with behaviour=data/behaviour/stance.jsonl)"
+        )
+    return None
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def stance_record(gold: dict, stances: Sequence[str], scores: Sequence[dict], none_label: str) -> dict:
+    """Prediction record for ``gold``'s sentences with a gold stance, in the order they appear."""
+    sents = [s for s in gold["sentences"] if s.get("stance") is not None]
+    sentences = [
+        {"start": s["start"], "end": s["end"], "text": gold["text"][s["start"] : s["end"]], "stance": y, "scores": p}
+        for s, y, p in zip(sents, stances, scores, strict=True)
+    ]
+    return {"id": gold["id"], "entities": [], "sentences": sentences, "doc_stance": doc_stance(stances, none_label)}
+
+
+def labelled_sentences(records: Sequence[dict]) -> tuple[list[str], list[str]]:
+    pairs = [(r["text"][s["start"] : s["end"]], s["stance"]) for r in records for s in r["sentences"]]
+    pairs = [(t, y) for t, y in pairs if y is not None]
+    return [t for t, _ in pairs], [y for _, y in pairs]
+
+
+def majority_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
+    """Every sentence gets the most frequent training stance (ties: the scheme's label order)."""
+    _, y = labelled_sentences(train)
+    if not y:
+        raise ValueError("majority baseline: the training articles have no stance labels")
+    counts = Counter(y)
+    order = ordered_labels(counts, scheme.stance_labels)
+    top = max(order, key=lambda label: (counts[label], -order.index(label)))
+    out = []
+    for gold in test:
+        n = sum(s.get("stance") is not None for s in gold["sentences"])
+        out.append(stance_record(gold, [top] * n, [{top: 1.0}] * n, scheme.none_label))
+    return out
+
+
+def tfidf_logreg_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
+    """TF-IDF word 1-2 grams + class-balanced logistic regression (C=1), fitted on the training sentences."""
+    from sklearn.feature_extraction.text import TfidfVectorizer  # seconds to import; only this baseline needs it
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    texts, y = labelled_sentences(train)
+    if len(set(y)) < 2:  # logistic regression needs two classes; one class is the majority baseline
+        return majority_stance(train, test, scheme)
+    clf = make_pipeline(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True),
+        LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000),
+    )
+    clf.fit(texts, y)
+    classes = [str(c) for c in clf.classes_]
+    out = []
+    for gold in test:
+        sent_texts, _ = labelled_sentences([gold])
+        if not sent_texts:
+            out.append(stance_record(gold, [], [], scheme.none_label))
+            continue
+        probs = clf.predict_proba(sent_texts)
+        stances = [classes[int(row.argmax())] for row in probs]
+        scores = [{c: float(p) for c, p in zip(classes, row, strict=True)} for row in probs]
+        out.append(stance_record(gold, stances, scores, scheme.none_label))
+    return out
+
+
+def setfit_stance(train: Sequence[dict], test: Sequence[dict], scheme: LabelScheme) -> list[dict]:
+    """SetFit (contrastive fine-tuning of the packaged all-MiniLM-L6-v2 sentence encoder + logistic regression),
+    with SetFit's usual few-shot settings (10 pair iterations, 1 epoch, batch 16, seed 42), fixed, not tuned."""
+    from src.model import packaged_model_path  # imports torch: only this baseline needs the packaged weights
+
+    try:
+        from datasets import Dataset
+        from setfit import SetFitModel
+        from setfit import Trainer as SetFitTrainer
+        from setfit import TrainingArguments as SetFitArguments
+    except ImportError as err:
+        raise BaselineUnavailable("setfit is not installed (pip install -e .[benchmark])") from err
+
+    x, y = labelled_sentences(train)
+    model = SetFitModel.from_pretrained(packaged_model_path())
+    with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:  # its Trainer would write ./checkpoints otherwise
+        args = SetFitArguments(
+            output_dir=scratch,
+            save_strategy="no",
+            batch_size=16,
+            num_epochs=1,
+            num_iterations=10,
+            seed=42,
+            show_progress_bar=False,
+        )
+        SetFitTrainer(model=model, args=args, train_dataset=Dataset.from_dict({"text": x, "label": y})).train()
+    classes = [str(c) for c in model.model_head.classes_]
+    out = []
+    for gold in test:
+        texts = [gold["text"][s["start"] : s["end"]] for s in gold["sentences"] if s.get("stance") is not None]
+        probs = model.predict_proba(texts, as_numpy=True) if texts else []
+        stances = [classes[int(row.argmax())] for row in probs]
+        scores = [{c: float(p) for c, p in zip(classes, row, strict=True)} for row in probs]
+        out.append(stance_record(gold, stances, scores, scheme.none_label))
     return out
