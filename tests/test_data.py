@@ -4,8 +4,11 @@ segmentation and the datasheet table."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -423,6 +426,20 @@ def test_stats_table(corpus: list[dict], capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out.strip().splitlines()
     assert out == datasheet_table(rows).splitlines()
     assert out[0].startswith("| article | articles | sentences | tokens |") and len(out) == len(corpus) + 3
+
+
+def test_stats_into_a_closed_pipe_stops_quietly() -> None:
+    """``python -m src.data stats FILE | head``: the reader went away, so the command stops without a traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # as `head` does once it has its lines
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "src.data", "stats", str(CORPUS)],
+            cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1 and proc.stderr == ""
 
 
 def test_from_labelstudio_command_round_trip(corpus: list[dict], tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ labels apply (default: the seed corpus's)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -213,5 +214,17 @@ def add_articles(export: Path, corpus: Path, scheme: LabelScheme | None = None) 
     return 0
 
 
+def run() -> int:
+    """``main`` for the shell: when the reader of stdout goes away (``... stats FILE | head``) the command stops
+    quietly, as Unix tools do, instead of with a BrokenPipeError traceback."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python exits
+        return 1
+    return status
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())
