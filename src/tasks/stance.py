@@ -169,13 +169,16 @@ class StanceTask(Task):
         order = ordered_labels(y_true + y_pred, labels)
         report = classification_report(y_true, y_pred, labels=order, output_dict=True, zero_division=0)
         accuracy = float(accuracy_score(y_true, y_pred))
+        by_doc: dict[str, list[dict]] = {gold["id"]: [] for gold in gold_records}
+        for p in pairs:
+            by_doc[p["doc_id"]].append(p)
         documents = [
             {
-                "id": gold["id"],
-                "gold": doc_stance((p["gold"] for p in pairs if p["doc_id"] == gold["id"]), none_label),
-                "pred": doc_stance((p["pred"] for p in pairs if p["doc_id"] == gold["id"]), none_label),
+                "id": doc_id,
+                "gold": doc_stance((p["gold"] for p in doc_pairs), none_label),
+                "pred": doc_stance((p["pred"] for p in doc_pairs), none_label),
             }
-            for gold in gold_records
+            for doc_id, doc_pairs in by_doc.items()
         ]
         macro = prf_from_report(report["macro avg"])
         return {
