@@ -36,7 +36,8 @@ from src.data.folds import leave_one_article_out  # noqa: E402
 from src.data.records import load_records  # noqa: E402
 from src.files import write_atomic, write_figure, write_json  # noqa: E402
 from src.markdown import markdown_table  # noqa: E402
-from src.select.rank import DIVERSITY, mmr, stance_uncertainty  # noqa: E402
+from src.select.rank import DIVERSITY, mmr  # noqa: E402
+from src.tasks.stance import stance_uncertainty  # noqa: E402
 
 STRATEGIES = ("select", "random")
 

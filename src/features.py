@@ -125,3 +125,18 @@ def words_from_windows(
                     result[example][w] = window_logits[t]
             previous = w
     return result
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def per_example_mean(rows: np.ndarray, example_index: Sequence[int], n: int) -> np.ndarray:
+    """The mean of each example's window rows (a sentence longer than one window has several)."""
+    sums = np.zeros((n, rows.shape[1] if rows.ndim == 2 else 0), dtype=np.float64)
+    counts = np.zeros(n)
+    for window, example in enumerate(example_index):
+        sums[example] += rows[window]
+        counts[example] += 1
+    return sums / np.maximum(counts, 1)[:, None]

@@ -137,7 +137,7 @@ def test_one_task_only(runs: dict[str, Path]) -> None:
     assert ner_only["entities"] and ner_only["doc_stance"] is None and ner_only["sentences"][0]["stance"] is None
     stance_only = Predictor.from_pretrained(stance=str(runs["stance"] / "model"), device="cpu")
     assert stance_only.predict(["Putin met Kim."])[0]["entities"] == []
-    with pytest.raises(ValueError, match="NER checkpoint"):
+    with pytest.raises(ValueError, match="needs a checkpoint of the ner task"):
         stance_only.tag_words([["Putin"]])
     with pytest.raises(ValueError, match="stance model, given as the ner"):
         Predictor.from_pretrained(ner=str(runs["stance"]))

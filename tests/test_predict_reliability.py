@@ -29,6 +29,7 @@ from src.predict.io import (
     run_record_path,
     unlock_output,
 )
+from src.tasks import ner as ner_task
 from tests.conftest import ROOT
 from tests.test_predict import TEXTS, assert_same
 
@@ -84,14 +85,14 @@ def test_a_lone_surrogate_is_that_documents_error_and_the_batch_goes_on(predicto
 
 def test_an_exception_in_a_batch_fails_only_its_document(predictor: Predictor, monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever breaks inside a batch (here the tagger, on one document's words), its batch-mates are redone alone."""
-    real = predictor.tag_words
+    real = ner_task.tag_words
 
-    def fragile(sentences: list[list[str]]) -> list:
+    def fragile(model, sentences: list[list[str]]) -> list:
         if any("Boom" in words for words in sentences):
             raise RuntimeError("tokenizer exploded")
-        return real(sentences)
+        return real(model, sentences)
 
-    monkeypatch.setattr(predictor, "tag_words", fragile)
+    monkeypatch.setattr(ner_task, "tag_words", fragile)
     preds = predictor.predict([TEXTS[0], "Boom went the train.", TEXTS[4]])
     assert preds[1]["error"]["reason"] == "prediction failed: RuntimeError: tokenizer exploded"
     assert "error" not in preds[0] and "error" not in preds[2]
@@ -135,10 +136,10 @@ def test_decomposed_names_are_one_entity_with_exact_offsets(
     too: the combining accent stays inside the word instead of splitting the name in two."""
     known = {"José": "B-PERSON", "Montréal": "B-GPE"}
 
-    def tagger(sentences: list[list[str]]) -> list[list[tuple[str, float]]]:
+    def tagger(model, sentences: list[list[str]]) -> list[list[tuple[str, float]]]:
         return [[(known.get(unicodedata.normalize("NFC", w), "O"), 0.9) for w in words] for words in sentences]
 
-    monkeypatch.setattr(predictor, "tag_words", tagger)
+    monkeypatch.setattr(ner_task, "tag_words", tagger)
     text = unicodedata.normalize("NFD", "José flew to Montréal.")
     [pred] = predictor.predict([text])
     assert [(e["start"], e["end"], e["text"], e["label"]) for e in pred["entities"]] == [

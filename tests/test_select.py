@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from src.select.__main__ import main
-from src.select.rank import mmr, ner_uncertainty, sentence_uncertainty, stance_uncertainty
+from src.select.rank import mmr, sentence_uncertainty
+from src.tasks.ner import ner_uncertainty
+from src.tasks.stance import stance_uncertainty
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_IDS = ["000_056989c0f52db9f1", "001_9defb6f96a42a460"]

@@ -241,9 +241,8 @@ def check_engines(parser: argparse.ArgumentParser, args: argparse.Namespace, run
     """Record what each model runs on (backend, precision, quantize) in the run record; on ``--resume`` refuse a
     journal written on other engines: ``auto`` options can resolve differently on another machine (bf16 where the
     CPU has it natively), and the output must not mix the two."""
-    models = {"ner": predictor.ner, "stance": predictor.stance}
     engines = {
-        task: f"{m.backend} {str(m.dtype).removeprefix('torch.')} {m.quantize}" for task, m in models.items() if m
+        task: f"{m.backend} {str(m.dtype).removeprefix('torch.')} {m.quantize}" for task, m in predictor.models.items()
     }
     record_path = run_record_path(args.output)
     if args.resume:

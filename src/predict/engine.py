@@ -1,9 +1,10 @@
-"""The Predictor: both trained checkpoints loaded once, applied to many documents in length-sorted batches.
+"""The Predictor: the trained checkpoints loaded once (one ``TaskModel`` per task), applied to many documents in
+length-sorted batches.
 
-NER is decided per word from its first sub-token (the same windows and word alignment as training, through
-``src.features``), and the word tags are merged into whole-word character spans. Stance is the mean of the
-window probabilities of a sentence. Documents stream through in chunks of sentences, so memory stays bounded
-for a million documents as for one 1 MB document.
+Each task decodes its model's outputs into record fields (``Task.predict`` / ``Task.fill``: NER per word from its
+first sub-token, merged into whole-word character spans; stance as the mean of a sentence's window probabilities).
+Documents stream through in chunks of sentences, so memory stays bounded for a million documents as for one 1 MB
+document.
 
 A document that cannot be predicted (a text that is not valid Unicode, a tokenizer error, any exception) becomes
 that document's error record; the documents batched with it are redone one by one, so they are not lost with it.
@@ -22,17 +23,16 @@ import numpy as np
 import torch
 from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerFast
 
-from src.data.convert import sentence_context
 from src.data.segment import split_sentences
-from src.data.words import word_spans, word_tags_to_spans
-from src.features import encode_ner, encode_stance, words_from_windows
-from src.labels import LabelScheme, decode_iob2, doc_stance, none_label_of
+from src.labels import LabelScheme, none_label_of
 from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
 from src.model_folder import none_label_of_metadata, read_metadata
 from src.predict.io import error_record, text_problem
 from src.predict.ort import OrtModel
-from src.prototypes import head_probabilities, mean_pool, similarity_features
-from src.tasks import get_task
+from src.prototypes import mean_pool
+from src.tasks import TASKS, get_task
+from src.tasks.ner import tag_words, word_logits
+from src.tasks.stance import classify, sentence_embeddings
 
 if TYPE_CHECKING:
     from src.predict.ort import OrtModel
@@ -95,11 +95,6 @@ def check_windows(
             "stride", f"{stride}: must be smaller than the window length {max_length} minus {specials} special tokens"
         )
     return max_length, stride
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def native_bf16() -> bool:
@@ -256,34 +251,31 @@ class TaskModel:
 
 
 class _Document:
-    """A document on its way through: its sentence spans, and results filled in as chunks complete."""
+    """A document on its way through: its sentence spans, and each task's results filled in as chunks complete."""
 
-    def __init__(self, record: dict, spans: list[tuple[int, int]]) -> None:
+    def __init__(self, record: dict, spans: list[tuple[int, int]], tasks: Iterable[str]) -> None:
         self.record = record
         self.spans = spans
-        self.entities: list[list[dict]] = [[] for _ in spans]
-        self.stances: list[tuple[str | None, dict]] = [(None, {}) for _ in spans]
+        self.results: dict[str, list] = {name: [None] * len(spans) for name in tasks}
         self.pending = len(spans)
         self.error: dict | None = None  # the error record once any part of it failed
 
-    def prediction(self, none_label: str | None) -> dict:
-        """The prediction record; without a stance model (``none_label`` None) ``stance`` and ``doc_stance`` are
-        None, ``scores`` {}."""
+    def prediction(self, models: dict[str, TaskModel]) -> dict:
+        """The prediction record: every registered task fills in its fields (empty for a task with no model)."""
         text = self.record["text"]
-        sentences = [
-            {"start": s, "end": e, "text": text[s:e], "stance": stance, "scores": scores}
-            for (s, e), (stance, scores) in zip(self.spans, self.stances, strict=True)
-        ]
-        return {
+        record = {
             "id": self.record.get("id"),
-            "entities": [entity for sentence in self.entities for entity in sentence],
-            "sentences": sentences,
-            "doc_stance": None if none_label is None else doc_stance((s["stance"] for s in sentences), none_label),
+            "entities": [],
+            "sentences": [{"start": s, "end": e, "text": text[s:e]} for s, e in self.spans],
         }
+        for name, task in TASKS.items():
+            task.fill(record, self.results.get(name), models.get(name))
+        return record
 
 
 class Predictor:
-    """NER and/or stance prediction over raw documents, records with gold sentences, or bare sentences."""
+    """Prediction of the loaded task models (``models``: task name -> ``TaskModel``; NER and stance here) over raw
+    documents, records with gold sentences, or bare sentences."""
 
     def __init__(
         self,
@@ -291,15 +283,31 @@ class Predictor:
         stance: TaskModel | None = None,
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
+        **models: TaskModel | None,
     ) -> None:
-        if ner is None and stance is None:
-            raise ValueError("a Predictor needs an NER checkpoint, a stance checkpoint, or both")
-        self.ner = ner
-        self.stance = stance
-        if stance is not None and stance.none_label is None:  # a TaskModel built by hand: the folders' rule
-            stance.none_label = none_label_of(stance.labels)
+        self.models: dict[str, TaskModel] = {
+            name: model for name, model in ({"ner": ner, "stance": stance} | models).items() if model is not None
+        }
+        if not self.models:
+            raise ValueError(f"a Predictor needs a checkpoint of at least one task ({', '.join(TASKS)})")
+        for name, model in self.models.items():
+            if get_task(name).has_none_label and model.none_label is None:  # a TaskModel built by hand
+                model.none_label = none_label_of(model.labels)
         self.chunk_sentences = chunk_sentences
         self.chunk_docs = chunk_docs
+
+    @property
+    def ner(self) -> TaskModel | None:
+        return self.models.get("ner")
+
+    @property
+    def stance(self) -> TaskModel | None:
+        return self.models.get("stance")
+
+    def _model(self, task: str, needed_for: str) -> TaskModel:
+        if task not in self.models:
+            raise ValueError(f"{needed_for} needs a checkpoint of the {task} task (none was loaded)")
+        return self.models[task]
 
     @classmethod
     def from_pretrained(
@@ -315,10 +323,11 @@ class Predictor:
         backend: str = "auto",
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
+        **folders: str | None,
     ) -> Predictor:
-        """Load model folders (a run folder uses its ``model/``), each run as its ``newsframe.json`` says: its task
-        and windows (``max_length`` / ``stride``; an explicit value overrides them, a ``max_length`` alone gets a
-        quarter of it as stride).
+        """Load model folders (a run folder uses its ``model/``; ``folders``: those of other registered tasks, by
+        task name), each run as its ``newsframe.json`` says: its task and windows (``max_length`` / ``stride``; an
+        explicit value overrides them, a ``max_length`` alone gets a quarter of it as stride).
 
         ``precision``: ``auto`` (half precision on CUDA; on CPU the folder's ``cpu_precision`` where the CPU has
         native bf16, e.g. AVX-512 BF16 or AMX, and backend and quantize are left to auto; fp32 otherwise),
@@ -334,12 +343,11 @@ class Predictor:
         torch_device = resolve_device(device)
         resolve_precision(precision, torch_device)  # a bad value fails before any folder is read
         options = (torch_device, precision, quantize, backend, batch_size, max_length, stride)
-        loaded = {
-            expected: _load_task_model(expected, path, *options)
-            for expected, path in (("ner", ner), ("stance", stance))
-            if path is not None
-        }
-        return cls(loaded.get("ner"), loaded.get("stance"), chunk_sentences=chunk_sentences, chunk_docs=chunk_docs)
+        paths = {name: path for name, path in ({"ner": ner, "stance": stance} | folders).items() if path is not None}
+        for name in paths:
+            get_task(name)  # an unknown task name fails before any folder is read
+        loaded = {name: _load_task_model(name, path, *options) for name, path in paths.items()}
+        return cls(chunk_sentences=chunk_sentences, chunk_docs=chunk_docs, **loaded)
 
     @property
     def scheme(self) -> LabelScheme:
@@ -402,45 +410,24 @@ class Predictor:
     def classify_sentences(self, sentences: Sequence[str]) -> list[dict]:
         """Stance of each given sentence as is (no segmentation, no neighbours: a model trained with context reads
         these alone): ``[{"stance", "scores": {label: prob}}]``."""
-        if self.stance is None:
-            raise ValueError("classify_sentences needs a stance checkpoint")
+        model = self._model("stance", "classify_sentences")
         results = []
         for b in range(0, len(sentences), self.chunk_sentences):
-            results.extend(self._classify(sentences[b : b + self.chunk_sentences]))
+            results.extend(classify(model, sentences[b : b + self.chunk_sentences]))
         return results
 
+    def sentence_embeddings(self, sentences: Sequence[str], contexts: Sequence[str | None] | None = None) -> np.ndarray:
+        """``[n, hidden]``: the stance model's mean-pooled encoding of each sentence (windows averaged)."""
+        model = self._model("stance", "sentence embeddings")
+        return sentence_embeddings(model, sentences, contexts, self.chunk_sentences)
+
     def word_logits(self, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """Raw logits ``[words, tags]`` of each word-split sentence, however long: windows overlap by ``stride``
-        tokens and each word is decided from its first sub-token (its temperature is not applied)."""
-        if self.ner is None:
-            raise ValueError("tagging words needs an NER checkpoint")
-        m = self.ner
-        label2id = {label: i for i, label in m.id2label.items()}
-        result = [np.zeros((0, len(label2id)), dtype=np.float32) for _ in sentences]
-        nonempty = [i for i, words in enumerate(sentences) if len(words)]
-        if not nonempty:
-            return result
-        windows = encode_ner(m.tokenizer, [sentences[i] for i in nonempty], None, label2id, m.max_length, m.stride)
-        logits = m.logits(windows, per_token=True)
-        n_words = [len(sentences[i]) for i in nonempty]
-        per_word = words_from_windows(logits, windows["word_ids"], windows["example_index"], n_words)
-        for i, word_logits in zip(nonempty, per_word, strict=True):
-            result[i] = word_logits
-        return result
+        """Raw logits ``[words, tags]`` of each word-split sentence (``src.tasks.ner.word_logits``)."""
+        return word_logits(self._model("ner", "tagging words"), sentences)
 
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
-        """IOB2 tag and probability (with the model's calibrated temperature) for every word of each sentence: the
-        most probable valid IOB2 sequence (``decode_iob2``; decided at temperature 1, so calibration moves scores,
-        never decisions)."""
-        per_sentence = self.word_logits(sentences)  # fails clearly without an NER model
-        m = self.ner
-        tags = m.labels
-        tagged: list[list[tuple[str, float]]] = []
-        for word_logits in per_sentence:
-            best = decode_iob2(word_logits, tags)
-            probs = softmax(word_logits / m.temperature)
-            tagged.append([(tags[k], float(p[k])) for k, p in zip(best, probs, strict=True)])
-        return tagged
+        """IOB2 tag and probability of every word of each sentence (``src.tasks.ner.tag_words``)."""
+        return tag_words(self._model("ner", "tagging words"), sentences)
 
     # -- internals ----------------------------------------------------------------------------------------------
 
@@ -470,7 +457,7 @@ class Predictor:
             problem = text_problem(text)
             if problem is not None:
                 return self._failure(record, problem)
-            return _Document(record, self._sentence_spans(record))
+            return _Document(record, self._sentence_spans(record), self.models)
         except Exception as err:  # one bad document must not stop the batch
             return self._failure(record, f"cannot prepare the document: {type(err).__name__}: {err}")
 
@@ -483,7 +470,7 @@ class Predictor:
                 yield item.error
             else:
                 try:
-                    yield item.prediction(None if self.stance is None else self.stance.none_label)
+                    yield item.prediction(self.models)
                 except Exception as err:
                     yield self._failure(item.record, f"prediction failed: {type(err).__name__}: {err}")
 
@@ -511,98 +498,10 @@ class Predictor:
     def _run_batch(self, jobs: list[tuple[_Document, int]]) -> None:
         if not jobs:
             return
-        if self.ner is not None:
-            words = [word_spans(doc.record["text"], *doc.spans[i]) for doc, i in jobs]
-            texts = [[doc.record["text"][s:e] for s, e in spans] for (doc, _), spans in zip(jobs, words, strict=True)]
-            for (doc, i), spans, tagged in zip(jobs, words, self.tag_words(texts), strict=True):
-                doc.entities[i] = self._entities(doc.record["text"], spans, tagged)
-        if self.stance is not None:
-            sentences = [doc.record["text"][slice(*doc.spans[i])] for doc, i in jobs]
-            mode = self.stance.context
-            contexts = [sentence_context(doc.record["text"], doc.spans, i, mode) for doc, i in jobs]
-            for (doc, i), result in zip(jobs, self._classify(sentences, contexts), strict=True):
-                doc.stances[i] = (result["stance"], result["scores"])
-
-    @staticmethod
-    def _entities(text: str, words: list[tuple[int, int]], tagged: list[tuple[str, float]]) -> list[dict]:
-        """Whole-word entity spans (``tagged`` is valid IOB2: ``tag_words``); an entity's score is the mean
-        probability of its words' tags."""
-        if not words:
-            return []
-        tags = [tag for tag, _ in tagged]
-        first_word = {start: i for i, (start, _) in enumerate(words)}
-        last_word = {end: i for i, (_, end) in enumerate(words)}
-        entities = []
-        for span in word_tags_to_spans(words, tags):
-            scores = [score for _, score in tagged[first_word[span["start"]] : last_word[span["end"]] + 1]]
-            entities.append(
-                {
-                    "start": span["start"],
-                    "end": span["end"],
-                    "text": text[span["start"] : span["end"]],
-                    "label": span["label"],
-                    "score": float(np.mean(scores)),
-                }
-            )
-        return entities
-
-    def _classify(self, sentences: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[dict]:
-        m = self.stance
-        label2id = {label: i for i, label in m.id2label.items()}
-        windows = encode_stance(m.tokenizer, list(sentences), None, label2id, m.max_length, m.stride, contexts)
-        logits, pooled = m.outputs(windows, per_token=False, embed=m.prototypes is not None)
-        probs = softmax(np.stack(logits)) if windows["input_ids"] else np.empty((0, len(m.id2label)))
-        means = per_example_mean(probs, windows["example_index"], len(sentences))
-        if m.prototypes is not None and len(sentences):
-            embeddings = per_example_mean(np.stack(pooled), windows["example_index"], len(sentences))
-            phrase_embeddings, phrase_labels = self._phrase_embeddings()
-            features = similarity_features(embeddings, phrase_embeddings, phrase_labels, m.labels)
-            means = (means + head_probabilities(features, m.prototypes["head"])) / 2
-        labels = m.labels
-        # scores: the (fused) probabilities at the temperature fitted out of fold (src/evaluate/calibration.py)
-        log_probs = np.log(np.maximum(means, 1e-12))
-        scores = softmax(log_probs / m.temperature) if len(means) else means
-        # the decision may carry a class-prior correction fitted out of fold (newsframe.json calibration)
-        decide = np.log(np.maximum(scores, 1e-12)) + m.decision_bias if len(means) else means
-        return [
-            {
-                "stance": labels[int(row.argmax())],
-                "scores": {label: float(p) for label, p in zip(labels, scores_row, strict=True)},
-            }
-            for row, scores_row in zip(decide, scores, strict=True)
-        ]
-
-    def _phrase_embeddings(self) -> tuple[np.ndarray, list[str]]:
-        """The stance model's own embeddings of its prototype phrases (computed once) and each phrase's label."""
-        m = self.stance
-        phrases = m.prototypes["phrases"]
-        phrase_labels = [label for label in m.labels for _ in phrases[label]]
-        if m.phrase_embeddings is None:
-            m.phrase_embeddings = self.sentence_embeddings([p for label in m.labels for p in phrases[label]])
-        return m.phrase_embeddings, phrase_labels
-
-    def sentence_embeddings(self, sentences: Sequence[str], contexts: Sequence[str | None] | None = None) -> np.ndarray:
-        """``[n, hidden]``: the stance model's mean-pooled encoding of each sentence (windows averaged)."""
-        m = self.stance
-        label2id = {label: i for i, label in m.id2label.items()}
-        embeddings = []
-        for b in range(0, len(sentences), self.chunk_sentences):
-            chunk = list(sentences[b : b + self.chunk_sentences])
-            context = list(contexts[b : b + self.chunk_sentences]) if contexts is not None else None
-            windows = encode_stance(m.tokenizer, chunk, None, label2id, m.max_length, m.stride, context)
-            _, pooled = m.outputs(windows, per_token=False, embed=True)
-            embeddings.append(per_example_mean(np.stack(pooled), windows["example_index"], len(chunk)))
-        return np.concatenate(embeddings) if embeddings else np.empty((0, 0))
-
-
-def per_example_mean(rows: np.ndarray, example_index: Sequence[int], n: int) -> np.ndarray:
-    """The mean of each example's window rows (a sentence longer than one window has several)."""
-    sums = np.zeros((n, rows.shape[1] if rows.ndim == 2 else 0), dtype=np.float64)
-    counts = np.zeros(n)
-    for window, example in enumerate(example_index):
-        sums[example] += rows[window]
-        counts[example] += 1
-    return sums / np.maximum(counts, 1)[:, None]
+        texts = [(doc.record["text"], doc.spans, i) for doc, i in jobs]
+        for name, model in self.models.items():
+            for (doc, i), result in zip(jobs, get_task(name).predict(model, texts), strict=True):
+                doc.results[name][i] = result
 
 
 def _load_task_model(

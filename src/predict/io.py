@@ -440,8 +440,9 @@ def run_differences(old: dict, new: dict) -> list[str]:
         changes.append(f"the inputs were {was}, now {now}")
     else:
         changes.extend(_input_change(a, b) for a, b in zip(old_inputs, new_inputs, strict=True) if a != b)
-    for task in ("ner", "stance"):
-        a, b = old.get("models", {}).get(task), new["models"].get(task)
+    old_models = old.get("models", {})
+    for task in dict.fromkeys([*old_models, *new["models"]]):
+        a, b = old_models.get(task), new["models"].get(task)
         if (a is None) != (b is None) or (a and b and a["sha256"] != b["sha256"]):
             was = "none" if a is None else f"{a['path']} (sha256 {str(a['sha256'])[:12]})"
             now = "none" if b is None else f"{b['path']} (sha256 {str(b['sha256'])[:12]})"

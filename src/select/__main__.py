@@ -15,10 +15,10 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.data.words import word_spans
 from src.files import write_json
 from src.predict.io import iter_inputs, labelstudio_task
-from src.select.rank import DIVERSITY, mmr, ner_uncertainty, sentence_uncertainty, stance_uncertainty
+from src.select.rank import DIVERSITY, mmr, sentence_uncertainty
+from src.tasks import get_task
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,20 +41,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def score_sentences(predictor, predictions: Sequence[dict], texts: dict[str, str]) -> list[dict]:
-    """One candidate per non-blank predicted sentence: ``{doc, start, end, text, uncertainty, why}``."""
-    candidates, stance_scores = [], []
-    for prediction in predictions:
-        for sentence in prediction["sentences"]:
-            if sentence["text"].strip():
-                candidates.append({k: sentence[k] for k in ("start", "end", "text")} | {"doc": prediction["id"]})
-                stance_scores.append(sentence["scores"])
-    words = [[texts[c["doc"]][s:e] for s, e in word_spans(texts[c["doc"]], c["start"], c["end"])] for c in candidates]
-    tagged = predictor.tag_words(words) if predictor.ner is not None else [None] * len(candidates)
-    for candidate, scores, sentence_words, tags in zip(candidates, stance_scores, words, tagged, strict=True):
-        parts = [] if tags is None else [ner_uncertainty(sentence_words, tags)]
-        if scores:
-            parts.append(stance_uncertainty(scores))
-        candidate["uncertainty"], candidate["why"] = sentence_uncertainty(parts)
+    """One candidate per non-blank predicted sentence: ``{doc, start, end, text, uncertainty, why}``, the least
+    sure of the loaded tasks' decisions (``Task.uncertainty``)."""
+    sentences = [
+        (texts[prediction["id"]], sentence | {"doc": prediction["id"]})
+        for prediction in predictions
+        for sentence in prediction["sentences"]
+        if sentence["text"].strip()
+    ]
+    per_task = [get_task(name).uncertainty(model, sentences) for name, model in predictor.models.items()]
+    candidates = []
+    for (_, sentence), parts in zip(sentences, zip(*per_task, strict=True), strict=True):
+        uncertainty, why = sentence_uncertainty(parts)
+        candidates.append(
+            {k: sentence[k] for k in ("start", "end", "text", "doc")} | {"uncertainty": uncertainty, "why": why}
+        )
     return candidates
 
 

@@ -1,11 +1,10 @@
 """Uncertainty of the models' decisions per sentence and a diverse top k of sentences (greedy MMR).
 
 Score of a sentence (every probability is the Predictor's, calibrated where the model folder has a temperature):
-
-- stance: ``u_stance = 1 - (p1 - p2)``, the margin between the two most probable stances (0 = sure, 1 = a tie);
-- NER: ``u_ner = 1 - min_w p(tag_w)``, the least sure word's tag probability (entity or ``O``, so a sentence whose
-  entity was missed scores too);
-- ``u = max(u_stance, u_ner)`` over the models given: the sentence's least sure decision.
+each task says how unsure its model is of the sentence (``Task.uncertainty``: for stance ``1 - (p1 - p2)``, the
+margin between the two most probable stances; for NER ``1 - min_w p(tag_w)``, the least sure word's tag probability,
+entity or ``O``, so a sentence whose entity was missed scores too), and ``u`` is the largest over the models given:
+the sentence's least sure decision.
 
 Selection is greedy maximal marginal relevance: each step takes the sentence maximising
 ``(1 - d) * u_i - d * max_{j chosen} cos(v_i, v_j)`` (``d`` = ``diversity``, default 0.3), where ``v`` is the
@@ -18,36 +17,11 @@ EXAMPLE: ``mmr([0.9, 0.9, 0.5], ["Kim met Putin.", "Kim met Putin.", "Trade grew
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 DIVERSITY = 0.3
-
-
-def stance_uncertainty(scores: Mapping[str, float]) -> tuple[float, str]:
-    """``(1 - margin, why)`` from a sentence's stance probabilities.
-
-    EXAMPLE: ``stance_uncertainty({"leverage": 0.5, "neutral": 0.46, "economic_cooperation": 0.04})``
-    -> ``(0.96, "stance margin 0.04 leverage/neutral")``
-    """
-    (first, p1), (second, p2) = sorted(scores.items(), key=lambda item: -item[1])[:2]
-    margin = p1 - p2
-    return 1.0 - margin, f"stance margin {margin:.2f} {first}/{second}"
-
-
-def ner_uncertainty(words: Sequence[str], tagged: Sequence[tuple[str, float]]) -> tuple[float, str]:
-    """``(1 - least word probability, why)`` from the NER tag and probability of each word (``Predictor.tag_words``);
-    ``(0.0, "")`` for a sentence without words.
-
-    EXAMPLE: ``ner_uncertainty(["Kim", "met", "RT"], [("B-PERSON", 0.98), ("O", 0.99), ("B-ORG", 0.61)])``
-    -> ``(0.39, "NER least sure word 'RT' B-ORG 0.61")``
-    """
-    if not tagged:
-        return 0.0, ""
-    i = int(np.argmin([p for _, p in tagged]))
-    tag, p = tagged[i]
-    return 1.0 - p, f"NER least sure word {words[i]!r} {tag} {p:.2f}"
 
 
 def sentence_uncertainty(parts: Sequence[tuple[float, str]]) -> tuple[float, str]:

@@ -433,7 +433,7 @@ def make_batcher(predictor_factory: Callable[[], Predictor], limits: Limits, loa
 
     def load() -> Callable[[list[dict]], list[dict]]:
         predictor = predictor_factory()
-        loaded["none_label"] = predictor.stance.none_label if predictor.stance is not None else None
+        loaded["none_label"] = predictor.scheme.none_label
         return lambda records: list(predictor.iter_predict(records))
 
     return MicroBatcher(load, limits.batch_size, limits.batch_wait_ms / 1000, limits.queue_size, WARMUP)

@@ -2,7 +2,9 @@
 
 A task knows its labels (from the data config), how records become examples and sub-word windows, the collator,
 the loss, the metric that selects a model on a dev split, the headline metric, the transformers model class and the
-pipeline tag; for evaluation, its metrics, report sections, figure, baselines and calibration. One module per task
+pipeline tag; for prediction, how its model's outputs become record fields (``predict``, ``fill``) and how unsure it
+is of a sentence (``uncertainty``, what ``src.select`` ranks by); for evaluation, its metrics, report sections,
+figure, baselines and calibration. One module per task
 (``ner.py``, ``stance.py``; what they share in ``scoring.py`` and ``calibrate.py``), registered here:
 ``get_task("ner")`` by name (configs), ``task_of_config(config)`` for a model folder.
 

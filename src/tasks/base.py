@@ -18,7 +18,9 @@ from .calibrate import Calibrated, CalibrationError
 from .scoring import Baseline, match_documents
 
 if TYPE_CHECKING:
-    from src.predict.engine import Predictor
+    from src.predict.engine import Predictor, TaskModel
+
+Job = tuple[str, Sequence[tuple[int, int]], int]  # a document's text, its sentence spans, the sentence to predict
 
 MODEL_COLUMNS = ("input_ids", "attention_mask", "labels")
 
@@ -72,6 +74,22 @@ class Task:
     def dev_metric(self, id2label: dict[int, str], encoding: dict, targets: Sequence) -> Callable | None:
         """A ``compute_metrics`` that scores a dev split the way the reports do, or None."""
         return None
+
+    def predict(self, model: TaskModel, jobs: Sequence[Job]) -> list:
+        """This task's result for each sentence job (the engine batches the sentences of many documents; ``model``
+        is the loaded folder, ``src.predict.engine.TaskModel``): what ``fill`` writes into the record."""
+        raise NotImplementedError
+
+    def fill(self, prediction: dict, results: Sequence | None, model: TaskModel | None) -> None:
+        """Write this task's fields into a prediction record (``{"id", "entities", "sentences": [{"start", "end",
+        "text"}]}``) from ``predict``'s result for each of its sentences; ``results`` and ``model`` are None when no
+        model of this task was loaded, and the fields get their empty values (every record has every field)."""
+        raise NotImplementedError
+
+    def uncertainty(self, model: TaskModel, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
+        """How unsure ``model`` is of each predicted sentence (``(document text, sentence of the prediction
+        record)``), as ``(u in [0, 1], why)``; ``src.select`` asks for labels where it is largest (default: sure)."""
+        return [(0.0, "")] * len(sentences)
 
     def pseudo_labelled(self, documents: Sequence[dict], predictions: Sequence[dict], settings: Mapping) -> list[dict]:
         """Training records of a model's own most confident ``predictions`` of unlabelled ``documents`` (the same

@@ -24,8 +24,8 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 
 from src.data.convert import ner_examples
 from src.data.spacy_model import SpacyUnavailable, load_spacy
-from src.data.words import spans_to_word_tags, word_spans
-from src.features import encode_ner, words_from_windows
+from src.data.words import spans_to_word_tags, word_spans, word_tags_to_spans
+from src.features import encode_ner, softmax, words_from_windows
 from src.labels import LabelScheme, decode_iob2, iob2_tags
 from src.markdown import markdown_table
 
@@ -44,7 +44,7 @@ from .scoring import (
 )
 
 if TYPE_CHECKING:
-    from src.predict.engine import Predictor
+    from src.predict.engine import Predictor, TaskModel
 
 Span = tuple[str, int, int, str]  # (doc_id, start, end, label)
 
@@ -138,6 +138,24 @@ class NerTask(Task):
     def baselines(self) -> dict[str, Baseline]:
         return {"dictionary": dictionary_ner, "spacy_en_core_web_sm": spacy_ner}
 
+    def predict(self, model: TaskModel, jobs: Sequence[tuple[str, Sequence[tuple[int, int]], int]]) -> list:
+        """Each sentence's whole-word entities (``predicted_entities``)."""
+        words = [word_spans(text, *spans[i]) for text, spans, i in jobs]
+        texts = [[text[s:e] for s, e in spans] for (text, _, _), spans in zip(jobs, words, strict=True)]
+        tagged = tag_words(model, texts)
+        return [
+            predicted_entities(text, spans, tags) for (text, _, _), spans, tags in zip(jobs, words, tagged, strict=True)
+        ]
+
+    def fill(self, prediction: dict, results: Sequence | None, model: TaskModel | None) -> None:
+        prediction["entities"] = [entity for sentence in results or () for entity in sentence]
+
+    def uncertainty(self, model: TaskModel, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
+        """The least sure word of each sentence (``ner_uncertainty``), its words tagged again (records keep no
+        word probabilities)."""
+        words = [[text[s:e] for s, e in word_spans(text, sent["start"], sent["end"])] for text, sent in sentences]
+        return [ner_uncertainty(w, tagged) for w, tagged in zip(words, tag_words(model, words), strict=True)]
+
     def calibrate(
         self,
         gold_by_fold: dict[int, list[dict]],
@@ -150,6 +168,75 @@ class NerTask(Task):
         is rerun, the predictions keep no word logits), checked on entities: an entity's score is the mean
         probability of its words' tags, correct when the gold has the same span and type."""
         return calibrate_ner(*ner_arrays(gold_by_fold, load)), None
+
+
+def ner_uncertainty(words: Sequence[str], tagged: Sequence[tuple[str, float]]) -> tuple[float, str]:
+    """``(1 - least word probability, why)`` from the NER tag and probability of each word (``Predictor.tag_words``);
+    ``(0.0, "")`` for a sentence without words.
+
+    EXAMPLE: ``ner_uncertainty(["Kim", "met", "RT"], [("B-PERSON", 0.98), ("O", 0.99), ("B-ORG", 0.61)])``
+    -> ``(0.39, "NER least sure word 'RT' B-ORG 0.61")``
+    """
+    if not tagged:
+        return 0.0, ""
+    i = int(np.argmin([p for _, p in tagged]))
+    tag, p = tagged[i]
+    return 1.0 - p, f"NER least sure word {words[i]!r} {tag} {p:.2f}"
+
+
+def word_logits(model: TaskModel, sentences: Sequence[Sequence[str]]) -> list[np.ndarray]:
+    """Raw logits ``[words, tags]`` of each word-split sentence, however long: windows overlap by ``stride``
+    tokens and each word is decided from its first sub-token (its temperature is not applied)."""
+    label2id = {label: i for i, label in model.id2label.items()}
+    result = [np.zeros((0, len(label2id)), dtype=np.float32) for _ in sentences]
+    nonempty = [i for i, words in enumerate(sentences) if len(words)]
+    if not nonempty:
+        return result
+    windows = encode_ner(
+        model.tokenizer, [sentences[i] for i in nonempty], None, label2id, model.max_length, model.stride
+    )
+    logits = model.logits(windows, per_token=True)
+    n_words = [len(sentences[i]) for i in nonempty]
+    per_word = words_from_windows(logits, windows["word_ids"], windows["example_index"], n_words)
+    for i, logits_i in zip(nonempty, per_word, strict=True):
+        result[i] = logits_i
+    return result
+
+
+def tag_words(model: TaskModel, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+    """IOB2 tag and probability (with the model's calibrated temperature) for every word of each sentence: the
+    most probable valid IOB2 sequence (``decode_iob2``; decided at temperature 1, so calibration moves scores,
+    never decisions)."""
+    tags = model.labels
+    tagged: list[list[tuple[str, float]]] = []
+    for logits in word_logits(model, sentences):
+        best = decode_iob2(logits, tags)
+        probs = softmax(logits / model.temperature)
+        tagged.append([(tags[k], float(p[k])) for k, p in zip(best, probs, strict=True)])
+    return tagged
+
+
+def predicted_entities(text: str, words: list[tuple[int, int]], tagged: list[tuple[str, float]]) -> list[dict]:
+    """Whole-word entity spans of a sentence's ``words`` (``tagged`` is valid IOB2: ``tag_words``); an entity's
+    score is the mean probability of its words' tags."""
+    if not words:
+        return []
+    tags = [tag for tag, _ in tagged]
+    first_word = {start: i for i, (start, _) in enumerate(words)}
+    last_word = {end: i for i, (_, end) in enumerate(words)}
+    entities = []
+    for span in word_tags_to_spans(words, tags):
+        scores = [score for _, score in tagged[first_word[span["start"]] : last_word[span["end"]] + 1]]
+        entities.append(
+            {
+                "start": span["start"],
+                "end": span["end"],
+                "text": text[span["start"] : span["end"]],
+                "label": span["label"],
+                "score": float(np.mean(scores)),
+            }
+        )
+    return entities
 
 
 def snap_to_words(words: Sequence[tuple[int, int]], start: int, end: int) -> tuple[int, int] | None:

@@ -22,13 +22,13 @@ from sklearn.metrics import ConfusionMatrixDisplay, accuracy_score, classificati
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from src.data.augment import known_names, mask_names, phrase_records
-from src.data.convert import stance_examples
+from src.data.convert import sentence_context, stance_examples
 from src.errors import ConfigError
-from src.features import encode_stance
+from src.features import encode_stance, per_example_mean, softmax
 from src.files import write_figure
 from src.labels import LabelScheme, doc_stance
 from src.markdown import markdown_table
-from src.prototypes import fit_prototypes
+from src.prototypes import fit_prototypes, head_probabilities, similarity_features
 
 from .base import Task
 from .calibrate import (
@@ -52,7 +52,7 @@ from .scoring import (
 )
 
 if TYPE_CHECKING:
-    from src.predict.engine import Predictor
+    from src.predict.engine import Predictor, TaskModel
 
 
 class StanceTask(Task):
@@ -260,6 +260,27 @@ class StanceTask(Task):
     def baselines(self) -> dict[str, Baseline]:
         return {"majority": majority_stance, "tfidf_logreg": tfidf_logreg_stance, "setfit_minilm": setfit_stance}
 
+    def predict(self, model: TaskModel, jobs: Sequence[tuple[str, Sequence[tuple[int, int]], int]]) -> list:
+        """Each sentence's ``(stance, scores)``, read with the context the model was trained with."""
+        sentences = [text[slice(*spans[i])] for text, spans, i in jobs]
+        contexts = [sentence_context(text, spans, i, model.context) for text, spans, i in jobs]
+        return [(r["stance"], r["scores"]) for r in classify(model, sentences, contexts)]
+
+    def fill(self, prediction: dict, results: Sequence | None, model: TaskModel | None) -> None:
+        """Each sentence's ``stance`` and ``scores`` and the record's ``doc_stance`` (None, ``{}``, None without a
+        stance model)."""
+        for sentence, (stance, scores) in zip(
+            prediction["sentences"], results or [(None, {})] * len(prediction["sentences"]), strict=True
+        ):
+            sentence["stance"], sentence["scores"] = stance, scores
+        none_label = None if model is None else model.none_label
+        stances = (s["stance"] for s in prediction["sentences"])
+        prediction["doc_stance"] = None if none_label is None else doc_stance(stances, none_label)
+
+    def uncertainty(self, model: TaskModel, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
+        """The margin between each sentence's two most probable stances (``stance_uncertainty``)."""
+        return [stance_uncertainty(sent["scores"]) for _, sent in sentences]
+
     def calibrate(
         self,
         gold_by_fold: dict[int, list[dict]],
@@ -277,6 +298,60 @@ class StanceTask(Task):
             raise CalibrationError("the predictions of some fold carry no sentence scores")
         result = calibrate_stance(log_probs, y, fold_of, labels, with_bias=True)
         return result, {k: with_decision_bias(preds_by_fold[k], result.per_fold_bias[k]) for k in gold_by_fold}
+
+
+def stance_uncertainty(scores: Mapping[str, float]) -> tuple[float, str]:
+    """``(1 - margin, why)`` from a sentence's stance probabilities.
+
+    EXAMPLE: ``stance_uncertainty({"leverage": 0.5, "neutral": 0.46, "economic_cooperation": 0.04})``
+    -> ``(0.96, "stance margin 0.04 leverage/neutral")``
+    """
+    (first, p1), (second, p2) = sorted(scores.items(), key=lambda item: -item[1])[:2]
+    margin = p1 - p2
+    return 1.0 - margin, f"stance margin {margin:.2f} {first}/{second}"
+
+
+def classify(model: TaskModel, sentences: Sequence[str], contexts: Sequence[str | None] | None = None) -> list[dict]:
+    """``[{"stance", "scores": {label: prob}}]`` of each sentence: the window probabilities averaged (with the
+    prototype head's where the folder has one), scaled by the temperature and decided with the decision bias that
+    were fitted out of fold (``newsframe.json`` calibration)."""
+    label2id = {label: i for i, label in model.id2label.items()}
+    windows = encode_stance(model.tokenizer, list(sentences), None, label2id, model.max_length, model.stride, contexts)
+    logits, pooled = model.outputs(windows, per_token=False, embed=model.prototypes is not None)
+    probs = softmax(np.stack(logits)) if windows["input_ids"] else np.empty((0, len(model.id2label)))
+    means = per_example_mean(probs, windows["example_index"], len(sentences))
+    labels = model.labels
+    if model.prototypes is not None and len(sentences):
+        embeddings = per_example_mean(np.stack(pooled), windows["example_index"], len(sentences))
+        phrases = model.prototypes["phrases"]
+        if model.phrase_embeddings is None:  # the model's own embeddings of its phrases, computed once
+            model.phrase_embeddings = sentence_embeddings(model, [p for label in labels for p in phrases[label]])
+        phrase_labels = [label for label in labels for _ in phrases[label]]
+        features = similarity_features(embeddings, model.phrase_embeddings, phrase_labels, labels)
+        means = (means + head_probabilities(features, model.prototypes["head"])) / 2
+    log_probs = np.log(np.maximum(means, 1e-12))
+    scores = softmax(log_probs / model.temperature) if len(means) else means
+    decide = np.log(np.maximum(scores, 1e-12)) + model.decision_bias if len(means) else means
+    return [
+        {"stance": labels[int(row.argmax())], "scores": {label: float(p) for label, p in zip(labels, ps, strict=True)}}
+        for row, ps in zip(decide, scores, strict=True)
+    ]
+
+
+def sentence_embeddings(
+    model: TaskModel, sentences: Sequence[str], contexts: Sequence[str | None] | None = None, chunk: int = 2048
+) -> np.ndarray:
+    """``[n, hidden]``: the stance model's mean-pooled encoding of each sentence (windows averaged), ``chunk``
+    sentences at a time."""
+    label2id = {label: i for i, label in model.id2label.items()}
+    embeddings = []
+    for b in range(0, len(sentences), chunk):
+        part = list(sentences[b : b + chunk])
+        context = list(contexts[b : b + chunk]) if contexts is not None else None
+        windows = encode_stance(model.tokenizer, part, None, label2id, model.max_length, model.stride, context)
+        _, pooled = model.outputs(windows, per_token=False, embed=True)
+        embeddings.append(per_example_mean(np.stack(pooled), windows["example_index"], len(part)))
+    return np.concatenate(embeddings) if embeddings else np.empty((0, 0))
 
 
 def class_weights(labels: Sequence[int], n_labels: int) -> torch.Tensor:
