@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.files import PROJECT_ROOT, make_readable, shown_path, write_atomic, write_json
 from src.labels import LabelScheme, none_label_of
-from src.model import looks_local, packaged_model_path
+from src.model import looks_local, packaged_model_path, resolve_model_dir
 from src.tasks import TASKS, Task, get_task, task_of_config
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,24 @@ def check_metadata(meta: object, path: Path) -> dict:
 
 def task_of_folder(folder: str | Path) -> Task:
     return get_task(read_metadata(folder)["task"])
+
+
+def folders_by_task(ner: str | None, stance: str | None, models: Sequence[str] = ()) -> dict[str, str]:
+    """A command line's model folders by task name: ``--ner``, ``--stance`` and each ``--model`` (a run or model
+    folder of any registered task, its task read from the folder). ``ValueError`` naming the flag for a folder that
+    cannot be read, a task given twice or no model at all."""
+    folders = {name: path for name, path in (("ner", ner), ("stance", stance)) if path is not None}
+    for path in models:
+        try:
+            task = task_of_folder(resolve_model_dir(path)).name
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--model {path}: {err}") from None
+        if task in folders:
+            raise ValueError(f"--model {path}: a second {task} model (the first is {folders[task]})")
+        folders[task] = path
+    if not folders:
+        raise ValueError("give --ner, --stance or --model (a folder of any task), or several")
+    return folders
 
 
 def none_label_of_metadata(meta: dict) -> str | None:

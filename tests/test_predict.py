@@ -328,3 +328,22 @@ def test_python_m_src_predict_is_the_batch_command() -> None:
     module = subprocess.run([sys.executable, "-m", "src.predict", "--help"], cwd=ROOT, capture_output=True, text=True)
     script = subprocess.run([sys.executable, "scripts/predict.py", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert module.returncode == 0 and "--ner" in module.stdout and module.stdout == script.stdout
+
+
+def test_model_reads_the_task_from_the_folder(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """``--model`` gives a folder of any task: the same records as ``--ner`` / ``--stance``; a task given twice or a
+    folder that is no model is one usage error naming the flag."""
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    by_flag, by_model = tmp_path / "flags.jsonl", tmp_path / "model.jsonl"
+    assert main(["--ner", str(runs["ner"]), "--stance", str(runs["stance"]), "-o", str(by_flag), str(docs)]) == 0
+    assert main(["--model", str(runs["stance"]), "--model", str(runs["ner"]), "-o", str(by_model), str(docs)]) == 0
+    assert read_jsonl(by_model) == read_jsonl(by_flag)
+    capsys.readouterr()
+    for argv, message in (
+        (["--stance", str(runs["stance"]), "--model", str(runs["stance"])], "a second stance model"),
+        (["--model", str(tmp_path)], f"--model {tmp_path}:"),
+    ):
+        with pytest.raises(SystemExit) as usage:
+            main([*argv, str(docs)])
+        assert usage.value.code == 2 and message in capsys.readouterr().err

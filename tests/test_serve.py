@@ -410,7 +410,7 @@ def test_bad_flags_and_broken_models_exit_2_with_one_error_line(runs: dict[str, 
     (broken / "model").mkdir(parents=True)
     ner = ["--ner", str(runs["ner"])]
     cases = [
-        ([], "give --ner, --stance or both"),
+        ([], "give --ner, --stance, --model (a folder of any task) or several"),
         ([*ner, "--port", "70000"], "--port"),
         ([*ner, "--max-documents", "0"], "--max-documents"),
         ([*ner, "--api-key-file", str(tmp_path / "missing")], "--api-key-file"),

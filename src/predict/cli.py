@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, .jsonl, or - (stdin)")
     parser.add_argument("--ner", help="NER run folder or model folder")
     parser.add_argument("--stance", help="stance run folder or model folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
+    )
     parser.add_argument("--output", "-o", type=Path, help="output file (default: standard output)")
     parser.add_argument(
         "--format",
@@ -177,12 +184,19 @@ def prepare_output(parser: argparse.ArgumentParser, output: Path) -> int:
     raise AssertionError  # parser.error exits
 
 
+def model_folders(args: argparse.Namespace) -> dict[str, str]:
+    """The command's model folders by task (``--ner``, ``--stance``, each ``--model`` read for its task)."""
+    from src.model_folder import folders_by_task  # after the argument checks: importing transformers takes seconds
+
+    return folders_by_task(args.ner, args.stance, args.model)
+
+
 def describe_run(args: argparse.Namespace) -> dict:
     """The run record: what must be the same for ``--resume`` to continue a journal."""
     return {
         "newsframe_predict_run": RUN_RECORD_VERSION,
         "inputs": [describe_input(name) for name in args.inputs],
-        "models": {"ner": describe_model(args.ner), "stance": describe_model(args.stance)},
+        "models": {task: describe_model(path) for task, path in model_folders(args).items()},
         "options": {key: getattr(args, key) for key in RUN_OPTIONS},
         "committed": {"lines": 0, "bytes": 0},
     }
@@ -290,8 +304,8 @@ class CurrentStderr(logging.StreamHandler):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.ner is None and args.stance is None:
-        parser.error("give --ner, --stance or both")
+    if args.ner is None and args.stance is None and not args.model:
+        parser.error("give --ner, --stance, --model (a folder of any task) or several")
     if not logging.getLogger("src").handlers:  # our own progress notes (e.g. a first ONNX export) on stderr
         handler = CurrentStderr()
         handler.setFormatter(logging.Formatter("predict.py: %(message)s"))
@@ -319,10 +333,11 @@ def scores_note(args: argparse.Namespace) -> str:
     model card's words)."""
     from src.model import resolve_model_dir
     from src.model_folder import calibration_line, read_metadata
+    from src.tasks import get_task
 
-    models = (("Entity", args.ner), ("Stance", args.stance))
     return " ".join(
-        f"{name} scores: {calibration_line(read_metadata(resolve_model_dir(path)))}." for name, path in models if path
+        f"{get_task(task).title} scores: {calibration_line(read_metadata(resolve_model_dir(path)))}."
+        for task, path in args.models.items()
     )
 
 
@@ -333,7 +348,8 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         run_record_path(args.output).unlink(missing_ok=True)
         print(f"{args.output} is complete; nothing to resume", file=sys.stderr)
         return 0
-    try:  # fingerprints the model folders, so a broken one is found here, before anything is written
+    try:  # reads each folder's task and fingerprints it, so a broken one is found here, before anything is written
+        args.models = model_folders(args)
         run = describe_run(args) if journal else {}
     except (OSError, ValueError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
@@ -398,8 +414,7 @@ def load_predictor(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         torch.set_num_threads(args.threads)
     try:
         return Predictor.from_pretrained(
-            ner=args.ner,
-            stance=args.stance,
+            **args.models,
             device=args.device,
             batch_size=args.batch_size,
             max_length=args.max_length,

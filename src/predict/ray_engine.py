@@ -34,6 +34,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from src.files import PROJECT_ROOT, sha256_of, write_atomic, write_json
+from src.model_folder import folders_by_task
 from src.predict.engine import OptionError, Predictor
 from src.predict.io import (
     STDIN,
@@ -101,7 +102,7 @@ def describe_run(args: argparse.Namespace) -> dict:
         "newsframe_predict_ray": MANIFEST_VERSION,
         "status": "running",
         "inputs": [describe_input(name) for name in args.inputs],
-        "models": {"ner": describe_model(args.ner), "stance": describe_model(args.stance)},
+        "models": {task: describe_model(path) for task, path in args.models.items()},
         "options": {key: getattr(args, key) for key in RUN_OPTIONS},
         "shards": {"planned": 0, "done": {}},
     }
@@ -201,8 +202,7 @@ def absolute(path: str | None) -> str | None:
 
 def predictor_options(args: argparse.Namespace) -> dict:
     return {
-        "ner": absolute(args.ner),
-        "stance": absolute(args.stance),
+        **{task: absolute(path) for task, path in args.models.items()},
         "device": args.device,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
@@ -250,7 +250,8 @@ def run_ray(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     problem = address_problem(args.address) if args.address is not None else None
     if problem:
         parser.error(f"--address {args.address}: {problem}")
-    try:  # fingerprints the model folders: a broken one is found before anything is written
+    try:  # reads each folder's task and fingerprints it: a broken one is found before anything is written
+        args.models = folders_by_task(args.ner, args.stance, args.model)
         run = describe_run(args)
     except (OSError, ValueError) as err:
         parser.error(f"cannot load the checkpoints: {err}")

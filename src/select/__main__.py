@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, or .jsonl of {id, text}")
     parser.add_argument("--ner", help="NER run folder or model folder")
     parser.add_argument("--stance", help="stance run folder or model folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
+    )
     parser.add_argument("-k", type=int, default=20, help="number of sentences to choose (default 20)")
     penalty = f"weight of the similarity penalty, 0-1 (default {DIVERSITY})"
     parser.add_argument("--diversity", type=float, default=DIVERSITY, help=penalty)
@@ -78,8 +85,8 @@ def article_tasks(picks: Sequence[dict], predictions: dict[str, dict], texts: di
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.ner is None and args.stance is None:
-        parser.error("give --ner, --stance or both")
+    if args.ner is None and args.stance is None and not args.model:
+        parser.error("give --ner, --stance, --model (a folder of any task) or several")
     if args.k < 1:
         parser.error(f"-k must be at least 1, got {args.k}")
     if not 0.0 <= args.diversity <= 1.0:
@@ -94,12 +101,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-" in args.inputs:
         parser.error("INPUT '-' (standard input) is not read by src.select: save the articles to a file first")
 
+    from src.model_folder import folders_by_task
     from src.predict.engine import Predictor  # after the argument checks: importing torch takes seconds
 
     try:
-        predictor = Predictor.from_pretrained(
-            ner=args.ner, stance=args.stance, device=args.device, batch_size=args.batch_size
-        )
+        folders = folders_by_task(args.ner, args.stance, args.model)
+        predictor = Predictor.from_pretrained(**folders, device=args.device, batch_size=args.batch_size)
     except (OSError, ValueError) as err:
         parser.error(f"cannot load the checkpoints: {err}")
     documents, failed = [], 0

@@ -64,6 +64,13 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--ner", help="NER run folder or model folder")
     parser.add_argument("--stance", help="stance run folder or model folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     parser.add_argument("--port", type=number(int, 0, 65535), default=8000)
     parser.add_argument(
@@ -138,8 +145,8 @@ def listen(host: str, port: int) -> socket.socket:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.ner is None and args.stance is None:
-        parser.error("give --ner, --stance or both")
+    if args.ner is None and args.stance is None and not args.model:
+        parser.error("give --ner, --stance, --model (a folder of any task) or several")
     keys = read_api_keys(parser, args.api_key_file)
     limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     if not logging.getLogger("src").handlers:
@@ -151,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warning = f"listening on {args.host} without --api-key-file: anyone who reaches it can use it"
         print(f"serve: warning: {warning}", file=sys.stderr)
 
+    from src.model_folder import folders_by_task
     from src.predict.engine import OptionError, Predictor  # after the argument checks: importing torch takes seconds
 
     if args.threads is not None:
@@ -158,10 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        predictor = Predictor.from_pretrained(
-            ner=args.ner, stance=args.stance, device=args.device, quantize=args.quantize
-        )
-        models = describe_models(predictor, {"ner": args.ner, "stance": args.stance})
+        folders = folders_by_task(args.ner, args.stance, args.model)
+        predictor = Predictor.from_pretrained(**folders, device=args.device, quantize=args.quantize)
+        models = describe_models(predictor, folders)
     except OptionError as err:
         parser.error(f"--{err.option.replace('_', '-')} {err.detail}")
     except (OSError, ValueError, ImportError) as err:

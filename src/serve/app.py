@@ -331,7 +331,7 @@ def describe_models(predictor: Predictor, paths: dict[str, str | None]) -> dict[
 
     described = {}
     for task, path in paths.items():
-        model = getattr(predictor, task)
+        model = predictor.models.get(task)
         if path is None or model is None:
             continue
         folder = Path(resolve_model_dir(path))

@@ -41,6 +41,7 @@ NER = NerTask(
     "micro_f1",
     "entities",
     pipeline_kwargs=', aggregation_strategy="first"',
+    title="Entity",
     decoding_note="keeps each sentence's tags the most probable valid IOB2 sequence (the pipeline decides word by "
     "word)",
 )

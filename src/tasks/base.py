@@ -37,8 +37,13 @@ class Task:
     has_none_label: bool = False  # one of its labels frames nothing (document stance ignores it)
     pipeline_kwargs: str = ""  # what transformers.pipeline needs beside the model, as the model card writes it
     decoding_note: str = ""  # how newsframe decodes differently from the pipeline, for the model card
+    title: str = ""  # what a page calls its scores ("Entity scores: ..."); default: the name, capitalised
 
     calibrated_on = "predictions"  # what a calibration report says the scores were checked on
+
+    def __post_init__(self) -> None:
+        if not self.title:
+            object.__setattr__(self, "title", self.name.capitalize())
 
     @property
     def auto_model(self) -> type:
