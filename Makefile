@@ -129,11 +129,13 @@ calibrate: setup
 serve: setup
 	$(PY) -m src.serve --ner runs/ner --stance runs/stance
 
-## Run the whole test suite (unit, integration and the slow end-to-end tests).
+## Run the whole test suite (unit, integration and the slow end-to-end tests), one pytest-xdist worker per core,
+## each test file on one worker (its module fixtures start once) and each worker one thread (two torch processes with
+## a thread per core each slow each other down many times over).
 test: setup labelstudio
 	$(PY) -m ruff check src scripts tests
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n auto --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check src scripts tests

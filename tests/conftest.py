@@ -120,3 +120,23 @@ def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "ner": build_ner_run(tiny_model_dir, root / "ner", train_steps=40),
         "stance": build_stance_run(tiny_model_dir, root / "stance"),
     }
+
+
+# The longest files, longest first: under pytest-xdist (`make test`: --dist loadfile) each file runs on one worker, and
+# starting with these lets the two workers finish together instead of one waiting on the last long file.
+LONGEST_FIRST = [
+    "test_predict_ray.py",
+    "test_nested_cv.py",
+    "test_renamed_labels.py",
+    "test_benchmarks.py",
+    "test_train.py",
+    "test_serve.py",
+    "test_labelstudio.py",
+    "test_model_folder_checks.py",
+    "test_evaluate.py",
+]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
