@@ -162,7 +162,7 @@ def test_a_killed_ray_run_resumes_to_the_same_records(runs: dict[str, Path], tmp
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), *argv], cwd=ROOT, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    done, deadline = 0, time.monotonic() + 120
+    done, deadline = 0, time.monotonic() + 300
     while done < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
         with contextlib.suppress(OSError, ValueError, KeyError):
@@ -216,7 +216,7 @@ def test_sigterm_stops_a_ray_run_resumably(runs: dict[str, Path], tmp_path: Path
         [sys.executable, str(SCRIPT), *argv], cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
-        done, deadline = 0, time.monotonic() + 120
+        done, deadline = 0, time.monotonic() + 300
         while done < 1 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
             with contextlib.suppress(OSError, ValueError, KeyError):

@@ -332,13 +332,10 @@ def scores_note(args: argparse.Namespace) -> str:
     """What the page's scores mean, per model: raw or calibrated, and on what the calibration was checked (the
     model card's words)."""
     from src.model import resolve_model_dir
-    from src.model_folder import calibration_line, read_metadata
-    from src.tasks import get_task
+    from src.model_folder import calibration_line, read_metadata, task_of_folder
 
-    return " ".join(
-        f"{get_task(task).title} scores: {calibration_line(read_metadata(resolve_model_dir(path)))}."
-        for task, path in args.models.items()
-    )
+    folders = [resolve_model_dir(path) for path in args.models.values()]
+    return " ".join(f"{task_of_folder(f).title} scores: {calibration_line(read_metadata(f))}." for f in folders)
 
 
 def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -362,8 +359,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     stream = journal.open("a", encoding="utf-8", newline="") if journal else sys.stdout
     note = scores_note(args) if args.format == "html" else ""
-    scheme = predictor.scheme
-    writer = PredictionWriter("jsonl" if journal else args.format, stream, note, scheme)
+    writer = PredictionWriter("jsonl" if journal else args.format, stream, note, predictor.scheme)
     commits = Commits(args.output if journal else None, run)
     failed = sum("error" in line for line in done)
     progress = tqdm(desc="documents", unit="doc", initial=len(done), file=sys.stderr, disable=None)
@@ -392,7 +388,7 @@ def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if journal is not None:
         try:
             commits.commit()
-            finalize(journal, args.output, args.format, note, scheme)
+            finalize(journal, args.output, args.format, note, predictor.scheme)
         except OSError as err:
             print(
                 f"error: {args.output}: {err}; the predictions are in {journal}: rerun with --resume", file=sys.stderr
