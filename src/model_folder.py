@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.files import PROJECT_ROOT, make_readable, shown_path, write_atomic, write_json
 from src.labels import LabelScheme, none_label_of
 from src.model import looks_local, packaged_model_path, resolve_model_dir
-from src.tasks import TASKS, Task, get_task, task_of_config
+from src.tasks import TASKS, Task, get_task, load_plugins, task_of_config
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ def check_metadata(meta: object, path: Path) -> dict:
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
     task, labels = meta.get("task"), meta.get("labels")
+    if isinstance(task, str) and task not in TASKS:
+        load_plugins()  # a plug-in's task
     if not isinstance(task, str) or task not in TASKS:
         raise bad("task", " or ".join(repr(name) for name in TASKS), task)
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):

@@ -111,7 +111,7 @@ def finish_run(
     summary |= {"task": task.name, "train_windows": n_windows, "wall_minutes": round(minutes, 2)}
     write_json(out / "train_summary.json", {**summary, "device": str(trainer.args.device)})
     print(
-        f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python -m src.predict --{task.name} {out} "
+        f"\nModel ready: {model_dir} ({minutes:.1f} min). Next: python -m src.predict --model {out} "
         "-o predictions.jsonl YOUR_ARTICLES/"
     )
     return out

@@ -133,7 +133,7 @@ def test_cli_writes_hydra_run_folder(tiny_model_dir: Path, tmp_path: Path) -> No
     # A short screen: the per-label table, the report's path, one closing line; no load-report tables.
     console = proc.stdout + proc.stderr
     assert "| leverage |" in console and f"{out / 'report.md'}" in console
-    assert f"Model ready: {out / 'model'}" in console and "python -m src.predict --stance" in console
+    assert f"Model ready: {out / 'model'}" in console and f"python -m src.predict --model {out}" in console
     assert "LOAD REPORT" not in console and "## Errors" not in console
     assert not (out / "checkpoints").exists()
 

@@ -44,7 +44,7 @@ from src.files import write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.engine import Predictor
-from src.tasks import TASKS, get_task
+from src.tasks import TASKS, get_task, load_plugins
 from src.tasks.calibrate import CalibrationError, suite_check
 from src.tasks.scoring import BaselineUnavailable
 
@@ -80,6 +80,8 @@ def run_config(run: Path) -> DictConfig:
 
 def run_task(cfg: DictConfig, run: Path) -> str:
     task = OmegaConf.select(cfg, "task.name") if isinstance(cfg.get("task"), DictConfig) else cfg.get("task")
+    if task not in TASKS:
+        load_plugins()  # a plug-in's task
     if task not in TASKS:
         raise CVError(f"{run}/.hydra/config.yaml: task is {task!r}, expected one of {', '.join(TASKS)}")
     return str(task)
