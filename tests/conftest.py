@@ -129,6 +129,7 @@ LONGEST_FIRST = [
     "test_nested_cv.py",
     "test_renamed_labels.py",
     "test_benchmarks.py",
+    "test_third_task.py",
     "test_train.py",
     "test_serve.py",
     "test_labelstudio.py",
