@@ -23,6 +23,7 @@ from src.predict.io import (
     TEXT_FORMATS,
     OutputBusy,
     PredictionWriter,
+    add_model_arguments,
     describe_input,
     describe_model,
     finalize,
@@ -127,15 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the same (OUT.partial.run.json records them). OUT.lock keeps a second run off the same output.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, .jsonl, or - (stdin)")
-    parser.add_argument("--ner", help="NER run folder or model folder")
-    parser.add_argument("--stance", help="stance run folder or model folder")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="RUN",
-        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--output", "-o", type=Path, help="output file (default: standard output)")
     parser.add_argument(
         "--format",

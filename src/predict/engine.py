@@ -429,6 +429,12 @@ class Predictor:
         """IOB2 tag and probability of every word of each sentence (``src.tasks.ner.tag_words``)."""
         return tag_words(self._model("ner", "tagging words"), sentences)
 
+    def uncertainty(self, sentences: Sequence[tuple[str, dict]]) -> list[tuple[tuple[float, str], ...]]:
+        """Each loaded task's ``(u, why)`` for each predicted sentence (``(document text, sentence of a prediction
+        record)``; ``Task.uncertainty``), in the order of ``models``."""
+        per_task = [get_task(name).uncertainty(model, sentences) for name, model in self.models.items()]
+        return list(zip(*per_task, strict=True))
+
     # -- internals ----------------------------------------------------------------------------------------------
 
     @staticmethod

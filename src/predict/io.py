@@ -10,6 +10,7 @@ committed, so ``--resume`` continues only the same run; ``OUT.lock`` keeps two r
 
 from __future__ import annotations
 
+import argparse
 import csv
 import errno
 import hashlib
@@ -34,6 +35,20 @@ FORMATS = ("jsonl", "csv", "labelstudio", "html", "entity-framing")
 TEXT_FORMATS = ("labelstudio", "html")  # need each document's text beside its prediction
 CSV_COLUMNS = ("id", "kind", "start", "end", "text", "label", "score")
 STDIN = "-"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model flags of every command that predicts: ``--ner``, ``--stance`` and ``--model`` (any task; the
+    folders are read by ``src.model_folder.folders_by_task``)."""
+    parser.add_argument("--ner", help="NER run folder or model folder")
+    parser.add_argument("--stance", help="stance run folder or model folder")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
+    )
 
 
 def error_record(doc_id: str | None, file: str, line: int | None, reason: str) -> dict:

@@ -16,9 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from src.files import write_json
-from src.predict.io import iter_inputs, labelstudio_task
+from src.predict.io import add_model_arguments, iter_inputs, labelstudio_task
 from src.select.rank import DIVERSITY, mmr, sentence_uncertainty
-from src.tasks import get_task
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,15 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         "articles holding the top k as Label Studio tasks, best first.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help=".txt file, folder of .txt, or .jsonl of {id, text}")
-    parser.add_argument("--ner", help="NER run folder or model folder")
-    parser.add_argument("--stance", help="stance run folder or model folder")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="RUN",
-        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
-    )
+    add_model_arguments(parser)
     parser.add_argument("-k", type=int, default=20, help="number of sentences to choose (default 20)")
     penalty = f"weight of the similarity penalty, 0-1 (default {DIVERSITY})"
     parser.add_argument("--diversity", type=float, default=DIVERSITY, help=penalty)
@@ -56,9 +47,8 @@ def score_sentences(predictor, predictions: Sequence[dict], texts: dict[str, str
         for sentence in prediction["sentences"]
         if sentence["text"].strip()
     ]
-    per_task = [get_task(name).uncertainty(model, sentences) for name, model in predictor.models.items()]
     candidates = []
-    for (_, sentence), parts in zip(sentences, zip(*per_task, strict=True), strict=True):
+    for (_, sentence), parts in zip(sentences, predictor.uncertainty(sentences), strict=True):
         uncertainty, why = sentence_uncertainty(parts)
         candidates.append(
             {k: sentence[k] for k in ("start", "end", "text", "doc")} | {"uncertainty": uncertainty, "why": why}

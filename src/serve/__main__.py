@@ -18,6 +18,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
+from src.predict.io import add_model_arguments
+
 try:
     import uvicorn
 
@@ -62,15 +64,7 @@ def build_parser() -> Parser:
         epilog="Scale out with stateless replicas behind any load balancer (one process per replica; each loads "
         "the models once). Health checks: GET /healthz (alive), GET /readyz (ready to serve).",
     )
-    parser.add_argument("--ner", help="NER run folder or model folder")
-    parser.add_argument("--stance", help="stance run folder or model folder")
-    parser.add_argument(
-        "--model",
-        action="append",
-        default=[],
-        metavar="RUN",
-        help="run folder or model folder of any task, which its newsframe.json names (repeatable)",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
     parser.add_argument("--port", type=number(int, 0, 65535), default=8000)
     parser.add_argument(
