@@ -22,6 +22,6 @@ if [[ -x $PY ]] && installed && [[ -x $VENV/bin/label-studio ]]; then
 fi
 [[ -x $PY ]] || "$PYTHON" -m venv "$VENV"
 "$PY" -m pip install -q --upgrade pip
-"$PY" -m pip install -q "label-studio==$LABEL_STUDIO_VERSION"
+"$PY" -m pip install -q -c scripts/labelstudio-constraints.txt "label-studio==$LABEL_STUDIO_VERSION"
 installed || { echo "error: label-studio $LABEL_STUDIO_VERSION did not install into $VENV" >&2; exit 1; }
 echo "label-studio $LABEL_STUDIO_VERSION installed in $VENV (start it with: $VENV/bin/label-studio start)"
