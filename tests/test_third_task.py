@@ -79,3 +79,35 @@ def test_an_unknown_task_names_the_known_ones_plugins_included() -> None:
     with pytest.raises(ConfigError, match="expected one of ner, stance"):
         get_task("sentiment")
     assert "quote" not in TASKS  # no plug-in is installed in this process
+
+
+def plugin_points(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str, name: str = "quote") -> None:
+    """One installed plug-in, ``name = broken_plugin:TASK``, whose module is ``source``."""
+    from importlib.metadata import EntryPoint
+
+    import src.tasks
+
+    (tmp_path / "broken_plugin.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "broken_plugin", raising=False)
+    point = EntryPoint(name, "broken_plugin:TASK", src.tasks.PLUGINS)
+    monkeypatch.setattr(src.tasks, "entry_points", lambda group: [point] if group == src.tasks.PLUGINS else [])
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "error"),
+    [
+        ("quote", "import no_such_module_here\n", r"quote \(broken_plugin:TASK\): ModuleNotFoundError"),
+        ("quote", "TASK = 'not a task'\n", "not a Task named 'quote'"),
+        ("quote", "from src.tasks import STANCE as TASK\n", "not a Task named 'quote'"),  # its name is stance
+        ("stance", "from src.tasks import STANCE as TASK\n", "the name of a task already registered"),
+    ],
+    ids=["failing-import", "not-a-task", "misnamed", "built-in-name"],
+)
+def test_a_broken_plugin_is_one_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, source: str, error: str
+) -> None:
+    plugin_points(monkeypatch, tmp_path, source, name)
+    with pytest.raises(ConfigError, match=error):
+        get_task("quote")
+    assert "quote" not in TASKS and TASKS["stance"].name == "stance"  # nothing half-registered
