@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.evaluate.nested_cv import scored
 from src.evaluate.report import read_jsonl
 from src.markdown import markdown_table
-from src.model_folder import read_metadata
+from src.model_folder import ModelFolder
 from src.tasks.calibrate import fit_temperature
 from src.tasks.stance import stance_arrays
 
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for run in args.runs:
-        labels = read_metadata(run / "model")["labels"]
+        labels = ModelFolder.from_dir(run / "model").labels
         gold, preds = read_jsonl(run / "supplement.jsonl"), read_jsonl(run / "eval" / "predictions.jsonl")
         log_probs, y, _ = stance_arrays({0: gold}, {0: preds}, labels)
         accuracy = float((log_probs.argmax(1) == y).mean())

@@ -28,7 +28,7 @@ from src.evaluate.checkpoint import evaluate_records
 from src.evaluate.report import console_summary
 from src.files import PROJECT_ROOT, write_json
 from src.model import ModelNotFound, load_for_training, load_tokenizer, resolve_model_dir
-from src.model_folder import record_held_out, record_metadata, write_model_folder
+from src.model_folder import ModelFolder, held_out_entry
 from src.predict.engine import Predictor
 from src.predict.io import iter_inputs
 from src.run_folder import check_experiment, check_folder_overrides, check_run_folder, is_main_process, save_run_config
@@ -83,12 +83,13 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
 
     # The model folder is written beside its final place and renamed into it once complete.
     tmp_dir, model_dir = out / "model.tmp", out / "model"
-    finished_folder(tmp_dir, cfg, task, trainer, tokenizer, base, provenance, train_records)
+    record, _ = finished_folder(tmp_dir, cfg, task, trainer, tokenizer, base, provenance, train_records)
     metrics = None
     if test_records:
         metrics, paths = evaluate_records(tmp_dir, test_records, out, device=run_device(cfg))
-        record_held_out(tmp_dir, cfg, metrics)
+        record.provenance.held_out = held_out_entry(metrics)
         print(console_summary(metrics, paths["report"]))
+    record.save(tmp_dir)  # the record and its card, complete
     os.replace(tmp_dir, model_dir)
     if not cfg.trainer.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # resume state is not needed once the model is saved
@@ -198,7 +199,7 @@ def pseudo_label(
     """The trained model, written and finished as a model folder, labels the pool; its most confident sentences
     come back as training records (``Task.pseudo_labelled``, ``task.self_training``)."""
     folder = out / "self-training.tmp"
-    load = finished_folder(folder, cfg, task, trainer, tokenizer, base, provenance, train_records)
+    _, load = finished_folder(folder, cfg, task, trainer, tokenizer, base, provenance, train_records)
     predictions = load().predict_records(pool)  # with what finish added (the prototype head)
     shutil.rmtree(folder, ignore_errors=True)
     return task.pseudo_labelled(pool, predictions, OmegaConf.to_container(cfg.task.self_training, resolve=True))
@@ -218,17 +219,24 @@ def finished_folder(
     base: str,
     provenance: dict,
     train_records: list[dict],
-) -> Callable[[], Predictor]:
-    """Write the trained model as a model folder at ``folder`` and let the task finish it (``Task.finish``: the
-    prototype head); returns how to load it as prediction runs it."""
+) -> tuple[ModelFolder, Callable[[], Predictor]]:
+    """Write the trained model as a model folder at ``folder`` (weights, tokenizer, its record without a card) and
+    let the task finish it (``Task.finish``: the prototype head); returns the record, which the caller completes and
+    saves with its card, and how to load the folder as prediction runs it."""
     shutil.rmtree(folder, ignore_errors=True)
-    write_model_folder(folder, task, trainer.model, tokenizer, cfg, base, provenance)
+    trainer.model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    record = ModelFolder.for_training(task, trainer.model, cfg, base, provenance)
+    record.save(folder, card=False)  # what loading it needs
 
     def load() -> Predictor:
         return Predictor.from_pretrained(**{task.name: str(folder)}, device=run_device(cfg), backend="torch")
 
-    record_metadata(folder, cfg, task.finish(load, train_records, OmegaConf.to_container(cfg.task, resolve=True)))
-    return load
+    fitted = task.finish(load, train_records, OmegaConf.to_container(cfg.task, resolve=True))
+    if fitted:
+        record = record.with_fitted(fitted)
+        record.save(folder, card=False)
+    return record, load
 
 
 def describe_pseudo(records: list[dict]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.model_folder import read_metadata, record_calibration
+from src.model_folder import ModelFolder, record_calibration
 from src.tasks.calibrate import cross_fit, expected_calibration_error, fit_decision_bias, fit_temperature
 from src.tasks.stance import calibrate_stance, with_decision_bias
 from tests.conftest import TINY_TRAIN, compose_train_config
@@ -82,7 +82,7 @@ def test_predictor_applies_the_stored_temperature_and_bias(stance_run: Path) -> 
     raw = Predictor.from_pretrained(stance=str(stance_run), device="cpu", backend="torch").classify_sentences(sentences)
     fit = {"fitted_on": "test", "ece_before": 0.2, "ece_after_cross_fitted": 0.1}
     record_calibration(stance_run / "model", {"temperature": 4.0, **fit})
-    assert read_metadata(stance_run / "model")["calibration"]["temperature"] == 4.0
+    assert ModelFolder.from_dir(stance_run / "model").calibration["temperature"] == 4.0
     warm = Predictor.from_pretrained(stance=str(stance_run), device="cpu", backend="torch").classify_sentences(
         sentences
     )
@@ -131,7 +131,7 @@ def test_storing_refuses_a_model_of_another_setting(stance_run: Path, tmp_path: 
         store(cv, "cv", [str(stance_run)], decision_bias=False)
     (fold_run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     assert "temperature 2.000" in store(cv, "cv", [str(stance_run)], decision_bias=False)[0]
-    assert read_metadata(stance_run / "model")["calibration"]["temperature"] == 2.0
+    assert ModelFolder.from_dir(stance_run / "model").calibration["temperature"] == 2.0
 
 
 def suite_result(cases: list[tuple[str, dict]]) -> dict:
@@ -182,7 +182,7 @@ def test_a_temperature_is_stored_only_when_the_shift_check_agrees(stance_run: Pa
     assert (stance_run / "model" / "newsframe.json").read_bytes() == before
     (line,) = store(cv(0.55, better), "cv", [str(stance_run)], decision_bias=False, size_check=size)
     assert line.startswith("calibrated") and "temperature 0.784" in line  # 0.55 ** 2 / 0.386, towards 1
-    stored = read_metadata(stance_run / "model")["calibration"]
+    stored = ModelFolder.from_dir(stance_run / "model").calibration
     assert stored["temperature"] == pytest.approx(0.783679, abs=1e-6) and stored["checked_on"]["ece_after"] == 0.07
     assert stored["extrapolated_from"] == {"temperature_folds": 0.55, "temperature_smaller_models": 0.386}
     card = (stance_run / "model" / "README.md").read_text(encoding="utf-8")

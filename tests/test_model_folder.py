@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import yaml
 
 from src.evaluate.__main__ import main as evaluate_main
 from src.evaluate.metrics import evaluate_predictions
-from src.model_folder import METADATA, read_metadata
+from src.model_folder import METADATA, SCHEMA_VERSION, ModelFolder
 from tests.conftest import ROOT, SEEDS, TINY_TRAIN, compose_train_config
 
 
@@ -35,15 +37,15 @@ def held_out_records(out: Path) -> list[dict]:
 
 def test_folder_says_how_it_must_be_run(trained: Path) -> None:
     meta = json.loads((trained / "model" / METADATA).read_text(encoding="utf-8"))
-    assert meta["schema_version"] == 1 and meta["task"] == "ner"
-    assert (meta["max_length"], meta["stride"]) == (48, 8)
+    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["task"] == "ner" and meta["none_label"] is None
+    assert meta["windows"] == {"max_length": 48, "stride": 8, "context": "none"}
     assert meta["labels"][0] == "O" and "B-PERSON" in meta["labels"]
-    assert (
-        meta["training_data"]["path"] == "data/annotations/seeds.jsonl" and len(meta["training_data"]["sha256"]) == 64
-    )
-    assert meta["training_data"]["fold"] == 0 and meta["config"]["task"]["name"] == "ner"
-    assert meta["held_out"]["metric"] == "micro_f1"
-    assert meta["held_out"]["value"] == json.loads((trained / "metrics.json").read_text())["headline"]["value"]
+    origin = meta["provenance"]
+    assert origin["training_data"]["path"] == "data/annotations/seeds.jsonl"
+    assert len(origin["training_data"]["sha256"]) == 64 and origin["training_data"]["fold"] == 0
+    assert origin["config"]["task"]["name"] == "ner" and origin["held_out"]["metric"] == "micro_f1"
+    assert origin["held_out"]["value"] == json.loads((trained / "metrics.json").read_text())["headline"]["value"]
+    assert ModelFolder.from_dict(meta).to_dict() == meta  # the record reads back what it wrote
 
 
 def test_three_entry_points_give_the_same_predictions_and_metrics(trained: Path, tmp_path: Path) -> None:
@@ -102,11 +104,42 @@ def test_base_model_is_the_hub_id_of_the_packaged_model(default_model_dir: Path)
     assert base_model_of("bert-base-cased") == {"base_model": "bert-base-cased", "warm_start": None, "base_path": None}
 
 
+def v1_file(folder: Path, fields: dict) -> dict:
+    """A schema version 1 ``newsframe.json`` (flat; no ``none_label``) for the stance ``folder``, with ``fields``."""
+    labels = json.loads((folder / "config.json").read_text())["id2label"]
+    meta = {"schema_version": 1, "task": "stance", "labels": [labels[str(i)] for i in range(len(labels))]} | fields
+    (folder / METADATA).write_text(json.dumps(meta))
+    return meta
+
+
+def test_a_version_1_folder_loads_and_saves_as_version_2(runs: dict[str, Path], tmp_path: Path) -> None:
+    """Version 1 (flat, ``none_label`` derived) reads as the same record; saving writes version 2, which reads back
+    the same; a bad version 1 field is named as version 1 names it."""
+    folder = shutil.copytree(runs["stance"] / "model", tmp_path / "model")
+    config = {"paths": {"output_dir": str(tmp_path)}, "data": {"stance_labels": ["leverage", "neutral"]}}
+    v1 = v1_file(folder, {"max_length": 64, "stride": 16, "context": "neighbours", "config": config})
+    calibration = {"temperature": 1.5, "fitted_on": "cv (model)", "ece_before": 0.1, "ece_after_cross_fitted": 0.05}
+    v1 |= {"calibration": calibration, "training_data": {"name": "seeds"}, "held_out": None}
+    (folder / METADATA).write_text(json.dumps(v1))
+    record = ModelFolder.from_dir(folder)
+    assert (record.schema_version, record.max_length, record.stride, record.context) == (1, 64, 16, "neighbours")
+    assert record.none_label == "neutral" and record.calibration == calibration
+    assert record.provenance.training_data == {"name": "seeds"} and record.provenance.config == config
+    record.save(folder)
+    again = ModelFolder.from_dir(folder)
+    assert again.schema_version == 2 and replace(again, schema_version=1) == record
+    assert json.loads((folder / METADATA).read_text())["windows"]["stride"] == 16 and (folder / "README.md").is_file()
+    with pytest.raises(ValueError, match="field 'stride' must be"):
+        ModelFolder.from_dict(v1 | {"stride": -1})
+    with pytest.raises(ValueError, match="schema_version 3, expected 2"):
+        ModelFolder.from_dict(v1 | {"schema_version": 3})
+
+
 def test_a_folder_written_before_newsframe_json_still_loads(runs: dict[str, Path], caplog) -> None:
     """Older folders get the windows they were trained with (capped at the model's positions), with a warning."""
     with caplog.at_level("WARNING"):
-        meta = read_metadata(runs["ner"] / "model")
-    assert meta["task"] == "ner" and (meta["max_length"], meta["stride"]) == (128, 32)
+        record = ModelFolder.from_dir(runs["ner"] / "model")
+    assert record.task == "ner" and (record.max_length, record.stride) == (128, 32) and record.schema_version == 0
     assert "no newsframe.json" in caplog.text
 
 
@@ -118,7 +151,7 @@ def test_stance_context_is_saved_and_read_back(tiny_model_dir: Path, tmp_path: P
     out = tmp_path / "run"
     overrides = ["task=stance", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN, "task.context=neighbours"]
     train(compose_train_config(overrides, out))
-    assert read_metadata(out / "model")["context"] == "neighbours"
+    assert ModelFolder.from_dir(out / "model").context == "neighbours"
     predictor = Predictor.from_pretrained(stance=str(out), device="cpu", backend="torch")
     assert predictor.stance.context == "neighbours"
     gold = held_out_records(out)
@@ -130,16 +163,10 @@ def test_stance_context_is_saved_and_read_back(tiny_model_dir: Path, tmp_path: P
 def test_quantize_auto_follows_the_folders_cpu_choice(runs: dict[str, Path], tmp_path: Path) -> None:
     """``--quantize auto`` (the default) runs int8 where the folder records ``cpu_quantize: int8`` and ONNX Runtime
     runs on CPU; ``none`` always gives fp32, and the torch backend never quantises by itself."""
-    import shutil
-
-    from src.model_folder import SCHEMA_VERSION, check_metadata
     from src.predict import Predictor
 
     folder = shutil.copytree(runs["stance"] / "model", tmp_path / "stance" / "model")
-    labels = json.loads((folder / "config.json").read_text())["id2label"]
-    meta = {"schema_version": SCHEMA_VERSION, "task": "stance", "labels": [labels[str(i)] for i in range(len(labels))]}
-    meta |= {"max_length": 64, "stride": 16, "cpu_quantize": "int8"}
-    (folder / "newsframe.json").write_text(json.dumps(meta))
+    meta = v1_file(folder, {"max_length": 64, "stride": 16, "cpu_quantize": "int8"})
     got = {
         q: Predictor.from_pretrained(stance=str(folder), device="cpu", backend=b, quantize=q).stance.quantize
         for q, b in (("auto", "onnx"), ("none", "onnx"))
@@ -147,7 +174,7 @@ def test_quantize_auto_follows_the_folders_cpu_choice(runs: dict[str, Path], tmp
     assert got == {"auto": "int8", "none": "none"}
     assert Predictor.from_pretrained(stance=str(folder), device="cpu", backend="torch").stance.quantize == "none"
     with pytest.raises(ValueError, match="cpu_quantize"):
-        check_metadata({**meta, "cpu_quantize": "int4"}, folder / "newsframe.json")
+        ModelFolder.from_dict({**meta, "cpu_quantize": "int4"}, folder / "newsframe.json")
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -157,19 +184,13 @@ def test_precision_auto_follows_the_folders_cpu_choice_where_the_cpu_has_bf16(
     """``--precision auto`` runs bf16 (torch) where the folder records ``cpu_precision: bf16`` and the CPU has native
     bf16, fp32 through the default ONNX path elsewhere; an explicit precision, backend or int8 keeps its own path
     (training, CV and the behavioural suite ask for the torch backend: fp32 on every machine)."""
-    import shutil
-
     import torch
 
-    from src.model_folder import SCHEMA_VERSION, check_metadata
     from src.predict import Predictor
 
     monkeypatch.setattr("src.predict.engine.native_bf16", lambda: native)
     folder = shutil.copytree(runs["stance"] / "model", tmp_path / "stance" / "model")
-    labels = json.loads((folder / "config.json").read_text())["id2label"]
-    meta = {"schema_version": SCHEMA_VERSION, "task": "stance", "labels": [labels[str(i)] for i in range(len(labels))]}
-    meta |= {"max_length": 64, "stride": 16, "cpu_precision": "bf16"}
-    (folder / "newsframe.json").write_text(json.dumps(meta))
+    meta = v1_file(folder, {"max_length": 64, "stride": 16, "cpu_precision": "bf16"})
 
     def path(**options: str) -> tuple[torch.dtype, str, str]:
         model = Predictor.from_pretrained(stance=str(folder), device="cpu", **options).stance
@@ -182,4 +203,4 @@ def test_precision_auto_follows_the_folders_cpu_choice_where_the_cpu_has_bf16(
     if onnx == "onnx":
         assert path(quantize="int8") == (torch.float32, "onnx", "int8")
     with pytest.raises(ValueError, match="cpu_precision"):
-        check_metadata({**meta, "cpu_precision": "fp8"}, folder / "newsframe.json")
+        ModelFolder.from_dict({**meta, "cpu_precision": "fp8"}, folder / "newsframe.json")

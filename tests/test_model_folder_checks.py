@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from src.model_folder import METADATA, SCHEMA_VERSION, read_metadata
+from src.model_folder import METADATA, ModelFolder
 from tests.conftest import ROOT
 
 
@@ -21,7 +21,7 @@ def edited(runs: dict[str, Path], tmp_path: Path, change) -> Path:
     """A copy of the tiny stance model with its newsframe.json changed by ``change(meta) -> meta``."""
     folder = tmp_path / "model"
     shutil.copytree(runs["stance"] / "model", folder)
-    meta = read_metadata(folder) | {"schema_version": SCHEMA_VERSION}  # the fixture's folder has none: a valid one
+    meta = ModelFolder.from_dir(folder).to_dict()  # the fixture's folder has none: a valid one (version 2)
     (folder / METADATA).write_text(json.dumps(change(meta)))
     return folder
 
@@ -39,7 +39,15 @@ def with_(key: str, value):
 
 
 def without(key: str):
-    return lambda meta: {k: v for k, v in meta.items() if k != key}
+    def change(meta: dict) -> dict:
+        *parents, last = key.split(".")
+        node = meta
+        for part in parents:
+            node = node[part]
+        del node[last]
+        return meta
+
+    return change
 
 
 @pytest.mark.parametrize(
@@ -51,15 +59,18 @@ def without(key: str):
         (with_("calibration", {"temperature": None}), "calibration.temperature"),
         (with_("calibration", {"temperature": 1.2, "decision_bias": {"leverage": "x"}}), "calibration.decision_bias"),
         (with_("calibration", [1, 2]), "calibration"),
-        (with_("max_length", "abc"), "max_length"),
-        (with_("max_length", 0), "max_length"),
-        (with_("stride", 500), "stride"),
+        (with_("windows.max_length", "abc"), "windows.max_length"),
+        (with_("windows.max_length", 0), "windows.max_length"),
+        (with_("windows.stride", 500), "windows.stride"),
         (with_("labels", "leverage"), "labels"),
         (with_("task", "topic"), "task"),
-        (with_("context", "everything"), "context"),
+        (with_("windows.context", "everything"), "windows.context"),
         (without("task"), "task"),
-        (without("max_length"), "max_length"),
-        (without("stride"), "stride"),
+        (without("windows.max_length"), "windows.max_length"),
+        (without("windows.stride"), "windows.stride"),
+        (with_("engine.cpu_quantize", "int4"), "engine.cpu_quantize"),
+        (with_("none_label", "economic_cooperation!"), "none_label"),
+        (with_("provenance", []), "provenance"),
         (lambda meta: None, "(top level)"),
         (lambda meta: [meta], "(top level)"),
     ],
@@ -67,12 +78,12 @@ def without(key: str):
 def test_a_bad_field_is_named(runs, tmp_path: Path, change, field: str) -> None:
     folder = edited(runs, tmp_path, change)
     with pytest.raises(ValueError, match=re.escape(f"{METADATA}: field '{field}' must be")):
-        read_metadata(folder)
+        ModelFolder.from_dir(folder)
 
 
 def test_the_untouched_folder_loads(runs, tmp_path: Path) -> None:
     folder = edited(runs, tmp_path, with_("calibration", {"temperature": 1.5, "decision_bias": {"leverage": 0.1}}))
-    assert read_metadata(folder)["calibration"]["temperature"] == 1.5
+    assert ModelFolder.from_dir(folder).calibration["temperature"] == 1.5
 
 
 @pytest.mark.parametrize(
@@ -80,7 +91,7 @@ def test_the_untouched_folder_loads(runs, tmp_path: Path) -> None:
     [
         (with_("calibration", {"temperature": -1.0}), "field 'calibration.temperature' must be a finite number > 0"),
         (lambda meta: meta | {"labels": list(reversed(meta["labels"]))}, "disagree with config.json's id2label"),
-        (with_("max_length", 4096), "field 'max_length' is 4096, longer than the model's"),
+        (with_("windows.max_length", 4096), "field 'windows.max_length' is 4096, longer than the model's"),
     ],
 )
 def test_predict_and_evaluate_refuse_in_one_line(runs, tmp_path: Path, change, message: str) -> None:

@@ -46,8 +46,8 @@ def test_a_run_labels_the_held_out_text_and_trains_again(tiny_model_dir: Path, t
     assert metrics["task"] == "stance"
     assert "self-training round 1:" in caplog.text and "pseudo-labelled from 1 documents" in caplog.text
     meta = json.loads((out / "model" / "newsframe.json").read_text())
-    assert meta["training_data"]["unlabelled"] == {"source": "heldout", "documents": 1}
-    assert meta["training_data"]["self_training_rounds"] == 1
+    assert meta["provenance"]["training_data"]["unlabelled"] == {"source": "heldout", "documents": 1}
+    assert meta["provenance"]["training_data"]["self_training_rounds"] == 1
     card = (out / "model" / "README.md").read_text()
     assert "Self-trained: 1 round(s) on 1 unlabelled document(s), the held-out articles' text" in card
     assert not (out / "self-training.tmp").exists()

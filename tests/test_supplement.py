@@ -275,8 +275,8 @@ def test_leave_one_outlet_out_trains_pools_and_records_the_files(tiny_model_dir:
     assert metrics["calibration"]["model"]["suite"]["n_cases"] == 2 * n_cases  # the check under shift, both folds
     run = next(p for p in sweep.iterdir() if p.name.startswith("0_"))
     meta = json.loads((run / "model" / "newsframe.json").read_text())
-    assert meta["training_data"]["extra"][0]["sha256"] == sha256_of([extra])
-    assert meta["training_data"]["held_out"] == ["x1", "x3"]
+    assert meta["provenance"]["training_data"]["extra"][0]["sha256"] == sha256_of([extra])
+    assert meta["provenance"]["training_data"]["held_out"] == ["x1", "x3"]
     card = (run / "model" / "README.md").read_text()
     assert f"Also trained on: `{extra}` (3 records" in card and "outlet `A`" in card
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from src.data.jsonl import objects_only, read_json_file
 from src.markdown import markdown_table
 from src.model import resolve_model_dir
-from src.model_folder import read_metadata
+from src.model_folder import ModelFolder
 from src.predict import Predictor
 
 TYPES = ("mft", "topic_pair", "invariance", "negation")
@@ -114,10 +114,10 @@ def score_suite(cases: Sequence[dict], predicted: Sequence[str | None]) -> dict:
 def run_suite(model: str | Path, suite: str | Path, *, device: str = "auto", batch_size: int = 32) -> dict:
     """Score a stance model folder on a suite file."""
     folder = resolve_model_dir(model)
-    meta = read_metadata(folder)
-    if meta["task"] != "stance":
-        raise ValueError(f"{model}: a {meta['task']} model; the behavioural suite is for stance models")
-    cases = load_suite(suite, meta["labels"])
+    record = ModelFolder.from_dir(folder)
+    if record.task != "stance":
+        raise ValueError(f"{model}: a {record.task} model; the behavioural suite is for stance models")
+    cases = load_suite(suite, record.labels)
     predictor = Predictor.from_pretrained(stance=folder, device=device, batch_size=batch_size, backend="torch")
     got = predict_cases(predictor, cases)
     # the scores too: the calibration check under shift (src.tasks.calibrate.suite_check) reads them

@@ -18,8 +18,7 @@ from omegaconf import OmegaConf
 from src.config import setting_of
 from src.files import write_figure
 from src.model import resolve_model_dir
-from src.model_folder import read_metadata, record_calibration
-from src.tasks import get_task
+from src.model_folder import ModelFolder, record_calibration
 from src.tasks.calibrate import N_BINS, Calibrated, expected_calibration_error
 
 
@@ -54,20 +53,20 @@ def reliability_png(result: Calibrated, path: str | Path, title: str, n_bins: in
 # ------------------------------------------------------------------ storing a CV's fit in model folders
 
 
-def matching_system(folder: Path, meta: dict, settings: dict) -> str | None:
+def matching_system(folder: Path, record: ModelFolder, settings: dict) -> str | None:
     """The CV system whose training setting is the model folder's (fold and data path aside), or None.
 
     Settings compare as written (interpolations unresolved: the packaged model's path differs between checkouts)
     when the target is a run folder; a bare model folder has only its resolved config."""
     free = frozenset({"data.fold", "data.path"})
     written = folder.parent / ".hydra" / "config.yaml"
-    mine = setting_of(OmegaConf.load(written) if written.is_file() else meta.get("config") or {}, free)
+    mine = setting_of(OmegaConf.load(written) if written.is_file() else record.provenance.config, free)
     for system, setting in settings.items():
         run = Path(next(iter(setting["runs"].values())))
         fold_config = (
             OmegaConf.load(run / ".hydra" / "config.yaml")
             if written.is_file()
-            else read_metadata(run / "model").get("config") or {}
+            else ModelFolder.from_dir(run / "model").provenance.config
         )
         if setting_of(fold_config, free) == mine:
             return system
@@ -84,11 +83,11 @@ def store(
     done = []
     for target in targets:
         folder = Path(resolve_model_dir(str(target)))
-        meta = read_metadata(folder)
-        task = cv_metrics["tasks"].get(meta["task"])
+        record = ModelFolder.from_dir(folder)
+        task = cv_metrics["tasks"].get(record.task)
         if task is None or not task.get("calibration"):
-            raise ValueError(f"{target}: a {meta['task']} model, but {cv_dir} holds no calibrated {meta['task']} CV")
-        match = matching_system(folder, meta, task["settings"])
+            raise ValueError(f"{target}: a {record.task} model, but {cv_dir} holds no calibrated {record.task} CV")
+        match = matching_system(folder, record, task["settings"])
         if match is None:
             raise ValueError(
                 f"{target}: trained with a setting that no run of {cv_dir} has; its calibration would not fit it "
@@ -96,7 +95,7 @@ def store(
             )
         folds = (task.get("behaviour") or {}).get("systems", {}).get(match, {}).values()
         suite_folds = [r for r in folds if "skipped" not in r]
-        c, refusal = get_task(meta["task"]).stored_calibration(task["calibration"][match], size_check, suite_folds)
+        c, refusal = record.task_object.stored_calibration(task["calibration"][match], size_check, suite_folds)
         if refusal:
             done.append(f"not calibrated {folder}: {refusal}")
             continue

@@ -13,7 +13,7 @@ from src.data.records import load_records
 from src.files import write_jsonl
 from src.labels import LabelScheme
 from src.model import resolve_model_dir
-from src.model_folder import read_metadata, scheme_of_metadata
+from src.model_folder import ModelFolder
 from src.predict import Predictor
 
 from .metrics import evaluate_predictions
@@ -38,7 +38,7 @@ def evaluate_records(
     """Predict ``gold``'s sentences with the model folder; write metrics.json, report.md (+PNG) and
     predictions.jsonl into ``out_dir``; returns the metrics and the written paths."""
     folder = resolve_model_dir(model)
-    task = read_metadata(folder)["task"]
+    task = ModelFolder.from_dir(folder).task
     # torch, as trained: an ONNX export of every freshly trained fold would cost more than its one pass saves.
     predictor = Predictor.from_pretrained(**{task: folder}, device=device, batch_size=batch_size, backend="torch")
     pred = predictor.predict_records(gold)
@@ -61,5 +61,5 @@ def evaluate_checkpoint(
     trained on), by default into ``eval-<data stem>`` beside the model folder."""
     folder = Path(resolve_model_dir(model))
     out = Path(out_dir) if out_dir is not None else folder.parent / f"eval-{Path(data_path).stem}"
-    gold = load_gold_file(data_path, scheme_of_metadata(read_metadata(folder)))
+    gold = load_gold_file(data_path, ModelFolder.from_dir(folder).scheme)
     return evaluate_records(folder, gold, out, device=device, batch_size=batch_size)

@@ -325,10 +325,11 @@ def scores_note(args: argparse.Namespace) -> str:
     """What the page's scores mean, per model: raw or calibrated, and on what the calibration was checked (the
     model card's words)."""
     from src.model import resolve_model_dir
-    from src.model_folder import calibration_line, read_metadata, task_of_folder
+    from src.model_folder import ModelFolder, calibration_line
 
     folders = [resolve_model_dir(path) for path in args.models.values()]
-    return " ".join(f"{task_of_folder(f).title} scores: {calibration_line(read_metadata(f))}." for f in folders)
+    records = [ModelFolder.from_dir(f) for f in folders]
+    return " ".join(f"{r.task_object.title} scores: {calibration_line(r)}." for r in records)
 
 
 def predict(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

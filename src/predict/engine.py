@@ -26,7 +26,7 @@ from transformers import AutoConfig, DataCollatorWithPadding, PreTrainedModel, P
 from src.data.segment import split_sentences
 from src.labels import LabelScheme, none_label_of
 from src.model import load_checkpoint, load_tokenizer, resolve_device, resolve_model_dir
-from src.model_folder import none_label_of_metadata, read_metadata
+from src.model_folder import ModelFolder
 from src.predict.io import error_record, text_problem
 from src.predict.ort import OrtModel
 from src.prototypes import mean_pool
@@ -55,13 +55,13 @@ class OptionError(ValueError):
         self.detail = message
 
 
-def check_labels(folder: str, meta: dict, config) -> None:
+def check_labels(folder: str, record: ModelFolder, config) -> None:
     """The labels of ``newsframe.json`` and of ``config.json`` (what the head outputs) must be the same list."""
     id2label = getattr(config, "id2label", None) or {}
     labels = [id2label.get(i) for i in range(len(id2label))]
-    if labels != list(meta["labels"]):
+    if labels != list(record.labels):
         raise ValueError(
-            f"{folder}: the labels of newsframe.json {meta['labels']} disagree with config.json's id2label {labels}; "
+            f"{folder}: the labels of newsframe.json {record.labels} disagree with config.json's id2label {labels}; "
             "the folder was edited or mixed from two models: train it again"
         )
 
@@ -127,12 +127,12 @@ def resolve_backend(backend: str, device: torch.device, dtype: torch.dtype) -> s
     return "onnx" if has_ort and device.type == "cpu" and dtype == torch.float32 else "torch"
 
 
-def resolve_quantize(quantize: str, meta: dict, onnx_cpu_fp32: bool) -> str:
+def resolve_quantize(quantize: str, cpu_quantize: str, onnx_cpu_fp32: bool) -> str:
     """``auto``: the folder's ``cpu_quantize`` where ONNX Runtime runs it on CPU in fp32 (the path its choice was
     measured on), else ``none``; an explicit choice stays."""
     if quantize != "auto":
         return quantize
-    return meta.get("cpu_quantize", "none") if onnx_cpu_fp32 else "none"
+    return cpu_quantize if onnx_cpu_fp32 else "none"
 
 
 def quantize_int8(model: PreTrainedModel) -> torch.nn.Module:
@@ -172,6 +172,7 @@ class TaskModel:
         calibration: dict | None = None,
         prototypes: dict | None = None,
         none_label: str | None = None,
+        task_state: dict | None = None,
     ) -> None:
         positions = getattr(model.config, "max_position_embeddings", None)
         self.max_length, self.stride = check_windows(max_length, stride, batch_size, positions, tokenizer)
@@ -210,6 +211,7 @@ class TaskModel:
         self.prototypes = prototypes
         self.phrase_embeddings: np.ndarray | None = None  # embedded by this model on first use
         self.none_label = none_label  # a stance model's label that frames nothing (newsframe.json "none_label")
+        self.task_state = task_state or {}  # what a plug-in task's finish fitted (newsframe.json "task_state")
 
     @property
     def labels(self) -> list[str]:
@@ -526,27 +528,27 @@ def _load_task_model(
     # The folder's cpu_precision is a choice of the default path: an explicit backend or int8 keeps fp32.
     folder_precision = backend == "auto" and quantize in ("auto", "none")
     folder = resolve_model_dir(str(path))
-    meta = read_metadata(folder)  # how the folder must be run: its task and windows
-    if meta["task"] != expected:
-        raise ValueError(f"{path}: is a {meta['task']} model, given as the {expected} model")
+    record = ModelFolder.from_dir(folder)  # how the folder must be run: its task and windows
+    if record.task != expected:
+        raise ValueError(f"{path}: is a {record.task} model, given as the {expected} model")
     tokenizer = load_tokenizer(folder)
     config = AutoConfig.from_pretrained(folder)
-    check_labels(folder, meta, config)
+    check_labels(folder, record, config)
     positions = getattr(config, "max_position_embeddings", None)
-    length = meta["max_length"] if max_length is None else max_length
-    step = meta["stride"] if stride is None and max_length is None else stride
+    length = record.max_length if max_length is None else max_length
+    step = record.stride if stride is None and max_length is None else stride
     if max_length is None and positions is not None and length > positions:  # the folder's own value
         raise ValueError(
-            f"{folder}/newsframe.json: field 'max_length' is {length}, longer than the model's {positions} "
+            f"{folder}/newsframe.json: field 'windows.max_length' is {length}, longer than the model's {positions} "
             "positions (config.json max_position_embeddings)"
         )
     check_windows(length, step, batch_size, positions, tokenizer)
     task = get_task(expected)
-    cpu_precision = meta.get("cpu_precision", "fp32") if folder_precision else "fp32"
+    cpu_precision = record.cpu_precision if folder_precision else "fp32"
     dtype = resolve_precision(precision, torch_device, cpu_precision)
     task_backend = resolve_backend(backend, torch_device, dtype)
     cpu_fp32 = torch_device.type == "cpu" and dtype == torch.float32
-    chosen = resolve_quantize(quantize, meta, task_backend == "onnx" and cpu_fp32)
+    chosen = resolve_quantize(quantize, record.cpu_quantize, task_backend == "onnx" and cpu_fp32)
     if task_backend == "onnx" and cpu_fp32 and chosen in QUANTIZATIONS:  # else TaskModel says what is wrong
         model = OrtModel.from_folder(folder, config, chosen, lambda f=folder, t=task: load_checkpoint(f, t))
     else:
@@ -561,8 +563,9 @@ def _load_task_model(
         step,
         chosen,
         task_backend,
-        meta.get("context", "none"),
-        meta.get("calibration"),
-        meta.get("prototypes"),
-        none_label_of_metadata(meta),
+        record.context,
+        record.calibration,
+        record.prototypes,
+        record.none_label,
+        record.task_state,
     )

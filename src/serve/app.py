@@ -327,7 +327,7 @@ def describe_models(predictor: Predictor, paths: dict[str, str | None]) -> dict[
     """What ``/v1/models`` says of each loaded model: task, labels, windows, calibration, backend and the sha256 of
     its folder's files (``describe_model``, the fingerprint a ``predict.py`` run records)."""
     from src.model import resolve_model_dir  # transformers takes seconds: the CLI's usage errors come first
-    from src.model_folder import METADATA, read_metadata
+    from src.model_folder import METADATA, ModelFolder
 
     described = {}
     for task, path in paths.items():
@@ -335,7 +335,8 @@ def describe_models(predictor: Predictor, paths: dict[str, str | None]) -> dict[
         if path is None or model is None:
             continue
         folder = Path(resolve_model_dir(path))
-        meta = read_metadata(folder) if (folder / METADATA).is_file() else {}  # none: an old folder, no calibration
+        # an old folder without newsframe.json has no calibration
+        calibration = ModelFolder.from_dir(folder).calibration if (folder / METADATA).is_file() else None
         described[task] = {
             "task": task,
             "path": path,
@@ -344,7 +345,7 @@ def describe_models(predictor: Predictor, paths: dict[str, str | None]) -> dict[
             "max_length": model.max_length,
             "stride": model.stride,
             "context": model.context,
-            "calibration": meta.get("calibration"),
+            "calibration": calibration,
             "backend": model.backend,
             "quantize": model.quantize,
         }
