@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +19,19 @@ from omegaconf import OmegaConf
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "data" / "seeds.yaml"
 MIXED = "mixed"  # the document stance on a tie between framing labels (never a sentence label)
 LEGACY_NONE_LABEL = "neutral"  # the 'no frame' label of folders and run configs written before it was recorded
+# Keys of a sentence that a sentence layer of another task must not take (record format: data/GUIDELINES.md).
+SENTENCE_KEYS = frozenset({"start", "end", "text", "stance", "scores", "low_score", "error"})
 
 
 @dataclass(frozen=True)
 class LabelScheme:
-    """A corpus's labels: entity types, sentence stances and the stance that frames nothing (None without stances)."""
+    """A corpus's labels: entity types, sentence stances and the stance that frames nothing (None without stances),
+    and the label sets of other tasks' sentence layers (a plug-in sentence classifier: sentence key -> labels)."""
 
     entity_labels: tuple[str, ...]
     stance_labels: tuple[str, ...]
     none_label: str | None
+    sentence_layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, data: Mapping, where: str = "data config", *, legacy: bool = False) -> LabelScheme:
@@ -49,12 +53,52 @@ class LabelScheme:
             none = none_label_of(stance)
         if none is not None and none not in stance:
             raise ValueError(f"{where}: stance_none_label {none!r} is not one of stance_labels {list(stance)}")
-        return cls(entity, stance, none)
+        return cls(entity, stance, none, sentence_layers_of(data.get("sentence_labels"), where))
+
+    @property
+    def checked_labels(self) -> dict:
+        """The keywords of the validating loaders (``load_records``, ``validate_text``) for this scheme's labels."""
+        return {
+            "entity_labels": self.entity_labels,
+            "stance_labels": self.stance_labels,
+            "sentence_layers": self.sentence_layers,
+        }
 
     @property
     def framing_labels(self) -> tuple[str, ...]:
         """The stance labels that frame something (all but the none label)."""
         return tuple(label for label in self.stance_labels if label != self.none_label)
+
+
+def sentence_layers_of(value: object, where: str = "data config") -> dict[str, tuple[str, ...]]:
+    """A data config's ``sentence_labels`` (a sentence key per plug-in task -> its labels) checked: each key a name
+    that is no built-in sentence key, each label list non-empty strings.
+
+    EXAMPLE: ``sentence_layers_of({"quote": ["no", "yes"]}) -> {"quote": ("no", "yes")}``
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: sentence_labels must map a sentence key to its labels, got {value!r}")
+    layers = {}
+    for key, labels in value.items():
+        if not isinstance(key, str) or not key.isidentifier() or key in SENTENCE_KEYS:
+            raise ValueError(
+                f"{where}: sentence_labels key {key!r} must be a name other than {', '.join(sorted(SENTENCE_KEYS))}"
+            )
+        if isinstance(labels, str) or not isinstance(labels, Sequence) or not labels:
+            raise ValueError(f"{where}: sentence_labels.{key} must be a non-empty list of labels, got {labels!r}")
+        if not all(isinstance(x, str) and x for x in labels):
+            hint = (
+                " (YAML reads yes / no / on / off as booleans: quote them)"
+                if any(x in (True, False) for x in labels)
+                else ""
+            )
+            raise ValueError(
+                f"{where}: sentence_labels.{key} must be label names (strings), got {list(labels)!r}{hint}"
+            )
+        layers[key] = tuple(labels)
+    return layers
 
 
 def none_label_of(stance_labels: Sequence[str]) -> str:

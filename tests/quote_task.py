@@ -83,4 +83,6 @@ class QuoteTask(Task):
         }
 
 
-QUOTE = QuoteTask("quote", "text-classification", "ForSequenceClassification", "macro_f1", "sentences")
+QUOTE = QuoteTask(
+    "quote", "text-classification", "ForSequenceClassification", "macro_f1", "sentences", sentence_field="quote"
+)

@@ -505,3 +505,32 @@ def test_the_labelstudio_config_is_written_from_the_data_config(tmp_path: Path, 
     assert keys == ["p", "r", "t", "n"] and len(set(keys)) == len(keys)
     assert not any(label in xml for label in ("leverage", "economic_cooperation", "PERSON", "GPE"))
     assert labelstudio_config(LabelScheme(("A",), ("x", "y"), "y")).count("<Choice ") == 2
+
+
+def test_a_sentence_layer_of_another_task_round_trips_through_label_studio(corpus: list[dict]) -> None:
+    """A data config's ``sentence_labels`` (a plug-in task's layer) gets its own per-region choice in the labelling
+    config (its key and labels escaped), its labels go to Label Studio and come back, and the validator checks them."""
+    import xml.etree.ElementTree as ET
+
+    from src.data.convert import labelstudio_config
+    from src.data.validate import validate_record
+    from src.labels import LabelScheme
+
+    layers = {"quote": ("no", 'y<"es">')}
+    view = ET.fromstring(labelstudio_config(LabelScheme(("A",), ("x", "y"), "y", layers)))
+    quote = view.find("Choices[@name='quote']")
+    assert quote.get("perRegion") == "true" and [c.get("value") for c in quote] == ["no", 'y<"es">']
+    labelled = [
+        r | {"sentences": [s | {"quote": ("no", 'y<"es">', None)[i % 3]} for i, s in enumerate(r["sentences"])]}
+        for r in corpus
+    ]
+    tasks = records_to_labelstudio(labelled, layers=layers)
+    choices = [r for r in tasks[0]["annotations"][0]["result"] if r["from_name"] == "quote"]
+    assert choices and all(r["type"] == "choices" for r in choices)
+    assert labelstudio_to_records(tasks, layers=tuple(layers)) == labelled
+    assert labelstudio_to_records(tasks) == corpus  # a converter not told of the layer leaves it out
+    bad = labelled[0] | {"sentences": [labelled[0]["sentences"][0] | {"quote": "maybe"}, *labelled[0]["sentences"][1:]]}
+    [problem] = validate_record(bad, sentence_layers=layers, where="f.jsonl:1")
+    first = bad["sentences"][0]
+    assert problem.startswith(f"f.jsonl:1: record {bad['id']}: unknown quote 'maybe' of sentence {first['start']}-")
+    assert validate_record(bad) == []  # a layer no config names is not checked

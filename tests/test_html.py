@@ -370,3 +370,18 @@ def test_control_and_bidi_characters_are_shown_not_obeyed() -> None:
     visible = "".join(Dom(page).text)
     assert "abc[U+202E]txt.exe" in visible and "Kim[U+001B][31m met[U+0000] PutinPERSON.[U+2066]" in visible
     assert "t[U+202E]" in visible
+
+
+def test_another_tasks_sentence_layer_is_shown_after_each_sentence_escaped() -> None:
+    from src.labels import LabelScheme
+
+    doc = record("a", 'Kim said: "go".\nPutin left.', [], [("leverage", 0.7), ("neutral", 0.6)])
+    doc["sentences"][0] |= {"quote": "<yes>", "quote_scores": {"<yes>": 0.8, "no": 0.2}}
+    doc["sentences"][1] |= {"quote": None, "quote_scores": {}}
+    scheme = LabelScheme((), ("leverage", "neutral"), "neutral", {"quote": ("no", "<yes>")})
+    page = render_page([doc], scheme=scheme)
+    dom = Dom(page)
+    [mark] = dom.with_class("layer")
+    assert mark["data-layer"] == "quote" and mark["title"] == "<yes> 0.80 · no 0.20"
+    assert "quote: <yes>" in "".join(dom.text) and "<yes>" not in page  # escaped
+    assert Dom(render_page([doc])).with_class("layer") == []  # without a scheme naming the layer, nothing of it

@@ -75,3 +75,24 @@ def test_label_scheme_of_a_data_config() -> None:
     assert LabelScheme.from_config({"stance_labels": ["a", "b"]}, legacy=True).none_label == "b"
     assert LabelScheme.from_config({"entity_labels": ["PER"]}).none_label is None  # NER only: no stances
     assert seed_scheme().none_label == "neutral" and "leverage" in seed_scheme().stance_labels
+    assert seed_scheme().sentence_layers == {}
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ({"quote": []}, "sentence_labels.quote must be a non-empty list"),
+        ({"quote": "yes"}, "sentence_labels.quote must be a non-empty list"),
+        ({"quote": [False, True]}, "quote them"),  # YAML's unquoted no / yes
+        ({"stance": ["a"]}, "key 'stance' must be a name other than"),
+        ({"two words": ["a"]}, "key 'two words' must be a name"),
+        (["quote"], "sentence_labels must map a sentence key to its labels"),
+    ],
+)
+def test_sentence_labels_of_a_data_config(layers: object, message: str) -> None:
+    data = {"stance_labels": ["pressure", "none"], "stance_none_label": "none"}
+    assert LabelScheme.from_config(data | {"sentence_labels": {"quote": ["no", "yes"]}}).sentence_layers == {
+        "quote": ("no", "yes")
+    }
+    with pytest.raises(ValueError, match=f"mine: {message}" if message.startswith("sentence") else message):
+        LabelScheme.from_config(data | {"sentence_labels": layers}, "mine")

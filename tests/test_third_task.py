@@ -1,9 +1,11 @@
 """A third task added in one file (tests/quote_task.py) goes through train, evaluate, predict (jsonl, html,
-labelstudio) and select with no other file of the project changed: it is found as an installed plug-in (an entry
+labelstudio, csv), select and ``src.data add`` (its layer named in a data config of one's own) with no other file of
+the project changed: it is found as an installed plug-in (an entry
 point of group ``newsframe.tasks``) and configured by a task config of the user's own (``hydra.searchpath``)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -59,15 +61,43 @@ def test_a_plugin_task_trains_evaluates_predicts_and_selects(tiny_model_dir: Pat
 
     article = tmp_path / "article.txt"
     article.write_text(ARTICLE, encoding="utf-8")
-    outputs = {fmt: tmp_path / f"out.{fmt}" for fmt in ("jsonl", "html", "labelstudio")}
+    outputs = {fmt: tmp_path / f"out.{fmt}" for fmt in ("jsonl", "html", "labelstudio", "csv")}
     for fmt, path in outputs.items():
         run("-m", "src.predict", "--model", str(out), "--format", fmt, "-o", str(path), str(article))
     [prediction] = [json.loads(line) for line in outputs["jsonl"].read_text(encoding="utf-8").splitlines()]
     assert len(prediction["sentences"]) >= 2 and prediction["entities"] == []
     assert all(s["quote"] in LABELS and set(s["quote_scores"]) == set(LABELS) for s in prediction["sentences"])
     assert all(s["stance"] is None for s in prediction["sentences"])  # no stance model: its fields stay empty
-    assert "We will talk about trade" in outputs["html"].read_text(encoding="utf-8")
-    assert json.loads(outputs["labelstudio"].read_text(encoding="utf-8"))[0]["data"]["text"] == ARTICLE
+    quotes = [s["quote"] for s in prediction["sentences"]]
+    page = outputs["html"].read_text(encoding="utf-8")  # the task's label after each sentence, in the legend too
+    assert "We will talk about trade" in page and page.count('<sup class="layer" data-layer="quote"') == len(quotes)
+    assert all(f">quote: {label}</sup>" in page for label in quotes) and "<strong>quote</strong>" in page
+    rows = list(csv.reader(outputs["csv"].read_text(encoding="utf-8").splitlines()))
+    assert [row[5] for row in rows if row[1] == "quote"] == quotes
+    [task] = json.loads(outputs["labelstudio"].read_text(encoding="utf-8"))
+    chosen = [r["value"]["choices"][0] for r in task["predictions"][0]["result"] if r["from_name"] == "quote"]
+    assert task["data"]["text"] == ARTICLE and chosen == quotes
+
+    # A corpus of one's own whose data config names the layer: Label Studio's config shows it, and an export whose
+    # pre-annotations were accepted is added with its labels, checked against the config's.
+    mine, corpus, export = tmp_path / "mine.yaml", tmp_path / "corpus.jsonl", tmp_path / "export.json"
+    mine.write_text(
+        "entity_labels: [PERSON, NORP, ORG, GPE, LOC, DATE, EVENT]\nstance_labels: [leverage, economic_cooperation,"
+        " neutral]\nstance_none_label: neutral\nsentence_labels:\n  quote: ['no', 'yes']\n",
+        encoding="utf-8",
+    )
+    assert '<Choices name="quote"' in run("-m", "src.data", "labelstudio-config", "--config", str(mine))
+    corpus.write_bytes(SEEDS.read_bytes())
+    task["annotations"] = task.pop("predictions")
+    export.write_text(json.dumps([task]), encoding="utf-8")
+    run("-m", "src.data", "add", str(export), "--corpus", str(corpus), "--config", str(mine))
+    added = json.loads(corpus.read_text(encoding="utf-8").splitlines()[-1])
+    assert added["text"] == ARTICLE and [s["quote"] for s in added["sentences"]] == quotes
+    added["sentences"][0]["quote"] = "maybe"
+    corpus.write_text(corpus.read_text(encoding="utf-8") + json.dumps(added | {"id": "x"}) + "\n", encoding="utf-8")
+    check = [sys.executable, "-m", "src.data", "validate", str(corpus), "--config", str(mine)]
+    done = subprocess.run(check, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "record x: unknown quote 'maybe' of sentence 0-" in done.stdout, done.stdout
 
     tasks = tmp_path / "tasks.json"
     run("-m", "src.select", "--model", str(out), "-k", "2", "-o", str(tasks), str(article))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         entity_labels = args.entity_labels.split(",") if args.entity_labels else list(scheme.entity_labels)
         stance_labels = args.stance_labels.split(",") if args.stance_labels else list(scheme.stance_labels)
-        return validate_files(args.paths, entity_labels, stance_labels, args.root)
+        return validate_files(args.paths, entity_labels, stance_labels, args.root, scheme.sentence_layers)
     if args.command == "add":
         return add_articles(args.export, args.corpus, scheme)
     if args.command == "labelstudio-config":
@@ -102,12 +103,24 @@ def main(argv: list[str] | None = None) -> int:
     return print_stats(args.path, scheme)
 
 
-def validate_files(paths: list[Path], entity_labels: list[str], stance_labels: list[str], root: Path | None) -> int:
+def validate_files(
+    paths: list[Path],
+    entity_labels: list[str],
+    stance_labels: list[str],
+    root: Path | None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
+) -> int:
     """Every problem of every file, one line each, and a verdict per file on stderr; 1 if any problem."""
     failed = False
     for path in paths:
         try:  # as training reads it: a label review of the file (data/reviews/) applied first
-            load_records(path, entity_labels=entity_labels, stance_labels=stance_labels, root=root)
+            load_records(
+                path,
+                entity_labels=entity_labels,
+                stance_labels=stance_labels,
+                sentence_layers=sentence_layers,
+                root=root,
+            )
             problems = []
         except DataError as err:
             problems = err.problems
@@ -121,12 +134,7 @@ def validate_files(paths: list[Path], entity_labels: list[str], stance_labels: l
 def print_stats(path: Path, scheme: LabelScheme) -> int:
     """The datasheet table of a corpus (.jsonl) or a CoNLL file; 1 with its problems if it cannot be read."""
     try:
-        if path.suffix in CONLL_SUFFIXES:
-            records = read_conll(path)
-        else:
-            records = load_records(
-                path, entity_labels=list(scheme.entity_labels), stance_labels=list(scheme.stance_labels)
-            )
+        records = read_conll(path) if path.suffix in CONLL_SUFFIXES else load_records(path, **scheme.checked_labels)
     except DataError as err:
         print("\n".join(err.problems))
         return 1
@@ -140,9 +148,7 @@ def print_stats(path: Path, scheme: LabelScheme) -> int:
 
 def labels_of(scheme: LabelScheme | None) -> dict:
     """The label keywords of the validating loaders: ``scheme``'s, or none (the seed corpus's)."""
-    if scheme is None:
-        return {}
-    return {"entity_labels": scheme.entity_labels, "stance_labels": scheme.stance_labels}
+    return {} if scheme is None else scheme.checked_labels
 
 
 def print_outlets(paths: list[Path], scheme: LabelScheme | None = None, *, folds_only: bool = False) -> int:
@@ -185,7 +191,8 @@ def from_labelstudio(export: Path, out: Path, scheme: LabelScheme | None = None,
     if problems:
         return refuse(problems, f"cannot read the export {export}")
     try:
-        records = labelstudio_to_records(data, name=str(export))
+        layers = tuple(scheme.sentence_layers) if scheme is not None else ()
+        records = labelstudio_to_records(data, name=str(export), layers=layers)
     except DataError as err:
         return refuse(err.problems, f"{len(err.problems)} problem(s) in the export {export}")
     text = records_text(records)

@@ -78,7 +78,7 @@ def add_export(export: Path, corpus: Path, scheme: LabelScheme | None = None) ->
 
 
 def _add_export(export: Path, corpus: Path, scheme: LabelScheme) -> tuple[list[str], dict]:
-    labels = {"entity_labels": scheme.entity_labels, "stance_labels": scheme.stance_labels}
+    labels = scheme.checked_labels
     raw, problems = read_text(corpus)  # read once: what is checked is what is kept and extended
     if raw is None:
         return problems, {}
@@ -89,7 +89,7 @@ def _add_export(export: Path, corpus: Path, scheme: LabelScheme) -> tuple[list[s
     if problems:
         return problems, {}
     try:
-        new_records = labelstudio_to_records(data, name=str(export))
+        new_records = labelstudio_to_records(data, name=str(export), layers=tuple(scheme.sentence_layers))
     except DataError as err:
         return err.problems, {}
     if not new_records:

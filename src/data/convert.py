@@ -5,7 +5,7 @@ tested as a round trip."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -58,6 +58,15 @@ def labelstudio_config(scheme: LabelScheme) -> str:
         taken.add(key or "")
         choices.append(f"    <Choice value={quoteattr(label)}" + (f' hotkey="{key}"' if key else "") + "/>")
     stances = "\n".join(choices)
+    layers = "".join(
+        f"""  <Header value={quoteattr(f"{key}: click a Sentence region and choose")}/>
+  <Choices name={quoteattr(key)} toName="{LS_TEXT}" perRegion="true" choice="single" required="false"
+           visibleWhen="region-selected" whenLabelValue="{SENTENCE_LABEL}">
+"""
+        + "".join(f"    <Choice value={quoteattr(label)}/>\n" for label in labels)
+        + "  </Choices>\n"
+        for key, labels in scheme.sentence_layers.items()
+    )
     return (
         LS_CONFIG_HEADER
         + f"""<View>
@@ -75,7 +84,7 @@ def labelstudio_config(scheme: LabelScheme) -> str:
            visibleWhen="region-selected" whenLabelValue="{SENTENCE_LABEL}">
 {stances}
   </Choices>
-</View>
+{layers}</View>
 """
     )
 
@@ -216,7 +225,7 @@ def _region(rid: str, from_name: str, text: str, start: int, end: int, value: di
         "id": rid,
         "from_name": from_name,
         "to_name": LS_TEXT,
-        "type": "choices" if from_name == LS_STANCE else "labels",
+        "type": "labels" if from_name in (LS_ENTITY, LS_SENTENCE) else "choices",
         "value": {"start": start, "end": end, "text": text[start:end], **value},
     }
     if score is not None:
@@ -224,9 +233,11 @@ def _region(rid: str, from_name: str, text: str, start: int, end: int, value: di
     return item
 
 
-def _regions(text: str, entities: Sequence[dict], sentences: Sequence[dict]) -> list[dict]:
+def _regions(text: str, entities: Sequence[dict], sentences: Sequence[dict], layers: Iterable[str] = ()) -> list[dict]:
     """Label Studio result items: one labels region per entity, a ``Sentence`` region per sentence and, for a
-    sentence with a stance, a per-region stance choice carrying the same region id."""
+    sentence with a stance (or a label of a sentence layer in ``layers``, scored by ``KEY_scores``), a per-region
+    choice carrying the same region id."""
+    layers = tuple(layers)
     result = []
     for i, ent in enumerate(entities):
         value = {"labels": [ent["label"]]}
@@ -237,13 +248,22 @@ def _regions(text: str, entities: Sequence[dict], sentences: Sequence[dict]) -> 
         if sent.get("stance") is not None:
             score = (sent.get("scores") or {}).get(sent["stance"])
             result.append(_region(f"s{i}", LS_STANCE, text, start, end, {"choices": [sent["stance"]]}, score))
+        for key in layers:
+            if sent.get(key) is not None:
+                score = (sent.get(f"{key}_scores") or {}).get(sent[key])
+                result.append(_region(f"s{i}", key, text, start, end, {"choices": [sent[key]]}, score))
     return result
 
 
 def records_to_labelstudio(
-    records: Sequence[Record], predictions: Sequence[dict] | None = None, *, model_version: str = "newsframe"
+    records: Sequence[Record],
+    predictions: Sequence[dict] | None = None,
+    *,
+    model_version: str = "newsframe",
+    layers: Iterable[str] = (),
 ) -> list[dict]:
-    """Label Studio tasks (import JSON) for ``data/labelstudio/config.xml``, one per record.
+    """Label Studio tasks (import JSON) for ``data/labelstudio/config.xml`` (or a data config's, with the sentence
+    ``layers`` of its ``sentence_labels``), one per record.
 
     A record's own entities and sentences become the task's annotation (so gold can be reviewed); ``predictions``
     (prediction records, matched by ``id``) become pre-annotations with their scores. A record with neither sentences
@@ -266,10 +286,12 @@ def records_to_labelstudio(
             data["annotated"] = list(record["annotated"])
         task: dict = {"data": data}
         if record.get("sentences") or record.get("entities"):
-            task["annotations"] = [{"result": _regions(text, record.get("entities", []), record["sentences"])}]
+            result = _regions(text, record.get("entities", []), record["sentences"], layers)
+            task["annotations"] = [{"result": result}]
         pred = by_id.get(record["id"])
         if pred is not None:
-            prediction = {"model_version": model_version, "result": _regions(text, pred["entities"], pred["sentences"])}
+            result = _regions(text, pred["entities"], pred["sentences"], layers)
+            prediction = {"model_version": model_version, "result": result}
             task["predictions"] = [prediction]
         elif not record.get("sentences"):
             spans = [{"start": s, "end": e} for s, e in split_sentences(text)]
@@ -330,7 +352,9 @@ def _labels(value: dict, key: str) -> list[str] | str:
     return names
 
 
-def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | None, list[str]]:
+def _task_record(
+    task: object, where: str, fallback_id: str, layers: Sequence[str] = ()
+) -> tuple[Record | None, list[str]]:
     """The record of one export task, or ``None`` and every problem found in it (each prefixed with ``where``)."""
     data, problem = _task_data(task, where)
     if problem:
@@ -339,13 +363,14 @@ def _task_record(task: object, where: str, fallback_id: str) -> tuple[Record | N
     result, problems = _kept_result(task, where)
     if result is None:
         return None, problems
-    entities, sentences, stances = _read_regions(result, text, where, problems)
+    entities, sentences, choices = _read_regions(result, text, where, problems, layers)
     if problems:
         return None, problems
     if not sentences:
         sentences = {(s, e): (s, e) for s, e in split_sentences(text)}
     spans = [
-        {"start": s, "end": e, "stance": stances.get(key, stances.get((s, e)))} for key, (s, e) in sentences.items()
+        {"start": s, "end": e} | {name: chosen.get(key, chosen.get((s, e))) for name, chosen in choices.items()}
+        for key, (s, e) in sentences.items()
     ]
     record = {"id": str(data.get("doc_id") or fallback_id)}
     if data.get("source"):
@@ -407,18 +432,19 @@ def _kept_result(task: dict, where: str) -> tuple[list | None, list[str]]:
 
 
 def _read_regions(
-    result: list, text: str, where: str, problems: list[str]
-) -> tuple[list[dict], dict[object, tuple[int, int]], dict[object, str]]:
-    """Entities, sentence spans by region id and stances by region id (and by span) of a result; its problems are
-    appended to ``problems``."""
-    entities, sentences, stances = [], {}, {}
+    result: list, text: str, where: str, problems: list[str], layers: Sequence[str] = ()
+) -> tuple[list[dict], dict[object, tuple[int, int]], dict[str, dict[object, str]]]:
+    """Entities, sentence spans by region id and, per sentence choice (the stance, then each of ``layers``), the
+    chosen labels by region id (and by span) of a result; its problems are appended to ``problems``."""
+    entities, sentences = [], {}
+    choices: dict[str, dict[object, str]] = {name: {} for name in (LS_STANCE, *layers)}
     for j, item in enumerate(result):
         at = f"{where}: result[{j}]"
         if not isinstance(item, dict):
             problems.append(f"{at}: must be an object, got {_json_type(item)}")
             continue
         from_name = item.get("from_name")
-        if from_name not in (LS_ENTITY, LS_SENTENCE, LS_STANCE):
+        if from_name not in (LS_ENTITY, LS_SENTENCE, *choices):
             continue  # a control this project does not use
         rid = item.get("id")
         if rid is None or rid == "":
@@ -432,27 +458,27 @@ def _read_regions(
         if not isinstance(value, dict):
             problems.append(f"{at}: 'value' must be an object, got {_json_type(value)}")
             continue
-        names = _labels(value, "choices" if from_name == LS_STANCE else "labels")
+        names = _labels(value, "choices" if from_name in choices else "labels")
         if isinstance(names, str):
             problems.append(f"{at}: {names}")
             continue
         if not names:
             continue  # an emptied region: nothing chosen
-        if from_name == LS_STANCE and "start" not in value and "end" not in value:
-            stances[rid] = names[0]
+        if from_name in choices and "start" not in value and "end" not in value:
+            choices[from_name][rid] = names[0]
             continue
         offsets = _region_offsets(text, value)
         if isinstance(offsets, str):
             problems.append(f"{at}: {offsets}")
             continue
         start, end = _trimmed(text, *offsets)
-        if from_name == LS_STANCE:
-            stances[rid] = stances[(start, end)] = names[0]
+        if from_name in choices:
+            choices[from_name][rid] = choices[from_name][(start, end)] = names[0]
         elif from_name == LS_SENTENCE:
             sentences[rid] = (start, end)
         else:
             entities.append({"start": start, "end": end, "label": names[0]})
-    return entities, sentences, stances
+    return entities, sentences, choices
 
 
 def _json_type(value: object) -> str:
@@ -461,8 +487,9 @@ def _json_type(value: object) -> str:
     return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
-def labelstudio_to_records(export: object, *, name: str = "export") -> list[Record]:
-    """Records from a Label Studio JSON export made with ``data/labelstudio/config.xml``.
+def labelstudio_to_records(export: object, *, name: str = "export", layers: Sequence[str] = ()) -> list[Record]:
+    """Records from a Label Studio JSON export made with ``data/labelstudio/config.xml`` (or a data config's: each
+    sentence of the records then has a key per sentence layer in ``layers``, its choice or None).
 
     Per task, the last non-cancelled annotation is used; entity regions and sentence regions are trimmed of outer
     whitespace; a stance choice attaches to its sentence by region id. A task with no sentence regions is segmented
@@ -479,7 +506,7 @@ def labelstudio_to_records(export: object, *, name: str = "export") -> list[Reco
     for index, task in enumerate(export):
         tid = task.get("id") if isinstance(task, dict) else None
         where = f"{name}: task {index}" + ("" if tid is None else f" (id {tid})")
-        record, task_problems = _task_record(task, where, f"labelstudio-{index if tid is None else tid}")
+        record, task_problems = _task_record(task, where, f"labelstudio-{index if tid is None else tid}", tuple(layers))
         problems += task_problems
         if record is not None:
             records.append(record)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from src.data.jsonl import read_json_document, read_json_file
@@ -127,6 +127,7 @@ def load_records(
     *,
     entity_labels: Sequence[str] | None = None,
     stance_labels: Sequence[str] | None = None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
     root: str | Path | None = None,
     reviews_dir: Path | None = REVIEWS_DIR,
     provenance: dict | None = None,
@@ -149,7 +150,7 @@ def load_records(
         items, review, review_problems = apply_review(items, path, review_path, digest)
         if review_problems:
             raise DataError(review_problems)
-    records, problems = validate_items(items, problems, path, entity_labels, stance_labels, root)
+    records, problems = validate_items(items, problems, path, entity_labels, stance_labels, root, sentence_layers)
     if problems:
         raise DataError(problems)
     if provenance is not None:

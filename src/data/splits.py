@@ -11,6 +11,7 @@ from src.data.folds import leave_one_article_out, leave_one_outlet_out
 from src.data.records import Record, load_records
 from src.errors import ConfigError
 from src.files import sha256_of, shown_path
+from src.labels import sentence_layers_of
 
 
 def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict], dict]:
@@ -31,7 +32,7 @@ def load_splits(data: DictConfig) -> tuple[list[dict], list[dict], list[dict], d
         return train, splits["dev"], splits["test"], {**provenance, "fold": None}
     if not Path(data.path).is_file():
         raise FileNotFoundError(f"data.path: no such file {data.path}")
-    records = load_records(data.path, entity_labels=list(data.entity_labels), stance_labels=list(data.stance_labels))
+    records = load_records(data.path, **checked_labels(data))
     extra, extra_provenance = load_extra(data, {r["id"] for r in records})
     for key in ("fold", "extra_fold"):
         value = data.get(key)
@@ -73,12 +74,7 @@ def load_extra(data: DictConfig, seed_ids: set[str]) -> tuple[list[Record], list
         if not Path(path).is_file():
             raise FileNotFoundError(f"data.extra: no such file {path}")
         entry: dict = {}
-        found = load_records(
-            path,
-            entity_labels=list(data.entity_labels),
-            stance_labels=list(data.stance_labels),
-            provenance=entry,
-        )
+        found = load_records(path, **checked_labels(data), provenance=entry)
         clashes = sorted(r["id"] for r in found if r["id"] in seen)
         if clashes:
             raise ConfigError(f"data.extra: {path} repeats record ids of {seen[clashes[0]]}: {', '.join(clashes[:5])}")
@@ -86,3 +82,12 @@ def load_extra(data: DictConfig, seed_ids: set[str]) -> tuple[list[Record], list
         records += found
         provenance.append(entry)
     return records, provenance
+
+
+def checked_labels(data: DictConfig) -> dict:
+    """The labels a data config's files are validated against (``load_records``' keywords)."""
+    return {
+        "entity_labels": list(data.entity_labels),
+        "stance_labels": list(data.stance_labels),
+        "sentence_layers": sentence_layers_of(data.get("sentence_labels"), "data.sentence_labels"),
+    }

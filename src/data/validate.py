@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from src.data.jsonl import parse_json_text, read_json_file
@@ -209,6 +209,7 @@ def validate_record(
     *,
     entity_labels: Sequence[str] | None = None,
     stance_labels: Sequence[str] | None = None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
     base: Path | None = None,
     root: Path | None = None,
     where: str = "",
@@ -221,7 +222,8 @@ def validate_record(
 
     ``where`` prefixes messages (e.g. ``"seeds.jsonl:3"``); ``base`` is the annotation file's folder and ``root`` an
     extra folder for resolving ``source``. Labels are checked against ``entity_labels`` / ``stance_labels`` (a data
-    config's); None: the seed corpus's (``seed_scheme``).
+    config's; None: the seed corpus's, ``seed_scheme``) and a sentence's key of a plug-in task's sentence layer
+    against ``sentence_layers`` (a data config's ``sentence_labels``).
 
     EXAMPLE: ``validate_record({"id": "a", "text": "Hi", "entities": [], "sentences": [{"start": 0, "end": 2,
     "stance": None}]}) -> []``
@@ -239,7 +241,9 @@ def validate_record(
         problems = _check_source(record, where, base, root) + problems
 
     entity_problems, placed = _check_entities(entities, text, entity_labels, where)
-    sentence_problems, all_sentences_placed = _check_sentences(record, sentences, text, stance_labels, where)
+    sentence_problems, all_sentences_placed = _check_sentences(
+        record, sentences, text, {"stance": stance_labels, **(sentence_layers or {})}, where
+    )
     problems += entity_problems + sentence_problems
     if not isinstance(text, str):
         return problems
@@ -271,9 +275,10 @@ def _check_entities(
 
 
 def _check_sentences(
-    record: dict, sentences: list[dict], text: object, stance_labels: Sequence[str], where: str
+    record: dict, sentences: list[dict], text: object, layers: Mapping[str, Sequence[str]], where: str
 ) -> tuple[list[str], bool]:
-    """Span and stance problems of the sentences, and whether every sentence lies inside the text."""
+    """Span and label problems of the sentences (each key of ``layers``, the stance first, holds one of its labels
+    or null), and whether every sentence lies inside the text."""
     problems: list[str] = []
     all_placed = isinstance(record.get("sentences"), list) and len(sentences) == len(record["sentences"])
     for sent in sentences:
@@ -281,13 +286,16 @@ def _check_sentences(
             span_problems, inside = _check_span(text, "sentence", sent, where)
             problems += span_problems
             all_placed &= inside and sent["start"] < sent["end"]
-        stance = sent.get("stance")
-        if isinstance(stance, str) and stance not in stance_labels:
-            context = f": {around(text, sent['start'], sent['end'])}" if isinstance(text, str) else ""
-            problems.append(
-                f"{where}: unknown stance {stance!r} of sentence {sent['start']}-{sent['end']} "
-                f"(known: {', '.join(stance_labels)} or null){context}"
-            )
+        for key, labels in layers.items():
+            label = sent.get(key)
+            if label is None or (key == "stance" and not isinstance(label, str)):  # its type: _check_fields
+                continue
+            if label not in labels:
+                context = f": {around(text, sent['start'], sent['end'])}" if isinstance(text, str) else ""
+                problems.append(
+                    f"{where}: unknown {key} {label!r} of sentence {sent['start']}-{sent['end']} "
+                    f"(known: {', '.join(labels)} or null){context}"
+                )
     return problems, all_placed
 
 
@@ -355,6 +363,7 @@ def validate_records(
     *,
     entity_labels: Sequence[str] | None = None,
     stance_labels: Sequence[str] | None = None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
     base: Path | None = None,
     root: Path | None = None,
 ) -> list[str]:
@@ -365,7 +374,13 @@ def validate_records(
     problems, first_seen = [], {}
     for where, record in records:
         problems += validate_record(
-            record, entity_labels=entity_labels, stance_labels=stance_labels, base=base, root=root, where=where
+            record,
+            entity_labels=entity_labels,
+            stance_labels=stance_labels,
+            sentence_layers=sentence_layers,
+            base=base,
+            root=root,
+            where=where,
         )
         rid = record.get("id") if isinstance(record, dict) else None
         if isinstance(rid, str):
@@ -381,13 +396,16 @@ def validate_file(
     *,
     entity_labels: Sequence[str] | None = None,
     stance_labels: Sequence[str] | None = None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
     root: str | Path | None = None,
 ) -> list[str]:
     """All problems of an annotation file (.jsonl, or .json with one record or a list); ``[]`` when valid.
 
     EXAMPLE: ``validate_file("data/annotations/seeds.jsonl") -> []``
     """
-    return parse_and_validate(path, entity_labels=entity_labels, stance_labels=stance_labels, root=root)[1]
+    return parse_and_validate(
+        path, entity_labels=entity_labels, stance_labels=stance_labels, sentence_layers=sentence_layers, root=root
+    )[1]
 
 
 def parse_and_validate(
@@ -395,12 +413,13 @@ def parse_and_validate(
     *,
     entity_labels: Sequence[str] | None = None,
     stance_labels: Sequence[str] | None = None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
     root: str | Path | None = None,
 ) -> tuple[list[dict], list[str]]:
     """The parsed records of a file and all their problems, in one read (shared by validation and loading)."""
     path = Path(path)
     items, problems = read_json_file(path)
-    return validate_items(items, problems, path, entity_labels, stance_labels, root)
+    return validate_items(items, problems, path, entity_labels, stance_labels, root, sentence_layers)
 
 
 def validate_text(
@@ -409,6 +428,7 @@ def validate_text(
     *,
     entity_labels: Sequence[str] | None = None,
     stance_labels: Sequence[str] | None = None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
     root: str | Path | None = None,
 ) -> list[str]:
     """All problems of ``text`` read as the file ``path`` would be (JSON Lines, or one document for ``.json``;
@@ -419,7 +439,7 @@ def validate_text(
     """
     path = Path(path)
     items, problems = parse_json_text(text, str(path), whole=path.suffix == ".json")
-    return validate_items(items, problems, path, entity_labels, stance_labels, root)[1]
+    return validate_items(items, problems, path, entity_labels, stance_labels, root, sentence_layers)[1]
 
 
 def validate_items(
@@ -429,6 +449,7 @@ def validate_items(
     entity_labels: Sequence[str] | None,
     stance_labels: Sequence[str] | None,
     root: str | Path | None,
+    sentence_layers: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[dict], list[str]]:
     """Records and problems of parsed ``(line, value)`` items of ``path`` (whose syntax ``problems`` are given)."""
     if not items and not problems:  # training would fail later, in the tokenizer, with no hint of the cause
@@ -437,6 +458,7 @@ def validate_items(
         ((f"{path}:{lineno}", obj) for lineno, obj in items),
         entity_labels=entity_labels,
         stance_labels=stance_labels,
+        sentence_layers=sentence_layers,
         base=path.parent,
         root=Path(root) if root is not None else None,
     )

@@ -27,7 +27,7 @@ def load_gold_file(path: str | Path, scheme: LabelScheme | None = None) -> list[
     if path.suffix in (".jsonl", ".json"):
         if scheme is None:
             return load_records(path)
-        return load_records(path, entity_labels=scheme.entity_labels, stance_labels=scheme.stance_labels)
+        return load_records(path, **scheme.checked_labels)
 
     return read_conll(path)
 

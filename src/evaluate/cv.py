@@ -143,7 +143,7 @@ def run_scheme(cfg: DictConfig) -> LabelScheme:
 
 def load_gold(path: Path, cfg: DictConfig) -> list[dict]:
     scheme = run_scheme(cfg)
-    return load_records(path, entity_labels=scheme.entity_labels, stance_labels=scheme.stance_labels)
+    return load_records(path, **scheme.checked_labels)
 
 
 # Runs that differ only in these (and in what src.config.RUN_ONLY_KEYS lists) are one setting; data.path is checked

@@ -353,11 +353,17 @@ class Predictor:
 
     @property
     def scheme(self) -> LabelScheme:
-        """The loaded models' labels: entity types of the NER tags, the stance labels and their none label."""
+        """The loaded models' labels: entity types of the NER tags, the stance labels and their none label, and the
+        sentence layers of other sentence classifiers (``Task.sentence_field``)."""
         types = [tag[2:] for tag in self.ner.labels if tag != "O"] if self.ner is not None else []
         stance = self.stance.labels if self.stance is not None else []
         none = self.stance.none_label if self.stance is not None else None
-        return LabelScheme(tuple(dict.fromkeys(types)), tuple(stance), none)
+        layers = {
+            field: tuple(model.labels)
+            for name, model in self.models.items()
+            if (field := get_task(name).sentence_field) is not None
+        }
+        return LabelScheme(tuple(dict.fromkeys(types)), tuple(stance), none, layers)
 
     # -- public API ---------------------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import html
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from src.labels import MIXED, LabelScheme, doc_stance
 from src.predict.framing import NO_STANCE, FramingTable
@@ -92,6 +92,8 @@ margin-left:.5rem}
 .missed,.missed-swatch{background:#fff;border:2px dashed #d00}
 .err-type,.err-span,.err-spurious,.err-swatch{box-shadow:0 0 0 2px #d00}
 .err-stance,.err-stance-swatch{text-decoration:underline wavy #d00}
+.layer,.layer-swatch{font-size:.7em;vertical-align:super;margin-left:.2em;padding:0 .25em;border:1px solid #999;
+border-radius:.3em;color:#333;background:#fff}
 .gold-stance,.gold-stance-swatch{font-size:.7em;font-weight:bold;color:#d00;vertical-align:super;margin-left:.2em}
 .error{color:#b00;font-weight:bold}
 .bar{display:inline-flex;width:110px;height:.9em;border:1px solid #ccc;vertical-align:middle}.bar span{height:100%}
@@ -104,7 +106,14 @@ class PageLabels:
     """The labels one page shows, in order, with their colours: entity types and stances of the models (or, without
     them, of the documents) and the stance that frames nothing (None when unknown)."""
 
-    def __init__(self, entity_labels: Sequence[str], stance_labels: Sequence[str], none_label: str | None) -> None:
+    def __init__(
+        self,
+        entity_labels: Sequence[str],
+        stance_labels: Sequence[str],
+        none_label: str | None,
+        layers: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.layers = {key: list(labels) for key, labels in (layers or {}).items()}  # other tasks' sentence layers
         self.entity_labels = list(dict.fromkeys(entity_labels))
         self.stance_labels = list(dict.fromkeys(stance_labels))
         self.none_label = none_label
@@ -130,7 +139,10 @@ class PageLabels:
             return cls(entities, stances, None)
         known = list(scheme.stance_labels)
         return cls(
-            [*scheme.entity_labels, *entities], [*known, *(x for x in stances if x not in known)], scheme.none_label
+            [*scheme.entity_labels, *entities],
+            [*known, *(x for x in stances if x not in known)],
+            scheme.none_label,
+            scheme.sentence_layers,
         )
 
     def entity_color(self, label: str) -> str:
@@ -362,7 +374,22 @@ def sentence_span(
     tag = attrs(class_=" ".join(c for c in classes if c), id=span_id, data_stance=sent.get("stance"), title=title)
     after = f'<sup class="evidence-no">{evidence_no}</sup>' if evidence_no is not None else ""
     after += f"<sup{attrs(class_='gold-stance')}>gold: {escape(wrong)}</sup>" if wrong else ""
-    return f"<span{tag}>{inner}</span>{after}"
+    return f"<span{tag}>{inner}</span>{after}{layer_marks(sent, labels)}"
+
+
+def layer_marks(sent: dict, labels: PageLabels) -> str:
+    """A sentence's labels in other tasks' sentence layers (``quote: yes``), each with its scores as a title."""
+    marks = []
+    for key in labels.layers:
+        if sent.get(key) is None:
+            continue
+        scores = sent.get(f"{key}_scores") or {}
+        title = " · ".join(f"{label} {score:.2f}" for label, score in sorted(scores.items(), key=lambda kv: -kv[1]))
+        marks.append(
+            f"<sup{attrs(class_='layer', data_layer=key, title=title or None)}>{escape(key)}: "
+            f"{escape(str(sent[key]))}</sup>"
+        )
+    return "".join(marks)
 
 
 def article_header(
@@ -428,6 +455,12 @@ def legend(labels: PageLabels, evaluation: bool) -> str:
         '<p><span class="swatch low-score-swatch">dashed outline</span>: score under --flag-below. '
         "A sentence left untinted has no stance (no stance model, or under --min-score).</p>",
     ]
+    for key, layer_labels in labels.layers.items():
+        lines.append(
+            f"<p><strong>{escape(key)}</strong> (after each sentence; hover: each label's score): "
+            + "".join(f'<span class="layer-swatch">{escape(key)}: {escape(label)}</span>' for label in layer_labels)
+            + "</p>"
+        )
     if evaluation:
         lines.append(
             "<p><strong>Errors against gold</strong>: "

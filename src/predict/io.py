@@ -198,8 +198,9 @@ def iter_inputs(inputs: Sequence[str], stdin: BinaryIO | None = None) -> Iterato
 # -- outputs ------------------------------------------------------------------------------------------------------
 
 
-def csv_rows(prediction: dict) -> Iterator[list]:
-    """One row per entity and per sentence (label = stance, score = its probability); an error gives one row."""
+def csv_rows(prediction: dict, layers: Sequence[str] = ()) -> Iterator[list]:
+    """One row per entity and per sentence (label = stance, score = its probability), then per sentence labelled
+    in each of ``layers``; an error gives one row."""
     doc_id = prediction["id"]
     if "error" in prediction:
         err = prediction["error"]
@@ -211,12 +212,18 @@ def csv_rows(prediction: dict) -> Iterator[list]:
     for s in prediction["sentences"]:
         score = s["scores"].get(s["stance"], "") if s["stance"] is not None else ""
         yield [doc_id, "sentence", s["start"], s["end"], s["text"], s["stance"] or "", score]
+    for key in layers:  # another task's sentence layer: a row per labelled sentence, its kind the layer's key
+        for s in prediction["sentences"]:
+            if s.get(key) is not None:
+                score = (s.get(f"{key}_scores") or {}).get(s[key], "")
+                yield [doc_id, key, s["start"], s["end"], s["text"], s[key], score]
 
 
-def labelstudio_task(line: dict) -> dict:
-    """A Label Studio task pre-annotated with one prediction (``line`` carries the document's ``text``)."""
+def labelstudio_task(line: dict, layers: Sequence[str] = ()) -> dict:
+    """A Label Studio task pre-annotated with one prediction (``line`` carries the document's ``text``), with the
+    choices of the sentence ``layers`` of other tasks."""
     prediction = {k: v for k, v in line.items() if k != "text"}
-    return records_to_labelstudio([{"id": line["id"], "text": line["text"]}], [prediction])[0]
+    return records_to_labelstudio([{"id": line["id"], "text": line["text"]}], [prediction], layers=layers)[0]
 
 
 class PredictionWriter:
@@ -232,6 +239,7 @@ class PredictionWriter:
             raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
         self.fmt, self.stream, self.note = fmt, stream, note  # note: the HTML page's line under its title
         self.scheme = scheme
+        self.layers = tuple(scheme.sentence_layers) if scheme is not None else ()  # other tasks' sentence keys
         self.tasks: list[dict] = []
         self.csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
         if self.csv is not None:
@@ -257,13 +265,13 @@ class PredictionWriter:
         if self.fmt == "jsonl":
             self.stream.write(text)
         elif self.csv is not None:
-            self.csv.writerows(csv_rows(line))
+            self.csv.writerows(csv_rows(line, self.layers))
         elif self.framing is not None:
             self.framing.add(line)
         elif self.fmt == "html":
             self.tasks.append(line)
         elif "error" not in line:
-            self.tasks.append(labelstudio_task(line))
+            self.tasks.append(labelstudio_task(line, self.layers))
         self.stream.flush()
 
     def close(self) -> None:

@@ -56,14 +56,16 @@ def score_sentences(predictor, predictions: Sequence[dict], texts: dict[str, str
     return candidates
 
 
-def article_tasks(picks: Sequence[dict], predictions: dict[str, dict], texts: dict[str, str]) -> list[dict]:
-    """One Label Studio task per article holding a pick, ordered by its best pick; ``data.why`` lists its picks as
-    ``#RANK START-END: reasons``."""
+def article_tasks(
+    picks: Sequence[dict], predictions: dict[str, dict], texts: dict[str, str], layers: Sequence[str] = ()
+) -> list[dict]:
+    """One Label Studio task per article holding a pick, ordered by its best pick (with the choices of other tasks'
+    sentence ``layers``); ``data.why`` lists its picks as ``#RANK START-END: reasons``."""
     tasks: dict[str, dict] = {}
     for rank, pick in enumerate(picks, start=1):
         doc = pick["doc"]
         if doc not in tasks:
-            tasks[doc] = labelstudio_task({**predictions[doc], "text": texts[doc]})
+            tasks[doc] = labelstudio_task({**predictions[doc], "text": texts[doc]}, layers)
             tasks[doc]["data"] |= {"rank": rank, "why": []}
         similar = f"; cosine {pick['similarity']:.2f} to an earlier pick" if pick["similarity"] >= 0.5 else ""
         tasks[doc]["data"]["why"].append(f"#{rank} {pick['start']}-{pick['end']}: {pick['why']}{similar}")
@@ -121,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     candidates = score_sentences(predictor, list(predictions.values()), texts)
     chosen = mmr([c["uncertainty"] for c in candidates], [c["text"] for c in candidates], args.k, args.diversity)
     picks = [candidates[i] | {"similarity": similarity} for i, similarity in chosen]
-    tasks = article_tasks(picks, predictions, texts)
+    tasks = article_tasks(picks, predictions, texts, tuple(predictor.scheme.sentence_layers))
     write_json(args.output, tasks)
     for rank, pick in enumerate(picks, start=1):
         print(f"#{rank} {pick['doc']} {pick['start']}-{pick['end']} u={pick['uncertainty']:.3f}: {pick['why']}")

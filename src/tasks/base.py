@@ -38,6 +38,10 @@ class Task:
     pipeline_kwargs: str = ""  # what transformers.pipeline needs beside the model, as the model card writes it
     decoding_note: str = ""  # how newsframe decodes differently from the pipeline, for the model card
     title: str = ""  # what a page calls its scores ("Entity scores: ..."); default: the name, capitalised
+    # A sentence classifier of its own layer: the key of each sentence that holds its label (its scores under
+    # KEY_scores), which the HTML page and Label Studio show and read (src.labels.LabelScheme.sentence_layers); the
+    # built-in stance layer has views of its own.
+    sentence_field: str | None = None
 
     calibrated_on = "predictions"  # what a calibration report says the scores were checked on
 
