@@ -100,6 +100,9 @@ DECISION_BIAS ?= false
 ## NER uses the recipe `make train` uses here: the CoNLL-2003 warm start where one is found, else the plain model.
 ## With a supplement (SUPPLEMENT above) it trains in every fold, and stance is also cross-validated leaving one
 ## outlet of the supplement out at a time (multirun/cv-outlets/cv_report.md): the figure for unseen outlets.
+## Their tables, with command and date, replace the blocks of those multiruns in RESULTS (RESULTS= writes none).
+RESULTS ?= docs/results.md
+RESULTS_ARG = $(if $(strip $(RESULTS)),results=$(RESULTS))
 RUN_ARGS = trainer.disable_tqdm=true trainer.save_strategy=no
 CV_ARGS = data.fold=0,1,2,3,4 hydra.sweep.dir=multirun/cv $(RUN_ARGS)
 cv: setup
@@ -108,11 +111,11 @@ cv: setup
 	$(call keep,multirun/cv)
 	$(PY) -m src.train -m task=ner experiment=$(NER_EXPERIMENT) $(EXTRA) $(CV_ARGS)
 	$(PY) -m src.train -m task=stance $(EXTRA) $(CV_ARGS)
-	$(PY) -m src.evaluate cv=multirun/cv behaviour=data/behaviour/stance.jsonl
+	$(PY) -m src.evaluate cv=multirun/cv behaviour=data/behaviour/stance.jsonl $(RESULTS_ARG)
 	@if [ -n "$(strip $(SUPPLEMENT))" ]; then $(call keep,multirun/cv-outlets); \
 	  $(PY) -m src.train -m task=stance $(EXTRA) data.fold=null data.extra_fold=$$($(PY) -m src.data outlets --folds $(SUPPLEMENT)) \
 	    hydra.sweep.dir=multirun/cv-outlets $(RUN_ARGS) && $(PY) -m src.evaluate cv=multirun/cv-outlets baselines=false calibration=false \
-	    behaviour=data/behaviour/stance.jsonl; fi
+	    behaviour=data/behaviour/stance.jsonl $(RESULTS_ARG); fi
 	@echo "Next: make calibrate (stores the out-of-fold temperature in runs/ner and runs/stance)"
 
 ## Store the CV's out-of-fold calibration in the models of `make train` (same settings), so a score is a probability.

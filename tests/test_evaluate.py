@@ -516,6 +516,25 @@ def test_cli_cv_and_usage(tmp_path, gold_file, capsys):
     assert "stance  tfidf_logreg" in capsys.readouterr().out
     assert (out / "cv_report.md").is_file() and not (multirun / "cv_report.md").exists()
     assert main([]) == 2
+
+
+def test_cv_writes_its_tables_into_a_results_document(tmp_path, gold_file, capsys):
+    """``results=FILE``: the multirun's block (command, date, each system's pooled figures, per label) replaces the
+    block of the same multirun and leaves the rest of the document as it was."""
+    from datetime import date
+
+    multirun = make_multirun(tmp_path / "m", gold_file, tasks=("stance",))
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\nkept above\n\n<!-- cv m: begin -->\nold\n<!-- cv m: end -->\nkept below\n")
+    args = [f"cv={multirun}", f"out_dir={tmp_path / 'out'}", f"results={results}", "calibration=false"]
+    assert main(args) == 0
+    text = results.read_text()
+    assert text.startswith("# Results\n\nkept above\n\n<!-- cv m: begin -->") and text.endswith("end -->\nkept below\n")
+    assert "\nold\n" not in text and f"`python -m src.evaluate {' '.join(args)}`, {date.today().isoformat()}:" in text
+    metrics = json.loads((tmp_path / "out" / "cv_metrics.json").read_text())["tasks"]["stance"]["systems"]
+    assert f"| model | {metrics['model']['pooled']['headline']['value']:.3f} |" in text
+    assert "| stance: pooled F1 | model |" in text and "tfidf_logreg" in text
+    assert main(args) == 0 and results.read_text().count("<!-- cv m: begin -->") == 1  # rewritten, not added
     assert main([f"cv={multirun}", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main([f"cv={tmp_path / 'nothing'}"]) == 1

@@ -1,5 +1,6 @@
 """``python -m src.evaluate model=DIR data.path=FILE [out_dir=DIR]``, ``python -m src.evaluate model=DIR
-behaviour=SUITE`` or ``python -m src.evaluate cv=MULTIRUN_DIR [store=[RUN,...]] [behaviour=SUITE]``.
+behaviour=SUITE`` or ``python -m src.evaluate cv=MULTIRUN_DIR [store=[RUN,...]] [behaviour=SUITE]
+[results=docs/results.md]``.
 
 Overrides are ``key=value`` pairs (OmegaConf dot-list, as in Hydra) on configs/evaluate.yaml; an unknown key is an
 error. Not a Hydra app: ``model`` is also the training config's group name, and evaluating makes no outputs/ folder.
@@ -9,19 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
+from datetime import date
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.files import write_json
+from src.markdown import write_between_markers
 from src.model import resolve_model_dir
 
 from .behaviour import behaviour_table, run_suite
 from .calibration import store
 from .checkpoint import evaluate_checkpoint
-from .cv import write_cv
+from .cv import results_block, write_cv
 from .report import per_label_table
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -69,7 +73,7 @@ def run(argv: list[str] | None = None) -> int:
         print(f"error: behaviour={behaviour}: no such file", file=sys.stderr)
         return 2
     if cfg.cv is not None:
-        return run_cv(cfg, behaviour)
+        return run_cv(cfg, behaviour, argv)
     if behaviour is not None and cfg.data.path is None:
         return suite(str(cfg.model), behaviour, cfg)
     if cfg.data.path is None:
@@ -91,8 +95,9 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_cv(cfg: DictConfig, behaviour: str | None) -> int:
-    """``cv=``: pool a multirun's folds, print each system's figures, and store calibration where asked."""
+def run_cv(cfg: DictConfig, behaviour: str | None, argv: list[str]) -> int:
+    """``cv=``: pool a multirun's folds, print each system's figures, write them into ``results`` (with the command
+    line ``argv``) and store calibration where asked."""
     data_path = None if cfg.data.path is None else str(cfg.data.path)
     engine = None
     if cfg.backend is not None:
@@ -120,6 +125,10 @@ def run_cv(cfg: DictConfig, behaviour: str | None) -> int:
                 f"{system['pooled']['headline']['value']:.3f}  folds {system['mean']:.3f} ± {system['std']:.3f}"
             )
     print(f"wrote {Path(cfg.out_dir or cfg.cv) / 'cv_report.md'}")
+    if cfg.results:
+        command = " ".join(["python -m src.evaluate", *(shlex.quote(a) for a in argv)])
+        write_between_markers(Path(str(cfg.results)), *results_block(cv_metrics, command, date.today().isoformat()))
+        print(f"wrote {cfg.results} (the block of {Path(str(cfg.cv)).name})")
     size = read_size_check(cfg.size_check, str(cfg.cv)) if cfg.size_check else None
     for line in store(cv_metrics, str(cfg.cv), list(cfg.store or []), cfg.decision_bias, size):
         print(line)

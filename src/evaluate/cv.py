@@ -537,6 +537,35 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
     return "\n\n".join(parts) + "\n"
 
 
+def results_block(cv_metrics: dict, command: str, day: str) -> tuple[str, str, str]:
+    """What ``results=FILE`` writes into a results document: the ``begin`` and ``end`` markers of this multirun and
+    the block between them (markers included): the command and date, then per task each system's pooled headline,
+    pooled macro-F1 and mean ± std over folds, and the pooled F1 per label."""
+    name = Path(cv_metrics["multirun_dir"]).name
+    begin, end = f"<!-- cv {name}: begin -->", f"<!-- cv {name}: end -->"
+    parts = [begin, f"`{command}`, {day}:"]
+    for task, result in cv_metrics["tasks"].items():
+        systems = result["systems"]
+        first = next(iter(systems.values()))["pooled"]
+        held = "one outlet of the extra files" if result.get("protocol") == OUTLETS else "one article"
+        parts.append(f"{task}: leave {held} out, {result['n_folds']} folds on `{result['data_path']}`.")
+        rows = [
+            [system, s["pooled"]["headline"]["value"], s["pooled"]["macro"]["f1"], f"{s['mean']:.3f} ± {s['std']:.3f}"]
+            for system, s in systems.items()
+        ]
+        header = ["system", f"pooled {first['headline']['name']}", "pooled macro-F1", "mean ± std over folds"]
+        parts.append(markdown_table(header, rows))
+        rows = [
+            [label, *(s["pooled"]["per_label"].get(label, {}).get("f1", 0.0) for s in systems.values())]
+            for label in first["per_label"]
+        ]
+        parts.append(markdown_table([f"{task}: pooled F1", *systems], rows))
+        if result.get("behaviour"):
+            parts.append(behaviour_section(result).replace("### Behaviour", f"{task}: behavioural suite"))
+    parts.append(end)
+    return begin, end, "\n\n".join(parts)
+
+
 def fold_behaviour(result: dict, suite: str | Path) -> dict:
     """The behavioural suite on every stance fold model of every setting: ``{system: {fold: suite result}}``; a fold
     whose run kept no model folder is left out (and said)."""
