@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -537,6 +537,17 @@ def render_cv_report(cv_metrics: dict, pooled: dict[str, dict[str, tuple[list[di
     return "\n\n".join(parts) + "\n"
 
 
+def training_overrides(runs: Iterable[str | Path]) -> list[str]:
+    """The command-line overrides the fold models were trained with (``.hydra/overrides.yaml`` of the first run),
+    fold and output settings left out: what sets the figures apart (e.g. ``experiment=seeds_ner_plain``)."""
+    run = next(iter(runs), None)
+    path = Path(run) / ".hydra" / "overrides.yaml" if run is not None else None
+    if path is None or not path.is_file():
+        return []
+    skip = ("data.fold=", "data.extra_fold=", "hydra.", "trainer.disable_tqdm=", "trainer.save_strategy=")
+    return [str(o) for o in OmegaConf.load(path) if not str(o).startswith(skip)]
+
+
 def results_block(cv_metrics: dict, command: str, day: str) -> tuple[str, str, str]:
     """What ``results=FILE`` writes into a results document: the ``begin`` and ``end`` markers of this multirun and
     the block between them (markers included): the command and date, then per task each system's pooled headline,
@@ -548,7 +559,11 @@ def results_block(cv_metrics: dict, command: str, day: str) -> tuple[str, str, s
         systems = result["systems"]
         first = next(iter(systems.values()))["pooled"]
         held = "one outlet of the extra files" if result.get("protocol") == OUTLETS else "one article"
-        parts.append(f"{task}: leave {held} out, {result['n_folds']} folds on `{result['data_path']}`.")
+        trained = training_overrides(next(iter(result["settings"].values()))["runs"].values())
+        parts.append(
+            f"{task}: leave {held} out, {result['n_folds']} folds on `{result['data_path']}`; fold models trained with "
+            f"`{' '.join(trained) or 'the defaults'}`."
+        )
         rows = [
             [system, s["pooled"]["headline"]["value"], s["pooled"]["macro"]["f1"], f"{s['mean']:.3f} ± {s['std']:.3f}"]
             for system, s in systems.items()
