@@ -524,6 +524,8 @@ def test_cv_writes_its_tables_into_a_results_document(tmp_path, gold_file, capsy
     from datetime import date
 
     multirun = make_multirun(tmp_path / "m", gold_file, tasks=("stance",))
+    for run in multirun.iterdir():  # what Hydra records of each fold's command line
+        (run / ".hydra" / "overrides.yaml").write_text(f"- task=stance\n- data.fold={run.name[-1]}\n- seed=7\n")
     results = tmp_path / "results.md"
     results.write_text("# Results\n\nkept above\n\n<!-- cv m: begin -->\nold\n<!-- cv m: end -->\nkept below\n")
     args = [f"cv={multirun}", f"out_dir={tmp_path / 'out'}", f"results={results}", "calibration=false"]
@@ -534,6 +536,7 @@ def test_cv_writes_its_tables_into_a_results_document(tmp_path, gold_file, capsy
     metrics = json.loads((tmp_path / "out" / "cv_metrics.json").read_text())["tasks"]["stance"]["systems"]
     assert f"| model | {metrics['model']['pooled']['headline']['value']:.3f} |" in text
     assert "| stance: pooled F1 | model |" in text and "tfidf_logreg" in text
+    assert "3 folds on" in text and "fold models trained with `task=stance seed=7`." in text
     assert main(args) == 0 and results.read_text().count("<!-- cv m: begin -->") == 1  # rewritten, not added
     assert main([f"cv={multirun}", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err

@@ -40,7 +40,7 @@ from src.config import register_resolvers, setting_of
 from src.data.folds import leave_one_article_out, outlet_groups
 from src.data.records import load_records
 from src.data.splits import load_extra, load_splits
-from src.files import write_atomic, write_json
+from src.files import shown_path, write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.engine import Predictor
@@ -560,9 +560,9 @@ def results_block(cv_metrics: dict, command: str, day: str) -> tuple[str, str, s
         first = next(iter(systems.values()))["pooled"]
         held = "one outlet of the extra files" if result.get("protocol") == OUTLETS else "one article"
         trained = training_overrides(next(iter(result["settings"].values()))["runs"].values())
+        where = f"{result['n_folds']} folds on `{shown_path(result['data_path'])}`"
         parts.append(
-            f"{task}: leave {held} out, {result['n_folds']} folds on `{result['data_path']}`; fold models trained with "
-            f"`{' '.join(trained) or 'the defaults'}`."
+            f"{task}: leave {held} out, {where}; fold models trained with `{' '.join(trained) or 'the defaults'}`."
         )
         rows = [
             [system, s["pooled"]["headline"]["value"], s["pooled"]["macro"]["f1"], f"{s['mean']:.3f} ± {s['std']:.3f}"]
