@@ -204,3 +204,20 @@ def test_precision_auto_follows_the_folders_cpu_choice_where_the_cpu_has_bf16(
         assert path(quantize="int8") == (torch.float32, "onnx", "int8")
     with pytest.raises(ValueError, match="cpu_precision"):
         ModelFolder.from_dict({**meta, "cpu_precision": "fp8"}, folder / "newsframe.json")
+
+
+def test_what_a_task_fits_after_training_reaches_its_loaded_model(runs: dict[str, Path], tmp_path: Path) -> None:
+    """``Task.finish``'s entries: ``prototypes`` in its field, any other key in ``task_state``, both saved and read
+    back, and a plug-in's state handed to its loaded model (``TaskModel.task_state``)."""
+    from src.predict import Predictor
+
+    folder = shutil.copytree(runs["stance"] / "model", tmp_path / "model")
+    v1_file(folder, {"max_length": 64, "stride": 16, "config": {"paths": {"output_dir": str(tmp_path)}}})
+    record = ModelFolder.from_dir(folder).with_fitted({"prototypes": None, "lexicon": {"talks": 0.5}})
+    assert record.prototypes is None and record.task_state == {"lexicon": {"talks": 0.5}}
+    record.save(folder, card=False)
+    assert ModelFolder.from_dir(folder).task_state == {"lexicon": {"talks": 0.5}}
+    model = Predictor.from_pretrained(stance=str(folder), device="cpu", backend="torch").stance
+    assert model.task_state == {"lexicon": {"talks": 0.5}} and model.max_length == 64
+    with pytest.raises(ValueError, match="field 'task_state' must be an object or null"):
+        ModelFolder.from_dict(record.to_dict() | {"task_state": [1]})
