@@ -101,6 +101,15 @@ def sentence_layers_of(value: object, where: str = "data config") -> dict[str, t
     return layers
 
 
+def layer_scores(sentence: Mapping, key: str) -> Mapping[str, float]:
+    """A sentence's scores in the sentence layer ``key`` (``KEY_scores``, what a plug-in's ``fill`` writes beside
+    its label); empty when it has none.
+
+    EXAMPLE: ``layer_scores({"quote": "yes", "quote_scores": {"yes": 0.9, "no": 0.1}}, "quote")["yes"] -> 0.9``
+    """
+    return sentence.get(f"{key}_scores") or {}
+
+
 def none_label_of(stance_labels: Sequence[str]) -> str:
     """The 'no frame' label of a model folder or run config that does not record one: ``neutral`` (the seed
     scheme's, which every such folder was trained on) if it is a label, else the last label."""

@@ -15,7 +15,7 @@ from src.data.records import DataError, Record
 from src.data.segment import split_sentences
 from src.data.validate import around
 from src.data.words import spans_to_word_tags, word_spans, word_tags_to_spans
-from src.labels import LabelScheme, repair_iob2
+from src.labels import LabelScheme, layer_scores, repair_iob2
 
 # Names in data/labelstudio/config.xml: entity spans, sentence regions, and the per-sentence stance choice.
 LS_TEXT, LS_ENTITY, LS_SENTENCE, LS_STANCE = "text", "entity", "sentence", "stance"
@@ -250,7 +250,7 @@ def _regions(text: str, entities: Sequence[dict], sentences: Sequence[dict], lay
             result.append(_region(f"s{i}", LS_STANCE, text, start, end, {"choices": [sent["stance"]]}, score))
         for key in layers:
             if sent.get(key) is not None:
-                score = (sent.get(f"{key}_scores") or {}).get(sent[key])
+                score = layer_scores(sent, key).get(sent[key])
                 result.append(_region(f"s{i}", key, text, start, end, {"choices": [sent[key]]}, score))
     return result
 

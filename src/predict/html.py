@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from src.labels import MIXED, LabelScheme, doc_stance
+from src.labels import MIXED, LabelScheme, doc_stance, layer_scores
 from src.predict.framing import NO_STANCE, FramingTable
 from src.predict.threshold import stance_score
 
@@ -383,7 +383,7 @@ def layer_marks(sent: dict, labels: PageLabels) -> str:
     for key in labels.layers:
         if sent.get(key) is None:
             continue
-        scores = sent.get(f"{key}_scores") or {}
+        scores = layer_scores(sent, key)
         title = " · ".join(f"{label} {score:.2f}" for label, score in sorted(scores.items(), key=lambda kv: -kv[1]))
         marks.append(
             f"<sup{attrs(class_='layer', data_layer=key, title=title or None)}>{escape(key)}: "

@@ -19,15 +19,13 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import BinaryIO, TextIO
 
 from src.data.convert import records_to_labelstudio
 from src.files import file_sha256
+from src.labels import LabelScheme, layer_scores
 from src.predict.framing import FramingTable
 from src.predict.html import render_page
-
-if TYPE_CHECKING:
-    from src.labels import LabelScheme
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +213,7 @@ def csv_rows(prediction: dict, layers: Sequence[str] = ()) -> Iterator[list]:
     for key in layers:  # another task's sentence layer: a row per labelled sentence, its kind the layer's key
         for s in prediction["sentences"]:
             if s.get(key) is not None:
-                score = (s.get(f"{key}_scores") or {}).get(s[key], "")
+                score = layer_scores(s, key).get(s[key], "")
                 yield [doc_id, key, s["start"], s["end"], s["text"], s[key], score]
 
 
