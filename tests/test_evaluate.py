@@ -538,6 +538,18 @@ def test_cv_writes_its_tables_into_a_results_document(tmp_path, gold_file, capsy
     assert "| stance: pooled F1 | model |" in text and "tfidf_logreg" in text
     assert "3 folds on" in text and "fold models trained with `task=stance seed=7`." in text
     assert main(args) == 0 and results.read_text().count("<!-- cv m: begin -->") == 1  # rewritten, not added
+    assert "| system | pooled macro_f1 | mean ± std over folds |" in text  # stance's headline is its macro-F1: once
+    # Trained with extra files (a supplement beside the project): a block of its own, the files shown relative.
+    from src.files import PROJECT_ROOT
+
+    extra = PROJECT_ROOT.parent / "shared" / "supplement" / "pages.jsonl"
+    for run in multirun.iterdir():
+        (run / ".hydra" / "overrides.yaml").write_text(f"- task=stance\n- data.extra=[{extra}]\n")
+    assert main(args) == 0
+    text = results.read_text()
+    assert text.count("<!-- cv m: begin -->") == 1 and text.count("<!-- cv m with extra files: begin -->") == 1
+    assert "trained with `task=stance data.extra=[../shared/supplement/pages.jsonl]`." in text
+    assert str(extra) not in text
     assert main([f"cv={multirun}", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main([f"cv={tmp_path / 'nothing'}"]) == 1

@@ -28,6 +28,7 @@ folds of the headline metric (NER micro-F1, stance macro-F1), for each model set
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -40,7 +41,7 @@ from src.config import register_resolvers, setting_of
 from src.data.folds import leave_one_article_out, outlet_groups
 from src.data.records import load_records
 from src.data.splits import load_extra, load_splits
-from src.files import shown_path, write_atomic, write_json
+from src.files import PROJECT_ROOT, shown_path, write_atomic, write_json
 from src.labels import LabelScheme
 from src.markdown import markdown_table
 from src.predict.engine import Predictor
@@ -545,30 +546,61 @@ def training_overrides(runs: Iterable[str | Path]) -> list[str]:
     if path is None or not path.is_file():
         return []
     skip = ("data.fold=", "data.extra_fold=", "hydra.", "trainer.disable_tqdm=", "trainer.save_strategy=")
-    return [str(o) for o in OmegaConf.load(path) if not str(o).startswith(skip)]
+    return [shown_override(str(o)) for o in OmegaConf.load(path) if not str(o).startswith(skip)]
+
+
+def shown_override(override: str) -> str:
+    """An override as others can read it: the files of ``data.path`` / ``data.extra`` relative to the project when
+    inside it or beside it (``../shared/...``), not this machine's absolute paths."""
+    key, _, value = override.partition("=")
+    if key.lstrip("+~") not in ("data.path", "data.extra") or not value:
+        return override
+
+    def shown(file: str) -> str:
+        beside = os.path.relpath(Path(file).resolve(), PROJECT_ROOT)
+        return shown_path(file) if beside.startswith("../../") else beside
+
+    listed = value.startswith("[") and value.endswith("]")
+    files = [shown(f.strip().strip("'\"")) for f in (value[1:-1] if listed else value).split(",") if f.strip()]
+    return f"{key}=[{','.join(files)}]" if listed else f"{key}={','.join(files)}"
 
 
 def results_block(cv_metrics: dict, command: str, day: str) -> tuple[str, str, str]:
     """What ``results=FILE`` writes into a results document: the ``begin`` and ``end`` markers of this multirun and
     the block between them (markers included): the command and date, then per task each system's pooled headline,
     pooled macro-F1 and mean ± std over folds, and the pooled F1 per label."""
-    name = Path(cv_metrics["multirun_dir"]).name
+    trained = {
+        task: training_overrides(next(iter(result["settings"].values()))["runs"].values())
+        for task, result in cv_metrics["tasks"].items()
+    }
+    # A multirun trained with extra files (the supplement) keeps a block of its own beside the one without them.
+    extra = any(o.lstrip("+").startswith("data.extra=") for overrides in trained.values() for o in overrides)
+    name = Path(cv_metrics["multirun_dir"]).name + (" with extra files" if extra else "")
     begin, end = f"<!-- cv {name}: begin -->", f"<!-- cv {name}: end -->"
     parts = [begin, f"`{command}`, {day}:"]
     for task, result in cv_metrics["tasks"].items():
         systems = result["systems"]
         first = next(iter(systems.values()))["pooled"]
         held = "one outlet of the extra files" if result.get("protocol") == OUTLETS else "one article"
-        trained = training_overrides(next(iter(result["settings"].values()))["runs"].values())
         where = f"{result['n_folds']} folds on `{shown_path(result['data_path'])}`"
-        parts.append(
-            f"{task}: leave {held} out, {where}; fold models trained with `{' '.join(trained) or 'the defaults'}`."
-        )
+        how = " ".join(trained[task]) or "the defaults"
+        parts.append(f"{task}: leave {held} out, {where}; fold models trained with `{how}`.")
+        macro = first["headline"]["name"] != "macro_f1"  # a second column only where it is another figure
         rows = [
-            [system, s["pooled"]["headline"]["value"], s["pooled"]["macro"]["f1"], f"{s['mean']:.3f} ± {s['std']:.3f}"]
+            [
+                system,
+                s["pooled"]["headline"]["value"],
+                *([s["pooled"]["macro"]["f1"]] if macro else []),
+                f"{s['mean']:.3f} ± {s['std']:.3f}",
+            ]
             for system, s in systems.items()
         ]
-        header = ["system", f"pooled {first['headline']['name']}", "pooled macro-F1", "mean ± std over folds"]
+        header = [
+            "system",
+            f"pooled {first['headline']['name']}",
+            *(["pooled macro-F1"] if macro else []),
+            "mean ± std over folds",
+        ]
         parts.append(markdown_table(header, rows))
         rows = [
             [label, *(s["pooled"]["per_label"].get(label, {}).get("f1", 0.0) for s in systems.values())]
