@@ -83,10 +83,10 @@ def train(cfg: DictConfig) -> tuple[dict | None, Path]:
 
     # The model folder is written beside its final place and renamed into it once complete.
     tmp_dir, model_dir = out / "model.tmp", out / "model"
-    record, _ = finished_folder(tmp_dir, cfg, task, trainer, tokenizer, base, provenance, train_records)
+    record, load = finished_folder(tmp_dir, cfg, task, trainer, tokenizer, base, provenance, train_records)
     metrics = None
     if test_records:
-        metrics, paths = evaluate_records(tmp_dir, test_records, out, device=run_device(cfg))
+        metrics, paths = evaluate_records(load(), test_records, out)
         record.provenance.held_out = held_out_entry(metrics)
         print(console_summary(metrics, paths["report"]))
     record.save(tmp_dir)  # the record and its card, complete
@@ -220,23 +220,27 @@ def finished_folder(
     provenance: dict,
     train_records: list[dict],
 ) -> tuple[ModelFolder, Callable[[], Predictor]]:
-    """Write the trained model as a model folder at ``folder`` (weights, tokenizer, its record without a card) and
-    let the task finish it (``Task.finish``: the prototype head); returns the record, which the caller completes and
-    saves with its card, and how to load the folder as prediction runs it."""
+    """Write the trained model's weights and tokenizer at ``folder`` and let the task finish it (``Task.finish``: the
+    prototype head); returns its record, which the caller completes and saves (once, with the card), and how to load
+    the folder with that record as prediction runs it."""
     shutil.rmtree(folder, ignore_errors=True)
     trainer.model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     record = ModelFolder.for_training(task, trainer.model, cfg, base, provenance)
-    record.save(folder, card=False)  # what loading it needs
 
-    def load() -> Predictor:
-        return Predictor.from_pretrained(**{task.name: str(folder)}, device=run_device(cfg), backend="torch")
+    def loader(record: ModelFolder) -> Callable[[], Predictor]:
+        def load() -> Predictor:
+            where = {task.name: str(folder)}
+            return Predictor.from_pretrained(
+                **where, records={task.name: record}, device=run_device(cfg), backend="torch"
+            )
 
-    fitted = task.finish(load, train_records, OmegaConf.to_container(cfg.task, resolve=True))
+        return load
+
+    fitted = task.finish(loader(record), train_records, OmegaConf.to_container(cfg.task, resolve=True))
     if fitted:
         record = record.with_fitted(fitted)
-        record.save(folder, card=False)
-    return record, load
+    return record, loader(record)
 
 
 def describe_pseudo(records: list[dict]) -> str:

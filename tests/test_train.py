@@ -22,13 +22,20 @@ def run_train(*overrides: str, cwd: Path = ROOT, module: list[str] | None = None
 
 
 @pytest.mark.parametrize("task", ["ner", "stance"])
-def test_train_leaves_a_pipeline_ready_checkpoint(task: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_train_leaves_a_pipeline_ready_checkpoint(task: str, tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     from transformers import pipeline
 
+    from src.model_folder import ModelFolder
     from src.train import train
 
+    saved_to: list[Path] = []
+    save = ModelFolder.save
+    monkeypatch.setattr(
+        ModelFolder, "save", lambda self, dest, **kw: saved_to.append(Path(dest)) or save(self, dest, **kw)
+    )
     cfg = compose_train_config([f"task={task}", f"model.name_or_path={tiny_model_dir}", *TINY_TRAIN], tmp_path)
     metrics, out = train(cfg)
+    assert [p.name for p in saved_to] == ["model.tmp"]  # the record is written once, complete, before the rename
     model_dir = out / "model"
     names = {p.name for p in model_dir.iterdir()}
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= names

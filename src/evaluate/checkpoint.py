@@ -33,14 +33,23 @@ def load_gold_file(path: str | Path, scheme: LabelScheme | None = None) -> list[
 
 
 def evaluate_records(
-    model: str | Path, gold: list[dict], out_dir: str | Path, *, device: str = "auto", batch_size: int = 32
+    model: str | Path | Predictor,
+    gold: list[dict],
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
 ) -> tuple[dict, dict[str, Path]]:
-    """Predict ``gold``'s sentences with the model folder; write metrics.json, report.md (+PNG) and
-    predictions.jsonl into ``out_dir``; returns the metrics and the written paths."""
-    folder = resolve_model_dir(model)
-    task = ModelFolder.from_dir(folder).task
-    # torch, as trained: an ONNX export of every freshly trained fold would cost more than its one pass saves.
-    predictor = Predictor.from_pretrained(**{task: folder}, device=device, batch_size=batch_size, backend="torch")
+    """Predict ``gold``'s sentences with the model folder (or a Predictor of one task, as training loads its folder);
+    write metrics.json, report.md (+PNG) and predictions.jsonl into ``out_dir``; returns the metrics and the written
+    paths."""
+    if isinstance(model, Predictor):
+        predictor, (task,) = model, model.models
+    else:
+        folder = resolve_model_dir(model)
+        task = ModelFolder.from_dir(folder).task
+        # torch, as trained: an ONNX export of every freshly trained fold would cost more than its one pass saves.
+        predictor = Predictor.from_pretrained(**{task: folder}, device=device, batch_size=batch_size, backend="torch")
     pred = predictor.predict_records(gold)
     scheme = predictor.scheme
     metrics = evaluate_predictions(task, gold, pred, scheme.stance_labels, scheme.none_label)

@@ -16,7 +16,7 @@ import importlib.util
 import logging
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -325,6 +325,7 @@ class Predictor:
         backend: str = "auto",
         chunk_sentences: int = 2048,
         chunk_docs: int = 64,
+        records: Mapping[str, ModelFolder] | None = None,
         **folders: str | None,
     ) -> Predictor:
         """Load model folders (a run folder uses its ``model/``; ``folders``: those of other registered tasks, by
@@ -338,7 +339,8 @@ class Predictor:
         none), ``none`` or ``int8`` (dynamic int8 linear layers, CPU and fp32 only, see ``quantize_int8``).
         ``backend``: ``auto`` (default: ONNX Runtime for fp32 on CPU where the ``onnx`` extra is installed, else
         torch), ``torch`` or ``onnx`` (the export cached by ``src.predict.ort`` and loaded from there without the torch
-        weights; with ``quantize="int8"`` the fastest CPU path).
+        weights; with ``quantize="int8"`` the fastest CPU path). ``records``: by task name, the record of a folder
+        that training is still writing, used instead of its ``newsframe.json`` (written once, when complete).
         """
         if quantize not in QUANTIZE_CHOICES:
             raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_CHOICES)}; got {quantize!r}")
@@ -348,7 +350,8 @@ class Predictor:
         paths = {name: path for name, path in ({"ner": ner, "stance": stance} | folders).items() if path is not None}
         for name in paths:
             get_task(name)  # an unknown task name fails before any folder is read
-        loaded = {name: _load_task_model(name, path, *options) for name, path in paths.items()}
+        records = records or {}
+        loaded = {name: _load_task_model(name, path, *options, records.get(name)) for name, path in paths.items()}
         return cls(chunk_sentences=chunk_sentences, chunk_docs=chunk_docs, **loaded)
 
     @property
@@ -528,13 +531,15 @@ def _load_task_model(
     batch_size: int,
     max_length: int | None,
     stride: int | None,
+    record: ModelFolder | None = None,
 ) -> TaskModel:
     """One model folder loaded as ``Predictor.from_pretrained`` documents: its task checked, its windows and the
-    engine (backend, precision, quantize) resolved for this folder."""
+    engine (backend, precision, quantize) resolved for this folder (``record``: its record, not read from it)."""
     # The folder's cpu_precision is a choice of the default path: an explicit backend or int8 keeps fp32.
     folder_precision = backend == "auto" and quantize in ("auto", "none")
     folder = resolve_model_dir(str(path))
-    record = ModelFolder.from_dir(folder)  # how the folder must be run: its task and windows
+    if record is None:
+        record = ModelFolder.from_dir(folder)  # how the folder must be run: its task and windows
     if record.task != expected:
         raise ValueError(f"{path}: is a {record.task} model, given as the {expected} model")
     tokenizer = load_tokenizer(folder)
