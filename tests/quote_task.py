@@ -56,9 +56,9 @@ class QuoteTask(Task):
             sentence["quote"] = None if result is None else result["stance"]
             sentence["quote_scores"] = {} if result is None else result["scores"]
 
-    def uncertainty(self, model, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
-        margins = [abs(s["quote_scores"]["yes"] - s["quote_scores"]["no"]) for _, s in sentences]
-        return [(1.0 - m, f"quote margin {m:.2f}") for m in margins]
+    def uncertainty(self, result: dict) -> tuple[float, str]:
+        margin = abs(result["scores"]["yes"] - result["scores"]["no"])
+        return 1.0 - margin, f"quote margin {margin:.2f}"
 
     def metrics(self, gold_records, pred_by_id, labels=(), none_label=None) -> dict:
         y_true, y_pred = [], []

@@ -82,6 +82,24 @@ def test_cli_writes_ranked_tasks_deterministically(runs: dict[str, Path], tmp_pa
     assert again.read_bytes() == out.read_bytes()
 
 
+def test_select_tags_each_sentence_once(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    """The uncertainty comes from the prediction pass itself: src.select tags as many sentences as predict does."""
+    import src.tasks.ner as ner
+    from src.predict.engine import Predictor
+
+    tagged: list[int] = []
+    tag_words = ner.tag_words
+    monkeypatch.setattr(ner, "tag_words", lambda model, words: tagged.append(len(words)) or tag_words(model, words))
+    articles = _articles(tmp_path / "articles")
+    assert (
+        main(["--ner", str(runs["ner"]), "--device", "cpu", str(articles), "-k", "2", "-o", str(tmp_path / "t")]) == 0
+    )
+    selected, tagged[:] = sum(tagged), []
+    texts = [(articles / f"{doc_id}.txt").read_text(encoding="utf-8") for doc_id in SEED_IDS]
+    Predictor.from_pretrained(ner=str(runs["ner"]), device="cpu").predict(texts)
+    assert selected == sum(tagged) > 0
+
+
 def test_cli_stance_only_and_bad_options(runs: dict[str, Path], tmp_path: Path, capsys) -> None:
     articles = _articles(tmp_path / "articles")
     out = tmp_path / "tasks.json"

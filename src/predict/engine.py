@@ -262,8 +262,9 @@ class _Document:
         self.pending = len(spans)
         self.error: dict | None = None  # the error record once any part of it failed
 
-    def prediction(self, models: dict[str, TaskModel]) -> dict:
-        """The prediction record: every registered task fills in its fields (empty for a task with no model)."""
+    def prediction(self, models: dict[str, TaskModel], uncertainty: bool = False) -> dict:
+        """The prediction record: every registered task fills in its fields (empty for a task with no model); with
+        ``uncertainty``, each sentence's ``uncertainty``: every loaded task's ``(u, why)`` (``Task.uncertainty``)."""
         text = self.record["text"]
         record = {
             "id": self.record.get("id"),
@@ -272,6 +273,9 @@ class _Document:
         }
         for name, task in TASKS.items():
             task.fill(record, self.results.get(name), models.get(name))
+        if uncertainty:
+            for i, sentence in enumerate(record["sentences"]):
+                sentence["uncertainty"] = [get_task(name).uncertainty(self.results[name][i]) for name in models]
         return record
 
 
@@ -379,18 +383,20 @@ class Predictor:
         compares with gold sentences one to one)."""
         return list(self.iter_predict(records))
 
-    def iter_predict(self, records: Iterable[dict]) -> Iterator[dict]:
+    def iter_predict(self, records: Iterable[dict], *, uncertainty: bool = False) -> Iterator[dict]:
         """Stream of prediction records in input order, computed in chunks of at most ``chunk_docs`` documents and
         ``chunk_sentences`` sentences (a long document's sentences are split over several chunks).
 
         A record with ``sentences`` is predicted on those spans, otherwise on ``split_sentences(text)``. A record
         that already carries an ``"error"`` (unreadable input) passes through in place, so outputs keep input order.
         A document that fails becomes an error record (``error.reason`` says what failed); the others go on.
+        With ``uncertainty`` each sentence also gets ``uncertainty``, every loaded task's ``(u, why)`` of it
+        (``Task.uncertainty``, what ``src.select`` ranks by), from the same pass.
         """
-        for group in self.iter_predict_groups(records):
+        for group in self.iter_predict_groups(records, uncertainty=uncertainty):
             yield from group
 
-    def iter_predict_groups(self, records: Iterable[dict]) -> Iterator[list[dict]]:
+    def iter_predict_groups(self, records: Iterable[dict], *, uncertainty: bool = False) -> Iterator[list[dict]]:
         """``iter_predict``'s records in groups that end where the engine holds no document: what follows a group
         is predicted exactly as if it were the whole input (same chunks, same batches, so the same bytes), which
         is what lets an interrupted run resume from the end of a group and equal an uninterrupted one."""
@@ -409,12 +415,12 @@ class Predictor:
             if len(waiting) >= self.chunk_docs:  # short documents: predict and emit them in groups
                 self._run(jobs)
                 jobs = []
-            group.extend(self._finished(waiting))
+            group.extend(self._finished(waiting, uncertainty))
             if group and not waiting:
                 yield group
                 group = []
         self._run(jobs)
-        group.extend(self._finished(waiting))
+        group.extend(self._finished(waiting, uncertainty))
         if group:
             yield group
 
@@ -439,12 +445,6 @@ class Predictor:
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
         """IOB2 tag and probability of every word of each sentence (``src.tasks.ner.tag_words``)."""
         return tag_words(self._model("ner", "tagging words"), sentences)
-
-    def uncertainty(self, sentences: Sequence[tuple[str, dict]]) -> list[tuple[tuple[float, str], ...]]:
-        """Each loaded task's ``(u, why)`` for each predicted sentence (``(document text, sentence of a prediction
-        record)``; ``Task.uncertainty``), in the order of ``models``."""
-        per_task = [get_task(name).uncertainty(model, sentences) for name, model in self.models.items()]
-        return list(zip(*per_task, strict=True))
 
     # -- internals ----------------------------------------------------------------------------------------------
 
@@ -478,7 +478,7 @@ class Predictor:
         except Exception as err:  # one bad document must not stop the batch
             return self._failure(record, f"cannot prepare the document: {type(err).__name__}: {err}")
 
-    def _finished(self, waiting: deque) -> Iterator[dict]:
+    def _finished(self, waiting: deque, uncertainty: bool = False) -> Iterator[dict]:
         while waiting and (isinstance(waiting[0], dict) or waiting[0].pending == 0):
             item = waiting.popleft()
             if isinstance(item, dict):
@@ -487,7 +487,7 @@ class Predictor:
                 yield item.error
             else:
                 try:
-                    yield item.prediction(self.models)
+                    yield item.prediction(self.models, uncertainty)
                 except Exception as err:
                     yield self._failure(item.record, f"prediction failed: {type(err).__name__}: {err}")
 

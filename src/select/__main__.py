@@ -38,21 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def score_sentences(predictor, predictions: Sequence[dict], texts: dict[str, str]) -> list[dict]:
+def score_sentences(predictions: Sequence[dict]) -> list[dict]:
     """One candidate per non-blank predicted sentence: ``{doc, start, end, text, uncertainty, why}``, the least
-    sure of the loaded tasks' decisions (``Task.uncertainty``)."""
-    sentences = [
-        (texts[prediction["id"]], sentence | {"doc": prediction["id"]})
-        for prediction in predictions
-        for sentence in prediction["sentences"]
-        if sentence["text"].strip()
-    ]
+    sure of the loaded tasks' decisions (``iter_predict(uncertainty=True)``, taken out of the records)."""
     candidates = []
-    for (_, sentence), parts in zip(sentences, predictor.uncertainty(sentences), strict=True):
-        uncertainty, why = sentence_uncertainty(parts)
-        candidates.append(
-            {k: sentence[k] for k in ("start", "end", "text", "doc")} | {"uncertainty": uncertainty, "why": why}
-        )
+    for prediction in predictions:
+        for sentence in prediction["sentences"]:
+            parts = sentence.pop("uncertainty")
+            if sentence["text"].strip():
+                uncertainty, why = sentence_uncertainty(parts)
+                where = {k: sentence[k] for k in ("start", "end", "text")}
+                candidates.append(where | {"doc": prediction["id"], "uncertainty": uncertainty, "why": why})
     return candidates
 
 
@@ -114,13 +110,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"the inputs hold the same id more than once: {', '.join(twice[:5])}")
     texts = {d["id"]: d["text"] for d in documents}
     predictions = {}
-    for prediction in predictor.iter_predict(documents):
+    for prediction in predictor.iter_predict(documents, uncertainty=True):
         if "error" in prediction:
             failed += 1
             print(f"error: {prediction['id']}: {prediction['error']['reason']} (skipped)", file=sys.stderr)
         else:
             predictions[prediction["id"]] = prediction
-    candidates = score_sentences(predictor, list(predictions.values()), texts)
+    candidates = score_sentences(list(predictions.values()))
     chosen = mmr([c["uncertainty"] for c in candidates], [c["text"] for c in candidates], args.k, args.diversity)
     picks = [candidates[i] | {"similarity": similarity} for i, similarity in chosen]
     tasks = article_tasks(picks, predictions, texts, tuple(predictor.scheme.sentence_layers))

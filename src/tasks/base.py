@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from transformers import PreTrainedTokenizerFast
 
@@ -95,10 +95,10 @@ class Task:
         model of this task was loaded, and the fields get their empty values (every record has every field)."""
         raise NotImplementedError
 
-    def uncertainty(self, model: TaskModel, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
-        """How unsure ``model`` is of each predicted sentence (``(document text, sentence of the prediction
-        record)``), as ``(u in [0, 1], why)``; ``src.select`` asks for labels where it is largest (default: sure)."""
-        return [(0.0, "")] * len(sentences)
+    def uncertainty(self, result: Any) -> tuple[float, str]:
+        """How unsure the model is of one sentence, from ``predict``'s result for it, as ``(u in [0, 1], why)``;
+        ``src.select`` asks for labels where it is largest (default: sure)."""
+        return 0.0, ""
 
     def pseudo_labelled(self, documents: Sequence[dict], predictions: Sequence[dict], settings: Mapping) -> list[dict]:
         """Training records of a model's own most confident ``predictions`` of unlabelled ``documents`` (the same

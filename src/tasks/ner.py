@@ -139,22 +139,22 @@ class NerTask(Task):
         return {"dictionary": dictionary_ner, "spacy_en_core_web_sm": spacy_ner}
 
     def predict(self, model: TaskModel, jobs: Sequence[tuple[str, Sequence[tuple[int, int]], int]]) -> list:
-        """Each sentence's whole-word entities (``predicted_entities``)."""
+        """Each sentence's whole-word entities (``predicted_entities``) and its least sure word (``ner_uncertainty``:
+        the record keeps no word probabilities, so selection reads it here)."""
         words = [word_spans(text, *spans[i]) for text, spans, i in jobs]
         texts = [[text[s:e] for s, e in spans] for (text, _, _), spans in zip(jobs, words, strict=True)]
         tagged = tag_words(model, texts)
         return [
-            predicted_entities(text, spans, tags) for (text, _, _), spans, tags in zip(jobs, words, tagged, strict=True)
+            (predicted_entities(text, spans, tags), ner_uncertainty(strings, tags))
+            for (text, _, _), spans, strings, tags in zip(jobs, words, texts, tagged, strict=True)
         ]
 
     def fill(self, prediction: dict, results: Sequence | None, model: TaskModel | None) -> None:
-        prediction["entities"] = [entity for sentence in results or () for entity in sentence]
+        prediction["entities"] = [entity for entities, _ in results or () for entity in entities]
 
-    def uncertainty(self, model: TaskModel, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
-        """The least sure word of each sentence (``ner_uncertainty``), its words tagged again (records keep no
-        word probabilities)."""
-        words = [[text[s:e] for s, e in word_spans(text, sent["start"], sent["end"])] for text, sent in sentences]
-        return [ner_uncertainty(w, tagged) for w, tagged in zip(words, tag_words(model, words), strict=True)]
+    def uncertainty(self, result: tuple[list[dict], tuple[float, str]]) -> tuple[float, str]:
+        """The sentence's least sure word (``ner_uncertainty``)."""
+        return result[1]
 
     def calibrate(
         self,

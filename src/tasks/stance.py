@@ -277,9 +277,9 @@ class StanceTask(Task):
         stances = (s["stance"] for s in prediction["sentences"])
         prediction["doc_stance"] = None if none_label is None else doc_stance(stances, none_label)
 
-    def uncertainty(self, model: TaskModel, sentences: Sequence[tuple[str, dict]]) -> list[tuple[float, str]]:
-        """The margin between each sentence's two most probable stances (``stance_uncertainty``)."""
-        return [stance_uncertainty(sent["scores"]) for _, sent in sentences]
+    def uncertainty(self, result: tuple[str, dict[str, float]]) -> tuple[float, str]:
+        """The margin between the sentence's two most probable stances (``stance_uncertainty``)."""
+        return stance_uncertainty(result[1])
 
     def calibrate(
         self,
