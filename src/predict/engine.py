@@ -360,17 +360,13 @@ class Predictor:
 
     @property
     def scheme(self) -> LabelScheme:
-        """The loaded models' labels: entity types of the NER tags, the stance labels and their none label, and the
-        sentence layers of other sentence classifiers (``Task.sentence_field``)."""
-        types = [tag[2:] for tag in self.ner.labels if tag != "O"] if self.ner is not None else []
-        stance = self.stance.labels if self.stance is not None else []
-        none = self.stance.none_label if self.stance is not None else None
-        layers = {
-            field: tuple(model.labels)
-            for name, model in self.models.items()
-            if (field := get_task(name).sentence_field) is not None
-        }
-        return LabelScheme(tuple(dict.fromkeys(types)), tuple(stance), none, layers)
+        """The loaded models' labels, each task's part as it says (``Task.scheme_part``: entity types of the NER
+        tags, the stance labels and their none label, a sentence classifier's layer)."""
+        parts: dict = {"entity_labels": (), "stance_labels": (), "none_label": None, "sentence_layers": {}}
+        for name, model in self.models.items():
+            for key, value in get_task(name).scheme_part(model).items():
+                parts[key] = {**parts[key], **value} if isinstance(value, Mapping) else value
+        return LabelScheme(**parts)
 
     # -- public API ---------------------------------------------------------------------------------------------
 

@@ -95,6 +95,11 @@ class Task:
         model of this task was loaded, and the fields get their empty values (every record has every field)."""
         raise NotImplementedError
 
+    def scheme_part(self, model: TaskModel) -> dict:
+        """What the loaded ``model`` gives the Predictor's ``LabelScheme`` (fields by name): by default a sentence
+        classifier's layer, ``{"sentence_layers": {sentence_field: labels}}``."""
+        return {"sentence_layers": {self.sentence_field: tuple(model.labels)}} if self.sentence_field else {}
+
     def uncertainty(self, result: Any) -> tuple[float, str]:
         """How unsure the model is of one sentence, from ``predict``'s result for it, as ``(u in [0, 1], why)``;
         ``src.select`` asks for labels where it is largest (default: sure)."""

@@ -152,6 +152,10 @@ class NerTask(Task):
     def fill(self, prediction: dict, results: Sequence | None, model: TaskModel | None) -> None:
         prediction["entities"] = [entity for entities, _ in results or () for entity in entities]
 
+    def scheme_part(self, model: TaskModel) -> dict:
+        """The entity types of the model's IOB2 tags."""
+        return {"entity_labels": tuple(dict.fromkeys(tag[2:] for tag in model.labels if tag != "O"))}
+
     def uncertainty(self, result: tuple[list[dict], tuple[float, str]]) -> tuple[float, str]:
         """The sentence's least sure word (``ner_uncertainty``)."""
         return result[1]

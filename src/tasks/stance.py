@@ -277,6 +277,10 @@ class StanceTask(Task):
         stances = (s["stance"] for s in prediction["sentences"])
         prediction["doc_stance"] = None if none_label is None else doc_stance(stances, none_label)
 
+    def scheme_part(self, model: TaskModel) -> dict:
+        """The stance labels and the one that frames nothing."""
+        return {"stance_labels": tuple(model.labels), "none_label": model.none_label}
+
     def uncertainty(self, result: tuple[str, dict[str, float]]) -> tuple[float, str]:
         """The margin between the sentence's two most probable stances (``stance_uncertainty``)."""
         return stance_uncertainty(result[1])
