@@ -581,8 +581,11 @@ def results_block(cv_metrics: dict, command: str, day: str) -> tuple[str, str, s
     for task, result in cv_metrics["tasks"].items():
         systems = result["systems"]
         first = next(iter(systems.values()))["pooled"]
-        held = "one outlet of the extra files" if result.get("protocol") == OUTLETS else "one article"
-        where = f"{result['n_folds']} folds on `{shown_path(result['data_path'])}`"
+        data = f"`{shown_path(result['data_path'])}`"
+        if result.get("protocol") == OUTLETS:
+            held, where = "one outlet of the extra files", f"{result['n_folds']} folds, {data} always in training"
+        else:
+            held, where = "one article", f"{result['n_folds']} folds on {data}"
         how = " ".join(trained[task]) or "the defaults"
         parts.append(f"{task}: leave {held} out, {where}; fold models trained with `{how}`.")
         macro = first["headline"]["name"] != "macro_f1"  # a second column only where it is another figure
