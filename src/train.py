@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -228,19 +229,15 @@ def finished_folder(
     tokenizer.save_pretrained(folder)
     record = ModelFolder.for_training(task, trainer.model, cfg, base, provenance)
 
-    def loader(record: ModelFolder) -> Callable[[], Predictor]:
-        def load() -> Predictor:
-            where = {task.name: str(folder)}
-            return Predictor.from_pretrained(
-                **where, records={task.name: record}, device=run_device(cfg), backend="torch"
-            )
+    def load(record: ModelFolder) -> Predictor:
+        """The folder as prediction runs it, ``record`` standing for its not yet written ``newsframe.json``."""
+        where = {task.name: str(folder)}
+        return Predictor.from_pretrained(**where, records={task.name: record}, device=run_device(cfg), backend="torch")
 
-        return load
-
-    fitted = task.finish(loader(record), train_records, OmegaConf.to_container(cfg.task, resolve=True))
+    fitted = task.finish(partial(load, record), train_records, OmegaConf.to_container(cfg.task, resolve=True))
     if fitted:
         record = record.with_fitted(fitted)
-    return record, loader(record)
+    return record, partial(load, record)
 
 
 def describe_pseudo(records: list[dict]) -> str:

@@ -557,8 +557,8 @@ def shown_override(override: str) -> str:
         return override
 
     def shown(file: str) -> str:
-        beside = os.path.relpath(Path(file).resolve(), PROJECT_ROOT)
-        return shown_path(file) if beside.startswith("../../") else beside
+        relative = os.path.relpath(Path(file).resolve(), PROJECT_ROOT)
+        return file if relative.startswith("../../") else relative
 
     listed = value.startswith("[") and value.endswith("]")
     files = [shown(f.strip().strip("'\"")) for f in (value[1:-1] if listed else value).split(",") if f.strip()]

@@ -139,26 +139,27 @@ class NerTask(Task):
         return {"dictionary": dictionary_ner, "spacy_en_core_web_sm": spacy_ner}
 
     def predict(self, model: TaskModel, jobs: Sequence[tuple[str, Sequence[tuple[int, int]], int]]) -> list:
-        """Each sentence's whole-word entities (``predicted_entities``) and its least sure word (``ner_uncertainty``:
-        the record keeps no word probabilities, so selection reads it here)."""
+        """Each sentence's whole-word entities (``predicted_entities``), with its words and their tags kept for
+        ``uncertainty`` (the record keeps no word probabilities)."""
         words = [word_spans(text, *spans[i]) for text, spans, i in jobs]
         texts = [[text[s:e] for s, e in spans] for (text, _, _), spans in zip(jobs, words, strict=True)]
         tagged = tag_words(model, texts)
         return [
-            (predicted_entities(text, spans, tags), ner_uncertainty(strings, tags))
+            (predicted_entities(text, spans, tags), strings, tags)
             for (text, _, _), spans, strings, tags in zip(jobs, words, texts, tagged, strict=True)
         ]
 
     def fill(self, prediction: dict, results: Sequence | None, model: TaskModel | None) -> None:
-        prediction["entities"] = [entity for entities, _ in results or () for entity in entities]
+        prediction["entities"] = [entity for entities, _, _ in results or () for entity in entities]
 
     def scheme_part(self, model: TaskModel) -> dict:
         """The entity types of the model's IOB2 tags."""
         return {"entity_labels": tuple(dict.fromkeys(tag[2:] for tag in model.labels if tag != "O"))}
 
-    def uncertainty(self, result: tuple[list[dict], tuple[float, str]]) -> tuple[float, str]:
-        """The sentence's least sure word (``ner_uncertainty``)."""
-        return result[1]
+    def uncertainty(self, result: tuple[list[dict], list[str], list[tuple[str, float]]]) -> tuple[float, str]:
+        """The sentence's least sure word (``ner_uncertainty``), asked only by ``src.select``."""
+        _, words, tagged = result
+        return ner_uncertainty(words, tagged)
 
     def calibrate(
         self,
