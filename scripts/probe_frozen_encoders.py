@@ -73,6 +73,7 @@ def fine_tuned(multirun: Path | None) -> dict[Key, list[float]]:
 
 
 def folds(protocol: str, seeds: list[Record], supplement: list[Record]) -> Iterator[tuple[list[Record], list[Record]]]:
+    """``(train, test)`` per fold: ``loao`` leaves one seed article out (supplement in training), else one outlet."""
     if protocol == "loao":
         for k in range(len(seeds)):
             train, test = leave_one_article_out(seeds, k)
@@ -96,11 +97,14 @@ def protocol_rows(
     gold: list[str] = []
     by_system: dict[str, list[np.ndarray]] = {}
     for train, test in folds(protocol, seeds, supplement):
-        train_rows = [index[key] for key, _, _ in sentences(train)]
-        test_sentences = sentences(test)
+        train_sentences, test_sentences = sentences(train), sentences(test)
+        train_rows = [index[key] for key, _, _ in train_sentences]
         test_rows = [index[key] for key, _, _ in test_sentences]
         gold += [label for _, _, label in test_sentences]
-        labels = [label for _, _, label in sentences(train)]
+        labels = [label for _, _, label in train_sentences]
+        missing = [key for key, _, _ in test_sentences if tuned and key not in tuned]
+        if missing:
+            raise SystemExit(f"error: the fine-tuned multirun has no prediction of sentence {missing[0]} ({protocol})")
         tuned_p = np.array([tuned[key] for key, _, _ in test_sentences]) if tuned else None
         if tuned_p is not None:
             by_system.setdefault("fine-tuned fold models", []).append(tuned_p)
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = load_records(args.seeds_file)
     supplement = [r for path in args.supplement for r in load_records(path)]
     texts = [text for _, text, _ in sentences(seeds + supplement)]
+    if not all("=" in item for item in args.encoder):
+        parser.error("--encoder takes NAME=PATH items (PATH 'default': the packaged MiniLM)")
     encoders = dict(item.split("=", 1) for item in args.encoder)
     vectors = {name: embed(packaged_model_path() if p == "default" else p, texts) for name, p in encoders.items()}
     rows = []

@@ -6,6 +6,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("probe", ROOT / "scripts" / "probe_frozen_encoders.py")
@@ -38,3 +39,11 @@ def test_a_separating_encoder_scores_one_and_the_average_mixes_in_the_fine_tuned
     assert by_system["fine-tuned + frozen ideal, averaged"][2] == 1.0
     loao = probe.protocol_rows("loao", seeds, supplement, {"ideal": onehot + 0.01}, {})
     assert [row[1] for row in loao] == ["frozen ideal + logistic regression"]  # no fine-tuned rows without them
+
+
+def test_a_multirun_without_the_held_out_sentences_is_refused() -> None:
+    seeds, supplement = [record("a"), record("b")], [record("x", "X"), record("y", "Y")]
+    vectors = {"ideal": np.eye(3)[[probe.LABELS.index(label) for label in LABELS * 4]]}
+    other = {("elsewhere", 0): [1.0, 0.0, 0.0]}
+    with pytest.raises(SystemExit, match="no prediction of sentence"):
+        probe.protocol_rows("loao", seeds, supplement, vectors, other)
